@@ -1,0 +1,137 @@
+"""interlock: typed, capability-safe hooks and plugins for LLM agents.
+
+from interlock import Block, PluginManager, hook, hooks
+
+@hook("pre_tool_call", when={"tool_name": "shell"})
+def no_rm(payload, ctx):
+    if "rm -rf" in payload.arguments.get("command", ""):
+        return Block("destructive shell command")
+
+manager = PluginManager()
+manager.register(no_rm)
+result = manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "rm -rf /"}))
+assert result.blocked
+"""
+
+from . import hooks
+from ._actions import (
+    Action,
+    Ask,
+    Block,
+    Continue,
+    FailureKind,
+    HandlerFailure,
+    HookResult,
+    Modify,
+    Respond,
+    Violation,
+)
+from ._context import HookContext, Notifier, SessionInfo, SystemItemSink
+from ._exceptions import (
+    CircuitOpenError,
+    ConditionError,
+    DuplicatePluginError,
+    HandlerFailureError,
+    HandlerSignatureError,
+    HookTimeoutError,
+    IncompatiblePluginError,
+    InterlockError,
+    InvalidActionError,
+    PayloadTypeError,
+    PortalError,
+    RegistrationError,
+    SpecError,
+    UnknownHookError,
+    UnknownPluginError,
+)
+from ._frozen import FrozenDict, JsonValue
+from ._manager import PluginHandle, PluginManager, SessionScope
+from ._payloads import (
+    ErrorEvent,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    MessageEvent,
+    Payload,
+    Role,
+    SessionEnd,
+    SessionStart,
+    StreamChunk,
+    ToolCall,
+    ToolResult,
+    ToolSchema,
+    TurnEnd,
+    Usage,
+)
+from ._plugin import API_VERSION, Plugin, PluginSet, hook
+from ._registry import Registration
+from ._spec import HookSpec, Kind, Mode, OnError, WriteRule
+from ._stats import ManagerStats, RegistrationStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "API_VERSION",
+    "Action",
+    "Ask",
+    "Block",
+    "CircuitOpenError",
+    "ConditionError",
+    "Continue",
+    "DuplicatePluginError",
+    "ErrorEvent",
+    "FailureKind",
+    "FrozenDict",
+    "HandlerFailure",
+    "HandlerFailureError",
+    "HandlerSignatureError",
+    "HookContext",
+    "HookResult",
+    "HookSpec",
+    "HookTimeoutError",
+    "IncompatiblePluginError",
+    "InterlockError",
+    "InvalidActionError",
+    "JsonValue",
+    "Kind",
+    "LLMRequest",
+    "LLMResponse",
+    "ManagerStats",
+    "Message",
+    "MessageEvent",
+    "Mode",
+    "Modify",
+    "Notifier",
+    "OnError",
+    "Payload",
+    "PayloadTypeError",
+    "Plugin",
+    "PluginHandle",
+    "PluginManager",
+    "PluginSet",
+    "PortalError",
+    "Registration",
+    "RegistrationError",
+    "RegistrationStats",
+    "Respond",
+    "Role",
+    "SessionEnd",
+    "SessionInfo",
+    "SessionScope",
+    "SessionStart",
+    "SpecError",
+    "StreamChunk",
+    "SystemItemSink",
+    "ToolCall",
+    "ToolResult",
+    "ToolSchema",
+    "TurnEnd",
+    "UnknownHookError",
+    "UnknownPluginError",
+    "Usage",
+    "Violation",
+    "WriteRule",
+    "__version__",
+    "hook",
+    "hooks",
+]

@@ -1,0 +1,163 @@
+"""`HookContext`: what a handler may know and do besides reading its payload.
+
+A context holds read-only facts (hook, plugin, session, turn, the plugin's config and its
+per-session state) and the capability handles the host granted for this call. A handle
+exists only where the hook offers it *and* the registration was granted it *and* the host
+provided it; anywhere else the attribute is `None`, so using an ungranted capability fails
+loudly instead of doing nothing.
+
+Python cannot stop code from reading private attributes, so this is an authority boundary
+for well-behaved plugins; out-of-process plugins are the isolation boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ._frozen import EMPTY, JsonValue, freeze_items, freeze_mapping
+
+if TYPE_CHECKING:
+    from ._actions import HookResult
+    from ._registry import Registration
+    from ._spec import HookSpec
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """Read-only facts about the session an event belongs to."""
+
+    id: str
+    tags: tuple[str, ...] = ()
+    metadata: Mapping[str, JsonValue] = field(default=EMPTY)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", freeze_items(self.tags, str, "tags"))
+        object.__setattr__(self, "metadata", freeze_mapping(self.metadata, "metadata"))
+
+
+@runtime_checkable
+class SystemItemSink(Protocol):
+    """Capability: append a system item to the session's durable log.
+
+    Appended items become part of the model's context on the next model call and are
+    visible to the user; this is the only model-visible path a plugin has.
+    """
+
+    def append(self, kind: str, text: str) -> None:
+        """Append one item of `kind` (e.g. `"reminder"`) with `text`."""
+        ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Capability: tell the user something; never shown to the model."""
+
+    def notify(self, text: str, *, level: str = "info") -> None:
+        """Show `text` to the user at `level` (`info`, `warning`, `error`)."""
+        ...
+
+
+class Call:
+    """The facts of one invocation, shared by the contexts of its handlers (private)."""
+
+    __slots__ = ("handles", "result", "session", "spec", "states", "turn")
+
+    def __init__(
+        self,
+        spec: HookSpec[Any],
+        session: SessionInfo | None,
+        turn: int | None,
+        handles: Mapping[str, object],
+        states: dict[str, dict[str, Any]],
+    ) -> None:
+        self.spec = spec
+        self.session = session
+        self.turn = turn
+        self.handles = handles
+        self.states = states
+        self.result: HookResult[Any] | None = None
+
+
+class HookContext:
+    """Read-only facts and granted capability handles for one handler call.
+
+    Built by interlock for every call; plugins cannot construct a useful one.
+
+        @hook("pre_tool_call")
+        def remind(payload, ctx):
+            if ctx.system_items is not None:
+                ctx.system_items.append("reminder", "run the tests before committing")
+    """
+
+    __slots__ = ("_call", "_reg")
+
+    def __init__(self, call: Call, reg: Registration) -> None:
+        self._call = call
+        self._reg = reg
+
+    @property
+    def hook(self) -> HookSpec[Any]:
+        """The hook point being invoked."""
+        return self._call.spec
+
+    @property
+    def plugin(self) -> str:
+        """The name of the plugin this handler belongs to."""
+        return self._reg.plugin
+
+    @property
+    def session(self) -> SessionInfo | None:
+        """The session this event belongs to, if the host gave one."""
+        return self._call.session
+
+    @property
+    def turn(self) -> int | None:
+        """The turn number within the session, if the host gave one."""
+        return self._call.turn
+
+    @property
+    def config(self) -> Mapping[str, JsonValue]:
+        """The plugin's configuration as registered (read-only)."""
+        return self._reg.config
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """This plugin's own mutable state for the current session scope.
+
+        Each plugin gets its own dict per `manager.session(...)`; outside any session scope
+        the dict is shared by all unscoped calls of this plugin.
+        """
+        states = self._call.states
+        state = states.get(self._reg.plugin)
+        if state is None:
+            state = states[self._reg.plugin] = {}
+        return state
+
+    @property
+    def system_items(self) -> SystemItemSink | None:
+        """The durable, model-visible system-item log, or `None` when not granted here."""
+        handle: SystemItemSink | None = self.capability("system_items")
+        return handle
+
+    @property
+    def notify(self) -> Notifier | None:
+        """The user notifier, or `None` when not granted here."""
+        handle: Notifier | None = self.capability("notify")
+        return handle
+
+    @property
+    def result(self) -> HookResult[Any] | None:
+        """For background handlers, the outcome of the invocation they follow; else `None`."""
+        return self._call.result
+
+    def capability(self, name: str) -> Any:
+        """The handle for capability `name` if this hook offers it, the registration holds
+        it and the host provided it; otherwise `None`."""
+        if name not in self._reg.capabilities:
+            return None
+        return self._call.handles.get(name)
+
+    def __repr__(self) -> str:
+        return f"<HookContext hook={self.hook.name!r} plugin={self.plugin!r}>"

@@ -1,0 +1,107 @@
+"""Every exception interlock raises.
+
+The tree::
+
+    InterlockError
+    ├── SpecError                  a HookSpec that cannot work (bad kind, unknown field, clash)
+    ├── UnknownHookError           a hook name that no spec declares (also LookupError)
+    ├── UnknownPluginError         unregistering a plugin that is not registered (also LookupError)
+    ├── PayloadTypeError           a hook invoked with the wrong payload type (also TypeError)
+    ├── PortalError                invoke_sync called where it would deadlock
+    ├── RegistrationError          a plugin that cannot be registered as given (also ValueError)
+    │   ├── HandlerSignatureError  a handler that does not take (payload, ctx) of the hook's type
+    │   ├── IncompatiblePluginError  a plugin built for another plugin API version
+    │   ├── DuplicatePluginError   a plugin name already in use
+    │   └── ConditionError         a `when=` condition that names no field or is malformed
+    └── HandlerFailureError        what went wrong inside one handler call; recorded, never raised
+        ├── InvalidActionError     a handler answered with an action its hook does not accept
+        ├── HookTimeoutError       a handler ran past its timeout (also TimeoutError)
+        └── CircuitOpenError       a handler skipped because its circuit breaker is open
+
+Handler failures are never raised into the host: `invoke` catches them and reports them in
+`HookResult.errors`. They are exception classes so that logs and tracebacks carry them.
+"""
+
+from __future__ import annotations
+
+
+class InterlockError(Exception):
+    """Root of every exception interlock raises."""
+
+
+class SpecError(InterlockError):
+    """A `HookSpec` that cannot work: bad kind, unknown writable field, or a name clash."""
+
+
+class UnknownHookError(InterlockError, LookupError):
+    """A hook name (or alias) that no declared `HookSpec` carries."""
+
+    def __init__(self, message: str, *, hook: str) -> None:
+        super().__init__(message)
+        self.hook = hook
+
+
+class UnknownPluginError(InterlockError, LookupError):
+    """Unregistering a plugin name or handle the manager does not hold."""
+
+    def __init__(self, message: str, *, plugin: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
+
+class PayloadTypeError(InterlockError, TypeError):
+    """The host invoked a hook with a payload of another type than the hook declares."""
+
+    def __init__(self, message: str, *, hook: str) -> None:
+        super().__init__(message)
+        self.hook = hook
+
+
+class PortalError(InterlockError):
+    """`invoke_sync` was called from the thread that runs async handlers for sync hosts."""
+
+
+class RegistrationError(InterlockError, ValueError):
+    """A plugin or handler that cannot be registered as given; names the plugin and hook."""
+
+    def __init__(self, message: str, *, plugin: str, hook: str | None = None) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.hook = hook
+
+
+class HandlerSignatureError(RegistrationError):
+    """A handler that cannot be called as `handler(payload, ctx)` for its hook."""
+
+
+class IncompatiblePluginError(RegistrationError):
+    """A plugin whose `api_version` this interlock does not support."""
+
+
+class DuplicatePluginError(RegistrationError):
+    """A plugin name that is already registered with the same manager or session."""
+
+
+class ConditionError(RegistrationError):
+    """A `when=` condition that is malformed or names a field the hook's payload lacks."""
+
+
+class HandlerFailureError(InterlockError):
+    """Base of the failures recorded for a single handler call (never raised into the host)."""
+
+    def __init__(self, message: str, *, plugin: str, hook: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.hook = hook
+
+
+class InvalidActionError(HandlerFailureError, TypeError):
+    """A handler returned something its hook does not accept, or a `Modify` it may not make."""
+
+
+class HookTimeoutError(HandlerFailureError, TimeoutError):
+    """A handler ran longer than its registration's timeout; its answer, if any, is discarded."""
+
+
+class CircuitOpenError(HandlerFailureError):
+    """A handler skipped because it failed too often in a row and its breaker is open."""

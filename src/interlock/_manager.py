@@ -1,0 +1,666 @@
+"""`PluginManager`: the one object a host holds; and `SessionScope`, its per-session view."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import Any, TypeVar, overload
+
+from ._actions import EMPTY_RESULT, HookResult
+from ._background import Background
+from ._context import Call, SessionInfo
+from ._dispatch import complete, run_background, run_now, start
+from ._exceptions import (
+    DuplicatePluginError,
+    InterlockError,
+    PayloadTypeError,
+    RegistrationError,
+    SpecError,
+    UnknownPluginError,
+)
+from ._frozen import JsonValue
+from ._plugin import HookRef, PluginSet, collect, plugin_name
+from ._portal import Portal
+from ._registry import CLOSED, Options, Plan, Policy, Registration, build_plans, build_registration
+from ._spec import HookSpec, Mode, OnError, unknown_hook
+from ._stats import ManagerStats, RegistrationStats
+from .hooks import CATALOG
+
+P = TypeVar("P")
+
+_NO_HANDLES: Mapping[str, object] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PluginHandle:
+    """What `register` returns: the plugin's name and its registrations.
+
+    Pass it (or the name) to `unregister`. For a `PluginSet`, `plugins` lists the set's
+    members, which register and unregister together.
+    """
+
+    name: str
+    plugins: tuple[str, ...]
+    registrations: tuple[Registration, ...]
+    scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One `register` call's arguments, as passed down to every member of a set."""
+
+    name: str | None
+    hook: HookRef | None
+    options: Options
+    capabilities: tuple[str, ...]
+    writable: tuple[str, ...]
+    config: Mapping[str, Any] | None
+
+
+class PluginManager:
+    """Holds hook specs and registrations, and invokes hooks for the host.
+
+        manager = PluginManager()
+        manager.register(no_rm)
+        if manager.has(hooks.PRE_TOOL_CALL):       # skip building the payload otherwise
+            result = await manager.invoke(hooks.PRE_TOOL_CALL, call)
+            if result.blocked:
+                ...                                # result.reason, result.blocked_by
+            call = result.payload or call
+        await manager.aclose()
+
+    Settings: `default_timeout` (seconds, `None` for none) applies to registrations that do
+    not set one; `slow_threshold` is when a handler call gets a "slow plugin" log line;
+    after `failure_threshold` failures in a row a registration is suspended for `cooldown`
+    seconds, then gets one trial call; at most `background_limit` background calls wait,
+    further ones are dropped and counted. `clock` (monotonic seconds) drives the breaker.
+    """
+
+    has: Callable[[HookRef], bool]
+    """`manager.has(hook)`: whether any registration could fire for `hook` (O(1)).
+
+    Ask it before building a payload: when it is False, `invoke` would do nothing. It is
+    a bound `frozenset.__contains__`, swapped on every registration change, so the
+    question costs about as much as a dict lookup.
+    """
+
+    def __init__(
+        self,
+        *,
+        specs: Iterable[HookSpec[Any]] = (),
+        default_timeout: float | None = 5.0,
+        slow_threshold: float = 0.5,
+        failure_threshold: int = 5,
+        cooldown: float = 30.0,
+        background_limit: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1 or cooldown < 0 or background_limit < 1 or slow_threshold < 0:
+            raise ValueError(
+                "failure_threshold and background_limit must be >= 1, cooldown and "
+                "slow_threshold >= 0"
+            )
+        self._default_timeout = default_timeout
+        self._policy = Policy(failure_threshold, cooldown, slow_threshold, clock)
+        self._lock = threading.RLock()
+        self._seq = itertools.count()
+        self._specs: dict[object, HookSpec[Any]] = {}
+        self._handles: dict[str, PluginHandle] = {}
+        self._registrations: tuple[Registration, ...] = ()
+        self._plans: dict[object, Plan | None] = {}  # None: declared, nobody registered
+        self._version = 0
+        self._scopes: set[SessionScope] = set()
+        self._scope_var: ContextVar[SessionScope | None] = ContextVar(
+            f"interlock_scope_{id(self):x}", default=None
+        )
+        self._states: dict[str, dict[str, Any]] = {}
+        self._background = Background(background_limit)
+        self._portal = Portal()
+        self.declare(*CATALOG, *specs)
+
+    # -- hook specs -------------------------------------------------------------------
+
+    def declare(self, *specs: HookSpec[Any]) -> None:
+        """Add host-defined hook points; their names and aliases must be new."""
+        with self._lock:
+            for spec in specs:
+                if not isinstance(spec, HookSpec):
+                    raise SpecError(f"declare() takes HookSpec objects, got {spec!r}")
+                for key in spec.keys:
+                    other = self._specs.get(key)
+                    if other is not None and other is not spec:
+                        raise SpecError(
+                            f"hook {spec.name!r}: the name {key!r} is already declared by "
+                            f"hook {other.name!r}"
+                        )
+                self._specs[spec] = spec
+                for key in spec.keys:
+                    self._specs[key] = spec
+            self._changed()
+
+    def spec(self, hook: HookRef) -> HookSpec[Any]:
+        """The spec for a hook name, alias or spec; raises `UnknownHookError`."""
+        if isinstance(hook, HookSpec):
+            return hook
+        spec = self._specs.get(hook)
+        if spec is None:
+            raise unknown_hook(hook, self._specs)
+        return spec
+
+    def specs(self) -> tuple[HookSpec[Any], ...]:
+        """Every declared hook point, the catalog first."""
+        return tuple(dict.fromkeys(self._specs.values()))
+
+    # -- registration -----------------------------------------------------------------
+
+    def register(
+        self,
+        plugin: object,
+        *,
+        name: str | None = None,
+        hook: HookRef | None = None,
+        priority: int | None = None,
+        mode: Mode | None = None,
+        on_error: OnError | None = None,
+        timeout: float | None = None,
+        when: Mapping[str, str | Sequence[str]] | None = None,
+        background: bool | None = None,
+        thread: bool | None = None,
+        capabilities: Iterable[str] = (),
+        writable: Iterable[str] = (),
+        config: Mapping[str, JsonValue] | None = None,
+        scope: SessionScope | None = None,
+    ) -> PluginHandle:
+        """Attach a handler, a `Plugin`, an object or module with `@hook` handlers, or a
+        `PluginSet`. Options given here override the plugin author's `@hook` options.
+
+        - `priority`: lower runs first; ties run in registration order.
+        - `mode`: `enforce` | `permissive` (blocks recorded as violations) | `disabled`.
+        - `on_error`: `ignore` (fail open) | `block` (fail closed); default from the hook.
+        - `timeout`: seconds; async handlers and `thread=True` sync handlers are stopped at
+          it, and any answer that arrives later is discarded (`math.inf`: no timeout).
+        - `when`: glob conditions on payload/context fields, checked before the call.
+        - `background`: fire-and-forget after the invocation; `drain()` waits for it.
+        - `thread`: run a sync handler in a worker thread, so its timeout can apply.
+        - `capabilities`: handles this plugin may receive (`system_items`, `notify`).
+        - `writable`: payload fields (or rules) it may change beyond the hook's own.
+        - `config`: read-only mapping the handlers see as `ctx.config`.
+        - `scope`: an active `manager.session(...)` to register into instead of globally.
+
+        Raises a `RegistrationError` subclass naming the plugin and hook; on error nothing
+        is registered.
+        """
+        request = _Request(
+            name=name,
+            hook=hook,
+            options=Options(priority, mode, on_error, timeout, when, background, thread),
+            capabilities=tuple(capabilities),
+            writable=tuple(writable),
+            config=config,
+        )
+        with self._lock:
+            if scope is not None:
+                if scope._manager is not self or scope not in self._scopes:
+                    raise InterlockError(
+                        f"session {scope.info.id!r} is not active on this manager; "
+                        "register into it inside its `with manager.session(...)` block"
+                    )
+                handle = scope._register(plugin, request)
+            else:
+                handle = self._build(plugin, request, None, self._names_in_use(None))
+                self._handles[handle.name] = handle
+                self._registrations += handle.registrations
+            self._changed()
+        return handle
+
+    def unregister(self, plugin: PluginHandle | str) -> None:
+        """Remove a plugin (or plugin set) by its handle or name; running calls finish."""
+        name = plugin.name if isinstance(plugin, PluginHandle) else plugin
+        with self._lock:
+            for handles in (self._handles, *(s._handles for s in self._scopes)):
+                handle = handles.get(name)
+                if handle is not None and (
+                    handle is plugin or not isinstance(plugin, PluginHandle)
+                ):
+                    del handles[name]
+                    break
+            else:
+                raise _not_registered(name, self._handles.values())
+            gone = set(handle.registrations)
+            self._registrations = tuple(r for r in self._registrations if r not in gone)
+            self._changed()
+
+    def registrations(self) -> tuple[Registration, ...]:
+        """Every global registration, plus those of session scopes active in this context."""
+        scope = self._scope_var.get()
+        return self._registrations + (scope.chain_registrations() if scope else ())
+
+    def session(
+        self,
+        session_id: str,
+        *,
+        plugins: Iterable[object] = (),
+        tags: Iterable[str] = (),
+        metadata: Mapping[str, JsonValue] | None = None,
+        capabilities: Mapping[str, object] | None = None,
+    ) -> SessionScope:
+        """A scope whose plugins fire only for invocations made inside it.
+
+            async with manager.session("s-1", plugins=[TokenBudget()], tags=["prod"]):
+                await manager.invoke(hooks.PRE_LLM_CALL, request)   # ctx.session.id == "s-1"
+
+        The scope follows the context (contextvars), so concurrent sessions in one event
+        loop see only their own plugins. `capabilities` are the host's handles offered to
+        plugins in this session (each plugin still needs the grant). Leaving the scope
+        unregisters its plugins and drops their per-session state.
+        """
+        info = SessionInfo(session_id, tuple(tags), metadata or {})
+        return SessionScope(self, info, tuple(plugins), capabilities or _NO_HANDLES)
+
+    # -- invocation -------------------------------------------------------------------
+
+    @overload
+    async def invoke(
+        self,
+        hook: HookSpec[P],
+        payload: P,
+        *,
+        session: SessionInfo | None = None,
+        turn: int | None = None,
+        capabilities: Mapping[str, object] | None = None,
+    ) -> HookResult[P]: ...
+
+    @overload
+    async def invoke(
+        self,
+        hook: str,
+        payload: Any,
+        *,
+        session: SessionInfo | None = None,
+        turn: int | None = None,
+        capabilities: Mapping[str, object] | None = None,
+    ) -> HookResult[Any]: ...
+
+    async def invoke(
+        self,
+        hook: HookRef,
+        payload: Any,
+        *,
+        session: SessionInfo | None = None,
+        turn: int | None = None,
+        capabilities: Mapping[str, object] | None = None,
+    ) -> HookResult[Any]:
+        """Fire `hook` with `payload` and return what the handlers decided.
+
+        `session` and `turn` are facts for the context (inside `manager.session(...)` the
+        session comes from the scope); `capabilities` are the host's handles for this call.
+        Handler failures never raise here: they are in `result.errors`. With nothing
+        registered this returns a shared empty result and allocates nothing.
+        """
+        try:
+            plan = (self._scoped_plans() if self._scopes else self._plans)[hook]
+        except KeyError:
+            return self._undeclared(hook)
+        if plan is None:
+            return EMPTY_RESULT
+        call = self._call(plan, payload, session, turn, capabilities)
+        step = start(plan, payload, call)
+        result = step if isinstance(step, HookResult) else await step.finish()
+        if plan.background:
+            self._schedule(plan, result.payload or payload, call, result, portal=False)
+        return result
+
+    @overload
+    def invoke_sync(
+        self,
+        hook: HookSpec[P],
+        payload: P,
+        *,
+        session: SessionInfo | None = None,
+        turn: int | None = None,
+        capabilities: Mapping[str, object] | None = None,
+    ) -> HookResult[P]: ...
+
+    @overload
+    def invoke_sync(
+        self,
+        hook: str,
+        payload: Any,
+        *,
+        session: SessionInfo | None = None,
+        turn: int | None = None,
+        capabilities: Mapping[str, object] | None = None,
+    ) -> HookResult[Any]: ...
+
+    def invoke_sync(
+        self,
+        hook: HookRef,
+        payload: Any,
+        *,
+        session: SessionInfo | None = None,
+        turn: int | None = None,
+        capabilities: Mapping[str, object] | None = None,
+    ) -> HookResult[Any]:
+        """`invoke` for sync hosts; same rules, same result.
+
+        With only sync handlers everything runs in the calling thread. When the plan holds
+        async (or `thread=True`) handlers, the invocation runs on interlock's own event
+        loop in a helper thread and this call waits for it.
+        """
+        try:
+            plan = (self._scoped_plans() if self._scopes else self._plans)[hook]
+        except KeyError:
+            return self._undeclared(hook)
+        if plan is None:
+            return EMPTY_RESULT
+        call = self._call(plan, payload, session, turn, capabilities)
+        if plan.needs_loop:
+            result = self._portal.run(complete(plan, payload, call))
+        else:
+            result = run_now(plan, payload, call)
+        if plan.background:
+            self._schedule(plan, result.payload or payload, call, result, portal=True)
+        return result
+
+    # -- background work and lifecycle --------------------------------------------------
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait for background handlers; True when all finished within `timeout` seconds."""
+        return await self._background.drain(timeout)
+
+    def drain_sync(self, timeout: float | None = None) -> bool:
+        """Blocking `drain` for sync hosts: waits for background work `invoke_sync` started."""
+        return self._background.drain_sync(timeout)
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Drain background work (up to `timeout`), then stop interlock's helper thread."""
+        await self.drain(timeout)
+        await asyncio.to_thread(self._portal.close)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Sync `aclose`."""
+        self.drain_sync(timeout)
+        self._portal.close()
+
+    async def __aenter__(self) -> PluginManager:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> PluginManager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def stats(self) -> ManagerStats:
+        """Per-registration counters (active session scopes included) and background totals."""
+        with self._lock:
+            regs = self._registrations + tuple(
+                r for scope in self._scopes for r in scope.own_registrations()
+            )
+        return ManagerStats(
+            registrations=tuple(RegistrationStats.of(r) for r in regs),
+            background_pending=self._background.pending,
+            background_dropped=self._background.dropped,
+        )
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _undeclared(self, hook: HookRef) -> HookResult[Any]:
+        if isinstance(hook, HookSpec):
+            return EMPTY_RESULT  # a spec nobody declared has no registrations either
+        raise unknown_hook(hook, self._specs)
+
+    def _scoped_plans(self) -> dict[object, Plan | None]:
+        scope = self._scope_var.get()
+        return self._plans if scope is None else scope.plans()
+
+    def _call(
+        self,
+        plan: Plan,
+        payload: Any,
+        session: SessionInfo | None,
+        turn: int | None,
+        capabilities: Mapping[str, object] | None,
+    ) -> Call:
+        spec = plan.spec
+        if type(payload) is not spec.payload_type and not isinstance(payload, spec.payload_type):
+            raise PayloadTypeError(
+                f"hook {spec.name!r} takes a {spec.payload_type.__name__} payload, "
+                f"got {type(payload).__name__}",
+                hook=spec.name,
+            )
+        scope = self._scope_var.get() if self._scopes else None
+        if scope is None:
+            return Call(spec, session, turn, capabilities or _NO_HANDLES, self._states)
+        handles = scope.handles
+        if capabilities:
+            handles = {**handles, **capabilities} if handles else capabilities
+        return Call(spec, session or scope.info, turn, handles, scope.states)
+
+    def _schedule(
+        self, plan: Plan, payload: Any, call: Call, result: HookResult[Any], *, portal: bool
+    ) -> None:
+        after = Call(call.spec, call.session, call.turn, call.handles, call.states)
+        after.result = result
+        for reg in plan.background:
+            if reg.condition is not None and not reg.condition(payload, after):
+                continue
+            if reg.counters.circuit is not CLOSED and not reg.counters.admit():
+                continue
+            if not self._background.admit(reg.plugin, plan.spec.name):
+                continue
+            coro = run_background(reg, payload, after)
+            if portal:
+                self._background.track(self._portal.submit(coro))
+            else:
+                self._background.track(asyncio.get_running_loop().create_task(coro))
+
+    def _build_plans(
+        self, registrations: Iterable[Registration]
+    ) -> tuple[dict[object, Plan | None], frozenset[object]]:
+        built, listening = build_plans(registrations)
+        plans: dict[object, Plan | None] = dict.fromkeys(self._specs)
+        plans.update(built)
+        return plans, listening
+
+    def _names_in_use(self, scope: SessionScope | None) -> set[str]:
+        names = {n for h in self._handles.values() for n in (h.name, *h.plugins)}
+        scopes = self._scopes if scope is None else scope.chain()
+        for s in scopes:
+            names.update(s.names())
+        return names
+
+    def _build(
+        self, obj: object, request: _Request, scope: str | None, taken: set[str]
+    ) -> PluginHandle:
+        """Build (not commit) the registrations for `obj`; raise before changing anything."""
+        name = request.name or (obj.name if isinstance(obj, PluginSet) else plugin_name(obj))
+        if name in taken:
+            raise DuplicatePluginError(
+                f"a plugin named {name!r} is already registered; unregister it first or "
+                "register this one with name=...",
+                plugin=name,
+            )
+        taken.add(name)
+        if isinstance(obj, PluginSet):
+            members = [
+                self._build(
+                    member, dataclasses.replace(request, name=None, hook=None), scope, taken
+                )
+                for member in obj.plugins
+            ]
+            return PluginHandle(
+                name=name,
+                plugins=tuple(p for m in members for p in (m.name, *m.plugins)),
+                registrations=tuple(r for m in members for r in m.registrations),
+                scope=scope,
+            )
+        handlers = collect(obj, self.spec, name=name, hook=request.hook)
+        _check_capabilities(name, request.capabilities, [h.spec for h in handlers])
+        registrations = tuple(
+            build_registration(
+                plugin=name,
+                spec=h.spec,
+                fn=h.fn,
+                options=request.options.over(h.options),
+                capabilities=request.capabilities,
+                writable=request.writable,
+                config=request.config,
+                scope=scope,
+                seq=next(self._seq),
+                default_timeout=self._default_timeout,
+                policy=self._policy,
+            )
+            for h in handlers
+        )
+        return PluginHandle(name=name, plugins=(), registrations=registrations, scope=scope)
+
+    def _changed(self) -> None:
+        """Rebuild plans after any registration change (lock held) and swap them in."""
+        self._plans, listening = self._build_plans(self._registrations)
+        for scope in self._scopes:
+            listening |= {key for r in scope.own_registrations() for key in (r.hook, *r.hook.keys)}
+        self._version += 1
+        self.has = listening.__contains__
+
+
+class SessionScope:
+    """Plugins and facts for one session; use it as a (sync or async) context manager.
+
+    Returned by `PluginManager.session`. Inside it, invocations see the global plugins
+    plus this scope's (and those of enclosing scopes), `ctx.session` is `info`, and each
+    plugin's `ctx.state` is its own for this session.
+    """
+
+    def __init__(
+        self,
+        manager: PluginManager,
+        info: SessionInfo,
+        plugins: tuple[object, ...],
+        handles: Mapping[str, object],
+    ) -> None:
+        self.info = info
+        self.handles: Mapping[str, object] = MappingProxyType(dict(handles))
+        self.states: dict[str, dict[str, Any]] = {}
+        self._manager = manager
+        self._initial = plugins
+        self._handles: dict[str, PluginHandle] = {}
+        self._parent: SessionScope | None = None
+        self._token: Token[SessionScope | None] | None = None
+        self._plans: dict[object, Plan | None] = {}  # None: declared, nobody registered
+        self._built = -1
+
+    def own_registrations(self) -> tuple[Registration, ...]:
+        """Registrations made in this scope (not its parents')."""
+        return tuple(r for h in self._handles.values() for r in h.registrations)
+
+    def chain(self) -> list[SessionScope]:
+        """This scope and the scopes it is nested in, innermost first."""
+        scopes: list[SessionScope] = []
+        scope: SessionScope | None = self
+        while scope is not None:
+            scopes.append(scope)
+            scope = scope._parent
+        return scopes
+
+    def chain_registrations(self) -> tuple[Registration, ...]:
+        """Registrations of this scope and its enclosing scopes."""
+        return tuple(r for s in reversed(self.chain()) for r in s.own_registrations())
+
+    def names(self) -> set[str]:
+        """Plugin names registered in this scope."""
+        return {n for h in self._handles.values() for n in (h.name, *h.plugins)}
+
+    def plans(self) -> dict[object, Plan | None]:
+        """Global plus scoped plans, rebuilt only after a registration change."""
+        manager = self._manager
+        if self._built != manager._version:
+            with manager._lock:
+                regs = manager._registrations + self.chain_registrations()
+                self._plans = manager._build_plans(regs)[0]
+                self._built = manager._version
+        return self._plans
+
+    def __enter__(self) -> SessionScope:
+        manager = self._manager
+        with manager._lock:
+            if self._token is not None:
+                raise InterlockError(f"session {self.info.id!r} is already active")
+            parent = manager._scope_var.get()
+            self._parent = parent
+            for plugin in self._initial:
+                self._register(plugin, _Request(None, None, Options(), (), (), None))
+            self._token = manager._scope_var.set(self)
+            manager._scopes.add(self)
+            manager._changed()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        manager = self._manager
+        with manager._lock:
+            if self._token is not None:
+                manager._scope_var.reset(self._token)
+                self._token = None
+            manager._scopes.discard(self)
+            self._handles.clear()
+            self.states.clear()
+            manager._changed()
+
+    async def __aenter__(self) -> SessionScope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def _register(self, plugin: object, request: _Request) -> PluginHandle:
+        """Build and keep a registration for this scope (the manager's lock is held)."""
+        manager = self._manager
+        taken = manager._names_in_use(self) | self.names()
+        handle = manager._build(plugin, request, self.info.id, taken)
+        self._handles[handle.name] = handle
+        return handle
+
+    def __repr__(self) -> str:
+        return f"<SessionScope {self.info.id!r} plugins={sorted(self.names())}>"
+
+
+def _check_capabilities(plugin: str, granted: Iterable[str], specs: list[HookSpec[Any]]) -> None:
+    offered = {c for spec in specs for c in spec.capabilities}
+    for capability in granted:
+        if capability not in offered:
+            hooks = ", ".join(sorted({s.name for s in specs}))
+            raise RegistrationError(
+                f"plugin {plugin!r}: capability {capability!r} is not offered by any of its "
+                f"hooks ({hooks}); offered there: {', '.join(sorted(offered)) or 'none'}",
+                plugin=plugin,
+            )
+
+
+def _not_registered(name: str, handles: Iterable[PluginHandle]) -> UnknownPluginError:
+    for handle in handles:
+        if name in handle.plugins:
+            return UnknownPluginError(
+                f"plugin {name!r} is part of plugin set {handle.name!r}; unregister the set",
+                plugin=name,
+            )
+    return UnknownPluginError(f"no plugin named {name!r} is registered", plugin=name)

@@ -1,0 +1,338 @@
+"""What the handlers of one invocation did: actions checked and applied, failures recorded.
+
+An `Outcome` is created only when a handler does something other than continue, so an
+invocation where every handler continues allocates nothing for its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ._actions import (
+    EMPTY_RESULT,
+    Ask,
+    Block,
+    Continue,
+    FailureKind,
+    HandlerFailure,
+    HookResult,
+    Modify,
+    Respond,
+    Violation,
+)
+from ._exceptions import (
+    CircuitOpenError,
+    HandlerFailureError,
+    HookTimeoutError,
+    InvalidActionError,
+)
+from ._log import logger
+
+if TYPE_CHECKING:
+    from ._registry import Registration
+    from ._spec import HookSpec
+
+
+_ACTION_TYPES = (Continue, Modify, Block, Respond, Ask)
+
+
+class Outcome:
+    """The running result of one invocation (private)."""
+
+    __slots__ = (
+        "asked_by",
+        "blocked_by",
+        "errors",
+        "modified_by",
+        "payload",
+        "question",
+        "reason",
+        "responded_by",
+        "response",
+        "spec",
+        "stopped",
+        "violations",
+    )
+
+    def __init__(self, spec: HookSpec[Any], payload: Any) -> None:
+        self.spec = spec
+        self.payload = payload
+        self.stopped = False
+        self.modified_by: list[str] = []
+        self.blocked_by: str | None = None
+        self.reason: str | None = None
+        self.response: Any = None
+        self.responded_by: str | None = None
+        self.question: str | None = None
+        self.asked_by: str | None = None
+        self.errors: list[HandlerFailure] = []
+        self.violations: list[Violation] = []
+
+    def apply(self, reg: Registration, action: Any, duration: float) -> None:
+        """Take one handler's answer; sets `stopped` when it ends the chain."""
+        kind = action.__class__
+        if kind is Modify and kind in self.spec.accepts:
+            problem = self._invalid_modify(reg, action.payload)
+        else:
+            problem = self._invalid(reg, action)
+        if problem is not None:
+            count_failure(reg, duration, timeout=False)
+            self.fail(reg, InvalidActionError(problem, plugin=reg.plugin, hook=self.spec.name))
+            return
+        reg.counters.succeeded(duration)
+        if kind is Modify:
+            self.payload = action.payload
+            self.modified_by.append(reg.plugin)
+            reg.counters.modifications += 1
+        elif kind is Block:
+            self._block(
+                reg, action.reason or f"blocked by plugin {reg.plugin!r} at hook {self.spec.name!r}"
+            )
+        elif kind is Respond:
+            self.response = action.response
+            self.responded_by = reg.plugin
+            self.stopped = True
+        elif kind is Ask:
+            self._ask(reg, action.question)
+
+    def fail(self, reg: Registration, error: HandlerFailureError) -> None:
+        """Record a failed call; a fail-closed registration on a modify hook blocks."""
+        kind = _failure_kind(error)
+        if kind != "circuit_open":  # logged once, when the circuit opened
+            log_failure(reg, error)
+        self.errors.append(HandlerFailure(reg.plugin, self.spec.name, kind, str(error), error))
+        if reg.on_error == "block" and self.spec.kind == "modify":
+            self._block(
+                reg,
+                f"plugin {reg.plugin!r} failed at hook {self.spec.name!r} and fails closed: "
+                f"{error}",
+            )
+
+    def result(self) -> HookResult[Any]:
+        """The host's view of this invocation."""
+        return HookResult(
+            payload=self.payload if self.modified_by else None,
+            modified_by=tuple(self.modified_by),
+            blocked_by=self.blocked_by,
+            reason=self.reason,
+            response=self.response,
+            responded_by=self.responded_by,
+            question=self.question,
+            asked_by=self.asked_by,
+            errors=tuple(self.errors),
+            violations=tuple(self.violations),
+        )
+
+    def _block(self, reg: Registration, reason: str) -> None:
+        if reg.mode == "permissive":
+            self._violate(reg, "block", reason)
+            return
+        reg.counters.blocks += 1
+        self.blocked_by = reg.plugin
+        self.reason = reason
+        self.stopped = True
+
+    def _ask(self, reg: Registration, question: str) -> None:
+        if reg.mode == "permissive":
+            self._violate(reg, "ask", question)
+        elif self.asked_by is None:
+            self.question = question
+            self.asked_by = reg.plugin
+
+    def _violate(self, reg: Registration, action: Any, reason: str) -> None:
+        reg.counters.violations += 1
+        self.violations.append(Violation(reg.plugin, self.spec.name, action, reason))
+        logger.info(
+            "permissive plugin %r would %s at hook %r: %s",
+            reg.plugin,
+            action,
+            self.spec.name,
+            reason,
+            extra={"interlock_plugin": reg.plugin, "interlock_hook": self.spec.name},
+        )
+
+    def _invalid(self, reg: Registration, action: Any) -> str | None:
+        spec = self.spec
+        kind = action.__class__
+        if kind is Continue:
+            return None
+        if kind not in spec.accepts:
+            return _unaccepted(reg, action)
+        if kind is Modify:
+            return self._invalid_modify(reg, action.payload)
+        if kind is Respond and not isinstance(action.response, spec.response_type or object):
+            return (
+                f"{_where(reg)} responded with {type(action.response).__name__}; this hook's "
+                f"Respond carries {getattr(spec.response_type, '__name__', 'a response')}"
+            )
+        if kind is Ask and not isinstance(action.question, str):
+            return f"{_where(reg)} returned Ask with a non-str question {action.question!r}"
+        if kind is Block and not isinstance(action.reason, str | None):
+            return f"{_where(reg)} returned Block with a non-str reason {action.reason!r}"
+        return None
+
+    def _invalid_modify(self, reg: Registration, new: Any) -> str | None:
+        old = self.payload
+        if type(new) is not type(old):
+            return (
+                f"{_where(reg)} returned Modify({type(new).__name__}); this hook's payload is "
+                f"{type(old).__name__}"
+            )
+        for name in reg.protected:
+            before, after = getattr(old, name), getattr(new, name)
+            if before is not after and before != after:
+                writable = ", ".join(sorted(self.spec.writable or ()))
+                return (
+                    f"{_where(reg)} changed field {name!r}, which this hook does not let plugins "
+                    f"write (writable: {writable}); grant it with writable={{{name!r}}} "
+                    "when registering if the plugin should"
+                )
+        for rule in reg.rules:
+            problem = rule.check(old, new)
+            if problem is not None:
+                return (
+                    f"{_where(reg)} {problem}, which this hook forbids ({rule.description}); grant "
+                    f"it with writable={{{rule.name!r}}} when registering if the plugin should"
+                )
+        return None
+
+
+def account(
+    out: Outcome | None,
+    spec: HookSpec[Any],
+    payload: Any,
+    reg: Registration,
+    action: Any,
+    error: BaseException | None,
+    duration: float,
+) -> Outcome | None:
+    """Account for one finished handler call that did more than quietly continue."""
+    if error is not None:
+        failure = wrap(error, reg)
+        count_failure(reg, duration, timeout=isinstance(failure, HookTimeoutError))
+    elif duration > reg.limit and _overran(reg, duration):
+        failure = late(reg, duration)
+        count_failure(reg, duration, timeout=True)
+    elif action is None or action.__class__ is Continue:
+        reg.counters.succeeded(duration)
+        return out
+    else:
+        out = Outcome(spec, payload) if out is None else out
+        out.apply(reg, action, duration)
+        return out
+    out = Outcome(spec, payload) if out is None else out
+    out.fail(reg, failure)
+    return out
+
+
+def refuse(out: Outcome | None, spec: HookSpec[Any], payload: Any, reg: Registration) -> Outcome:
+    """Account for a call the open circuit breaker turned away."""
+    policy = reg.counters.policy
+    error = CircuitOpenError(
+        f"plugin {reg.plugin!r} at hook {reg.hook.name!r} is suspended after "
+        f"{policy.failure_threshold} failures in a row; it gets a trial call "
+        f"{policy.cooldown:g}s after the last failure",
+        plugin=reg.plugin,
+        hook=reg.hook.name,
+    )
+    out = Outcome(spec, payload) if out is None else out
+    out.fail(reg, error)
+    return out
+
+
+def finish(out: Outcome | None) -> HookResult[Any]:
+    """The result of an invocation: the shared empty one when nothing happened."""
+    return EMPTY_RESULT if out is None else out.result()
+
+
+def wrap(error: BaseException, reg: Registration) -> HandlerFailureError:
+    """Attribute an exception raised by a handler to its plugin and hook."""
+    if isinstance(error, HandlerFailureError):
+        return error
+    wrapped = HandlerFailureError(
+        f"{type(error).__name__}: {error}", plugin=reg.plugin, hook=reg.hook.name
+    )
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def late(reg: Registration, seconds: float) -> HookTimeoutError:
+    """The failure of a handler that ran past its timeout."""
+    return HookTimeoutError(
+        f"plugin {reg.plugin!r} at hook {reg.hook.name!r} ran past its {reg.timeout:g}s "
+        f"timeout ({seconds:.3f}s); its answer is discarded",
+        plugin=reg.plugin,
+        hook=reg.hook.name,
+    )
+
+
+def count_failure(reg: Registration, duration: float, *, timeout: bool) -> None:
+    """Count a failed call; log when this failure suspends the registration."""
+    if not reg.counters.failed(duration, timeout=timeout):
+        return
+    policy = reg.counters.policy
+    logger.warning(
+        "suspending plugin %r at hook %r after %d failures in a row; trial call in %gs",
+        reg.plugin,
+        reg.hook.name,
+        reg.counters.failures_in_row,
+        policy.cooldown,
+        extra={"interlock_plugin": reg.plugin, "interlock_hook": reg.hook.name},
+    )
+
+
+def log_failure(reg: Registration, error: HandlerFailureError) -> None:
+    """Log a handler failure with the plugin and hook as structured fields."""
+    logger.warning(
+        "plugin %r failed at hook %r: %s",
+        reg.plugin,
+        reg.hook.name,
+        error,
+        exc_info=error.__cause__ if isinstance(error.__cause__, Exception) else None,
+        extra={"interlock_plugin": reg.plugin, "interlock_hook": reg.hook.name},
+    )
+
+
+def _unaccepted(reg: Registration, action: Any) -> str:
+    kind = action.__class__
+    if kind in _ACTION_TYPES:
+        accepted = ", ".join(sorted(t.__name__ for t in reg.hook.accepts)) or "no actions"
+        return f"{_where(reg)} returned {kind.__name__}; this hook accepts {accepted}"
+    if asyncio.iscoroutine(action):
+        action.close()  # never awaited: close it so Python does not warn
+        return f"{_where(reg)} returned a coroutine; declare the handler with async def"
+    return f"{_where(reg)} returned {action!r}; handlers return None or an action"
+
+
+def _where(reg: Registration) -> str:
+    return f"plugin {reg.plugin!r} at hook {reg.hook.name!r}"
+
+
+def _failure_kind(error: HandlerFailureError) -> FailureKind:
+    if isinstance(error, HookTimeoutError):
+        return "timeout"
+    if isinstance(error, InvalidActionError):
+        return "invalid_action"
+    if isinstance(error, CircuitOpenError):
+        return "circuit_open"
+    return "exception"
+
+
+def _overran(reg: Registration, duration: float) -> bool:
+    """Log a slow call; True when it also ran past its timeout (its answer is then void)."""
+    if reg.timeout is not None and duration > reg.timeout:
+        return True
+    if duration > reg.counters.policy.slow_threshold:
+        logger.warning(
+            "slow plugin %r at hook %r: %.3fs",
+            reg.plugin,
+            reg.hook.name,
+            duration,
+            extra={
+                "interlock_plugin": reg.plugin,
+                "interlock_hook": reg.hook.name,
+                "interlock_duration": duration,
+            },
+        )
+    return False

@@ -1,0 +1,361 @@
+"""Registrations and the immutable per-hook call plans built from them.
+
+Everything that can be decided before a call is decided here, once, at registration:
+signature and option checks, condition compiling, which fields a `Modify` may touch,
+which capabilities apply, and the sorted order. Invocations read an immutable `Plan`;
+registering builds new plans and swaps them in (copy-on-write), so a running invocation
+keeps the snapshot it started with.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._conditions import Condition, compile_when
+from ._exceptions import HandlerSignatureError, RegistrationError
+from ._frozen import FrozenDict, freeze_mapping
+from ._spec import MODES, ON_ERROR, HookSpec, Mode, OnError, WriteRule
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half-open"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Registration options; `None` means "not set here", so layers can be merged."""
+
+    priority: int | None = None
+    mode: Mode | None = None
+    on_error: OnError | None = None
+    timeout: float | None = None
+    when: Mapping[str, str | Sequence[str]] | None = None
+    background: bool | None = None
+    thread: bool | None = None
+
+    def over(self, base: Options) -> Options:
+        """These options, falling back to `base` where unset; `when` conditions are merged."""
+        when = self.when
+        if when is not None and base.when is not None:
+            when = {**base.when, **when}
+        return Options(
+            priority=base.priority if self.priority is None else self.priority,
+            mode=base.mode if self.mode is None else self.mode,
+            on_error=base.on_error if self.on_error is None else self.on_error,
+            timeout=base.timeout if self.timeout is None else self.timeout,
+            when=base.when if when is None else when,
+            background=base.background if self.background is None else self.background,
+            thread=base.thread if self.thread is None else self.thread,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A manager's failure and slowness settings, shared by its registrations."""
+
+    failure_threshold: int
+    cooldown: float
+    slow_threshold: float
+    clock: Callable[[], float]
+
+
+class Counters:
+    """Mutable per-registration statistics and circuit state (private)."""
+
+    __slots__ = (
+        "blocks",
+        "calls",
+        "circuit",
+        "errors",
+        "failures_in_row",
+        "modifications",
+        "opened_at",
+        "policy",
+        "skipped",
+        "time_max",
+        "time_total",
+        "timeouts",
+        "violations",
+    )
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.calls = 0
+        self.errors = 0
+        self.timeouts = 0
+        self.blocks = 0
+        self.modifications = 0
+        self.violations = 0
+        self.skipped = 0
+        self.time_total = 0.0
+        self.time_max = 0.0
+        self.failures_in_row = 0
+        self.circuit = CLOSED
+        self.opened_at = 0.0
+
+    def succeeded(self, duration: float) -> None:
+        self.calls += 1
+        self.time_total += duration
+        if duration > self.time_max:
+            self.time_max = duration
+        if self.failures_in_row:
+            self.failures_in_row = 0
+        if self.circuit is not CLOSED:
+            self.circuit = CLOSED
+
+    def failed(self, duration: float, *, timeout: bool) -> bool:
+        """Count a failure; True when it opens the circuit."""
+        self.calls += 1
+        self.errors += 1
+        self.timeouts += timeout
+        self.time_total += duration
+        if duration > self.time_max:
+            self.time_max = duration
+        self.failures_in_row += 1
+        if self.circuit is OPEN:
+            return False  # a call admitted before the circuit opened, finishing late
+        if self.circuit is HALF_OPEN or self.failures_in_row >= self.policy.failure_threshold:
+            self.circuit = OPEN
+            self.opened_at = self.policy.clock()
+            return True
+        return False
+
+    def admit(self) -> bool:
+        """Whether a call may go through; an open circuit half-opens after its cooldown."""
+        if self.circuit is OPEN:
+            if self.policy.clock() - self.opened_at < self.policy.cooldown:
+                self.skipped += 1
+                return False
+            self.circuit = HALF_OPEN
+        return True
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Registration:
+    """One handler attached to one hook, with its resolved options (read-only).
+
+    `manager.registrations()` lists them; `scope` is the session id for session-scoped
+    plugins and `None` for global ones.
+    """
+
+    plugin: str
+    hook: HookSpec[Any]
+    priority: int
+    mode: Mode
+    on_error: OnError
+    timeout: float | None
+    when: Mapping[str, Any] | None
+    background: bool
+    thread: bool
+    capabilities: frozenset[str]
+    writable: frozenset[str]
+    scope: str | None
+    fn: Callable[..., Any] = field(repr=False)
+    is_async: bool = field(repr=False)
+    seq: int = field(repr=False)
+    config: FrozenDict = field(repr=False)
+    condition: Condition | None = field(repr=False)
+    protected: tuple[str, ...] = field(repr=False)
+    rules: tuple[WriteRule, ...] = field(repr=False)
+    counters: Counters = field(repr=False)
+    limit: float = field(repr=False)  # past this many seconds: log slow, and check the timeout
+    direct: bool = field(repr=False)  # a sync, unconditional handler run inline: the fast path
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one invocation of one hook runs: an immutable snapshot (private)."""
+
+    spec: HookSpec[Any]
+    entries: tuple[Registration, ...]
+    background: tuple[Registration, ...]
+    needs_loop: bool
+
+
+def build_registration(
+    *,
+    plugin: str,
+    spec: HookSpec[Any],
+    fn: Callable[..., Any],
+    options: Options,
+    capabilities: Iterable[str],
+    writable: Iterable[str],
+    config: Mapping[str, Any] | None,
+    scope: str | None,
+    seq: int,
+    default_timeout: float | None,
+    policy: Policy,
+) -> Registration:
+    """Check and resolve everything about one handler; raise `RegistrationError` if wrong."""
+    is_async = _check_handler(fn, spec, plugin)
+    mode = _choice(options.mode, "enforce", MODES, "mode", plugin, spec)
+    on_error = _choice(options.on_error, spec.on_error, ON_ERROR, "on_error", plugin, spec)
+    timeout = _timeout(default_timeout if options.timeout is None else options.timeout, plugin)
+    priority = 0 if options.priority is None else options.priority
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise RegistrationError(
+            f"plugin {plugin!r}: priority must be an int, got {priority!r}",
+            plugin=plugin,
+            hook=spec.name,
+        )
+    grants = frozenset(writable)
+    _check_writable(grants, spec, plugin)
+    return Registration(
+        plugin=plugin,
+        hook=spec,
+        priority=priority,
+        mode=mode,
+        on_error=on_error,
+        timeout=timeout,
+        when=options.when,
+        background=bool(options.background),
+        thread=bool(options.thread),
+        capabilities=frozenset(capabilities) & frozenset(spec.capabilities),
+        writable=grants,
+        scope=scope,
+        fn=fn,
+        is_async=is_async,
+        seq=seq,
+        config=freeze_mapping(config, "config"),
+        condition=None if options.when is None else compile_when(options.when, spec, plugin),
+        protected=_protected(spec, grants),
+        rules=tuple(rule for rule in spec.rules if rule.name not in grants),
+        counters=Counters(policy),
+        limit=min(policy.slow_threshold, math.inf if timeout is None else timeout),
+        direct=not is_async and not options.thread and options.when is None,
+    )
+
+
+def build_plans(
+    registrations: Iterable[Registration],
+) -> tuple[dict[object, Plan], frozenset[object]]:
+    """Sorted plans for every hook with an enabled registration, keyed by spec, name, alias."""
+    by_spec: dict[HookSpec[Any], list[Registration]] = {}
+    for reg in registrations:
+        if reg.mode != "disabled":
+            by_spec.setdefault(reg.hook, []).append(reg)
+    plans: dict[object, Plan] = {}
+    for spec, regs in by_spec.items():
+        regs.sort(key=lambda r: (r.priority, r.seq))
+        entries = tuple(r for r in regs if not r.background)
+        plan = Plan(
+            spec=spec,
+            entries=entries,
+            background=tuple(r for r in regs if r.background),
+            needs_loop=any(r.is_async or r.thread for r in entries),
+        )
+        for key in (spec, *spec.keys):
+            plans[key] = plan
+    return plans, frozenset(plans)
+
+
+def _check_handler(fn: Callable[..., Any], spec: HookSpec[Any], plugin: str) -> bool:
+    if not callable(fn):
+        raise HandlerSignatureError(
+            f"plugin {plugin!r}, hook {spec.name!r}: handler {fn!r} is not callable",
+            plugin=plugin,
+            hook=spec.name,
+        )
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return _is_async(fn)  # builtins without a signature: trust the caller
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise HandlerSignatureError(
+            f"plugin {plugin!r}, hook {spec.name!r}: handler {_name(fn)}{signature} must "
+            "accept two positional arguments, (payload, ctx)",
+            plugin=plugin,
+            hook=spec.name,
+        ) from None
+    _check_payload_annotation(fn, signature, spec, plugin)
+    return _is_async(fn)
+
+
+def _check_payload_annotation(
+    fn: Callable[..., Any], signature: inspect.Signature, spec: HookSpec[Any], plugin: str
+) -> None:
+    first = next(iter(signature.parameters), None)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations are the author's business, not ours
+        return
+    annotation = hints.get(first) if first is not None else None
+    if not isinstance(annotation, type) or annotation is object or annotation is Any:
+        return
+    if not issubclass(spec.payload_type, annotation):
+        raise HandlerSignatureError(
+            f"plugin {plugin!r}: handler {_name(fn)} takes a {annotation.__name__} payload, "
+            f"but hook {spec.name!r} passes {spec.payload_type.__name__}; register it for a "
+            "hook with that payload or fix the annotation",
+            plugin=plugin,
+            hook=spec.name,
+        )
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - instances with async __call__
+    return inspect.iscoroutinefunction(fn) or (
+        not inspect.isroutine(fn) and inspect.iscoroutinefunction(call)
+    )
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _choice(
+    value: str | None,
+    default: str,
+    allowed: frozenset[str],
+    what: str,
+    plugin: str,
+    spec: HookSpec[Any],
+) -> Any:
+    chosen = default if value is None else value
+    if chosen not in allowed:
+        raise RegistrationError(
+            f"plugin {plugin!r}, hook {spec.name!r}: {what} must be one of "
+            f"{', '.join(sorted(allowed))}, got {chosen!r}",
+            plugin=plugin,
+            hook=spec.name,
+        )
+    return chosen
+
+
+def _timeout(value: object, plugin: str) -> float | None:
+    if value is None or value == math.inf:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise RegistrationError(
+            f"plugin {plugin!r}: timeout must be a positive number of seconds or None, "
+            f"got {value!r}",
+            plugin=plugin,
+        )
+    return float(value)
+
+
+def _protected(spec: HookSpec[Any], grants: frozenset[str]) -> tuple[str, ...]:
+    """The payload fields a `Modify` from this registration must leave as they were."""
+    if spec.writable is None:
+        return ()
+    writable = frozenset(spec.writable) | grants
+    return tuple(f for f in spec.fields if f not in writable)
+
+
+def _check_writable(grants: frozenset[str], spec: HookSpec[Any], plugin: str) -> None:
+    known = {*spec.fields, *(rule.name for rule in spec.rules)}
+    if grants and (spec.kind != "modify" or not grants <= known):
+        grantable = sorted(known) if spec.kind == "modify" else []
+        raise RegistrationError(
+            f"plugin {plugin!r}, hook {spec.name!r}: cannot grant writable={sorted(grants)}; "
+            f"grantable here: {grantable}",
+            plugin=plugin,
+            hook=spec.name,
+        )

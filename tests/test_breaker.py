@@ -1,0 +1,95 @@
+"""The circuit breaker: N failures in a row suspend a registration, a trial call reopens it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from interlock import MessageEvent, PluginManager, ToolCall, hooks
+from tests.conftest import FakeClock
+
+
+class Flaky:
+    """A handler that fails while `failing` is set, counting its calls."""
+
+    def __init__(self) -> None:
+        self.failing = True
+        self.calls = 0
+
+    def __call__(self, payload: Any, ctx: Any) -> None:
+        self.calls += 1
+        if self.failing:
+            raise ConnectionError("policy server down")
+
+
+@pytest.fixture
+def breaker_manager(clock: FakeClock) -> PluginManager:
+    return PluginManager(clock=clock, failure_threshold=3, cooldown=30)
+
+
+def test_opens_half_opens_and_closes(breaker_manager: PluginManager, clock: FakeClock) -> None:
+    manager = breaker_manager
+    flaky = Flaky()
+    manager.register(flaky, hook="message_received", name="flaky")
+
+    def invoke() -> Any:
+        return manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+
+    for _ in range(3):
+        assert invoke().errors[0].kind == "exception"
+    assert manager.stats().get("flaky", "message_received").circuit == "open"
+
+    # Open: the handler is not called; the skip is reported and counted.
+    result = invoke()
+    assert flaky.calls == 3
+    assert result.errors[0].kind == "circuit_open"
+    assert "suspended after 3 failures in a row" in result.errors[0].message
+    assert manager.stats().get("flaky", "message_received").skipped == 1
+
+    # After the cooldown one trial call goes through; failing it reopens the circuit.
+    clock.advance(30)
+    invoke()
+    assert flaky.calls == 4
+    assert manager.stats().get("flaky", "message_received").circuit == "open"
+    invoke()
+    assert flaky.calls == 4
+
+    # A successful trial closes it again.
+    clock.advance(30)
+    flaky.failing = False
+    assert invoke().errors == ()
+    stats = manager.stats().get("flaky", "message_received")
+    assert (stats.circuit, stats.calls, stats.errors, stats.skipped) == ("closed", 5, 4, 2)
+    assert invoke().errors == ()
+    assert flaky.calls == 6
+
+
+def test_a_success_resets_the_count(breaker_manager: PluginManager) -> None:
+    flaky = Flaky()
+    breaker_manager.register(flaky, hook="message_received", name="flaky")
+    for failing in (True, True, False, True, True):
+        flaky.failing = failing
+        breaker_manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+    assert breaker_manager.stats().get("flaky", "message_received").circuit == "closed"
+
+
+def test_an_open_fail_closed_gate_blocks(breaker_manager: PluginManager) -> None:
+    flaky = Flaky()
+    breaker_manager.register(flaky, hook="pre_tool_call", name="gate")
+    for _ in range(4):
+        result = breaker_manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("shell"))
+    assert flaky.calls == 3
+    assert result.blocked and result.errors[0].kind == "circuit_open"
+
+
+def test_opening_is_logged_once(
+    breaker_manager: PluginManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    breaker_manager.register(Flaky(), hook="message_received", name="flaky")
+    with caplog.at_level("WARNING", logger="interlock"):
+        for _ in range(10):
+            breaker_manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("suspending plugin 'flaky'" in m for m in messages) == 1
+    assert sum("failed at hook" in m for m in messages) == 3

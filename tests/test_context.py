@@ -1,0 +1,123 @@
+"""HookContext: facts, config, state and capability handles, and nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from interlock import (
+    HookContext,
+    MessageEvent,
+    PluginManager,
+    SessionInfo,
+    SessionStart,
+    StreamChunk,
+    SystemItemSink,
+    TurnEnd,
+    hook,
+    hooks,
+)
+
+
+class Sink:
+    """A host-side system-item log."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def append(self, kind: str, text: str) -> None:
+        self.items.append((kind, text))
+
+
+class Bell:
+    def __init__(self) -> None:
+        self.rung: list[str] = []
+
+    def notify(self, text: str, *, level: str = "info") -> None:
+        self.rung.append(text)
+
+
+def capture(manager: PluginManager, hook_name: str, **options: Any) -> list[HookContext]:
+    contexts: list[HookContext] = []
+
+    def handler(payload: Any, ctx: HookContext) -> None:
+        contexts.append(ctx)
+
+    manager.register(handler, hook=hook_name, name=f"capture-{hook_name}", **options)
+    return contexts
+
+
+async def test_facts(manager: PluginManager) -> None:
+    contexts = capture(manager, "message_received", config={"limit": [1, 2]})
+    session = SessionInfo("s-9", ("a",))
+    await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("x"), session=session, turn=4)
+    [ctx] = contexts
+    assert ctx.hook is hooks.MESSAGE_RECEIVED
+    assert ctx.plugin == "capture-message_received"
+    assert ctx.session is session
+    assert ctx.turn == 4
+    assert ctx.config == {"limit": (1, 2)}
+    with pytest.raises(TypeError):
+        ctx.config["limit"] = 3  # type: ignore[index]
+    assert ctx.result is None
+    assert "capture-message_received" in repr(ctx)
+
+
+async def test_capabilities_need_offer_grant_and_handle(manager: PluginManager) -> None:
+    sink, bell = Sink(), Bell()
+    handles = {"system_items": sink, "notify": bell}
+    granted = capture(manager, "session_start", capabilities=["system_items", "notify"])
+    ungranted = capture(manager, "turn_end")
+    not_offered = capture(manager, "session_end", capabilities=["notify"])
+    await manager.invoke(hooks.SESSION_START, SessionStart("s"), capabilities=handles)
+    await manager.invoke(hooks.TURN_END, TurnEnd(1), capabilities=handles)
+    end = hooks.SESSION_END.payload_type("s")
+    await manager.invoke(hooks.SESSION_END, end, capabilities=handles)
+
+    assert granted[0].system_items is sink and granted[0].notify is bell
+    assert isinstance(granted[0].system_items, SystemItemSink)
+    assert ungranted[0].system_items is None and ungranted[0].notify is None
+    assert not_offered[0].system_items is None  # session_end does not offer it
+    assert not_offered[0].notify is bell
+    assert granted[0].capability("filesystem") is None
+
+
+async def test_no_handle_without_a_host_provided_one(manager: PluginManager) -> None:
+    contexts = capture(manager, "turn_end", capabilities=["system_items"])
+    await manager.invoke(hooks.TURN_END, TurnEnd(1))
+    assert contexts[0].system_items is None
+
+
+async def test_session_scope_supplies_handles(manager: PluginManager) -> None:
+    sink = Sink()
+
+    @hook("turn_end")
+    def remind(payload: Any, ctx: HookContext) -> None:
+        assert ctx.system_items is not None
+        ctx.system_items.append("reminder", "run the tests")
+
+    async with manager.session("s", capabilities={"system_items": sink}) as scope:
+        manager.register(remind, scope=scope, capabilities=["system_items"])
+        await manager.invoke(hooks.TURN_END, TurnEnd(1))
+    assert sink.items == [("reminder", "run the tests")]
+
+
+async def test_a_context_exposes_no_host_objects(manager: PluginManager) -> None:
+    contexts = capture(manager, "llm_stream_chunk")
+    await manager.invoke(hooks.LLM_STREAM_CHUNK, StreamChunk("m", 0), capabilities={"x": 1})
+    public = {name for name in dir(contexts[0]) if not name.startswith("_")}
+    assert public == {
+        "capability",
+        "config",
+        "hook",
+        "notify",
+        "plugin",
+        "result",
+        "session",
+        "state",
+        "system_items",
+        "turn",
+    }
+    with pytest.raises(AttributeError):
+        contexts[0].manager  # type: ignore[attr-defined]  # noqa: B018

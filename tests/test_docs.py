@@ -1,0 +1,72 @@
+"""The README and docs: their examples run, their output is real, their tables match the code."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from interlock import hooks
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# ```python blocks are complete programs and run here; ```py blocks are fragments.
+BLOCK = re.compile(r"```(python|text)\n(.*?)```", re.S)
+
+
+def blocks(path: Path, kind: str) -> list[str]:
+    return [body for lang, body in BLOCK.findall(path.read_text()) if lang == kind]
+
+
+def run(code: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_readme_example_is_the_example_file_and_its_output_is_real() -> None:
+    readme = ROOT / "README.md"
+    example = (ROOT / "examples" / "quickstart.py").read_text()
+    code = blocks(readme, "python")[0]
+    assert example.endswith(code)
+    assert run(example) == blocks(readme, "text")[0]
+
+
+@pytest.mark.parametrize(
+    ("path", "index"),
+    [(p, i) for p in DOCS for i in range(len(blocks(p, "python")))],
+    ids=lambda v: v.name if isinstance(v, Path) else str(v),
+)
+def test_every_python_block_in_the_docs_runs(path: Path, index: int) -> None:
+    run(blocks(path, "python")[index])
+
+
+def test_the_catalog_table_matches_the_code() -> None:
+    text = (ROOT / "docs" / "hooks.md").read_text()
+    for spec in hooks.CATALOG:
+        fields = ", ".join(f.name for f in dataclasses.fields(spec.payload_type))
+        row = f"| `{spec.name}` | {spec.kind} | `{spec.payload_type.__name__}`: {fields} |"
+        assert row in text, spec.name
+        writable = ", ".join(sorted(spec.writable)) if spec.writable else "-"
+        line = next(line for line in text.splitlines() if line.startswith(f"| `{spec.name}`"))
+        assert f"| {writable}" in line, spec.name
+        assert line.rstrip().endswith(f"| {spec.on_error} |"), spec.name
+
+
+def test_the_demo_command_runs_offline() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "from interlock.cli import main; main()", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "blocked by no_rm: destructive shell command" in out.stdout
+    assert "the agent sees: 'clean up, then mail [email]'" in out.stdout
+    assert "system item (reminder)" in out.stdout

@@ -1,0 +1,129 @@
+"""Per-registration timeouts: async hangs, threaded sync hangs, and late sync answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from interlock import HookTimeoutError, MessageEvent, Modify, PluginManager, ToolCall, hooks
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """An event that hung worker threads wait on; tests set it once they have their result,
+    so the event loop's executor can shut down."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+async def test_a_hanging_async_handler_times_out(manager: PluginManager) -> None:
+    cancelled = asyncio.Event()
+
+    async def hang(payload: Any, ctx: Any) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+
+    manager.register(hang, hook="pre_tool_call", timeout=0.05)
+    result = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell"))
+    assert cancelled.is_set()  # the handler was stopped, not abandoned
+    assert result.blocked  # pre_tool_call fails closed
+    [failure] = result.errors
+    assert failure.kind == "timeout"
+    assert isinstance(failure.error, HookTimeoutError)
+    assert isinstance(failure.error, TimeoutError)
+    assert "ran past its 0.05s timeout" in failure.message
+    stats = manager.stats().get("hang", "pre_tool_call")
+    assert (stats.calls, stats.errors, stats.timeouts) == (1, 1, 1)
+
+
+async def test_a_handler_that_swallows_its_cancellation_is_still_late(
+    manager: PluginManager,
+) -> None:
+    async def stubborn(payload: MessageEvent, ctx: Any) -> Any:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        return Modify(payload.replace(content="too late"))
+
+    manager.register(stubborn, hook="message_received", timeout=0.05)
+    result = await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+    assert result.payload is None
+    assert result.errors[0].kind == "timeout"
+
+
+async def test_a_hanging_threaded_sync_handler_times_out(
+    manager: PluginManager, release: threading.Event
+) -> None:
+    def hang(payload: Any, ctx: Any) -> None:
+        release.wait()
+
+    manager.register(hang, hook="message_received", thread=True, timeout=0.05)
+    result = await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+    release.set()
+    assert [f.kind for f in result.errors] == ["timeout"]
+
+
+def test_sync_host_threaded_handler_times_out(
+    manager: PluginManager, release: threading.Event
+) -> None:
+    def hang(payload: Any, ctx: Any) -> None:
+        release.wait()
+
+    manager.register(hang, hook="message_received", thread=True, timeout=0.05)
+    result = manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+    release.set()
+    assert [f.kind for f in result.errors] == ["timeout"]
+
+
+def test_a_sync_handler_that_answers_after_its_timeout_is_discarded(
+    manager: PluginManager,
+) -> None:
+    def slow(payload: MessageEvent, ctx: Any) -> Modify[MessageEvent]:
+        return Modify(payload.replace(content="changed"))
+
+    # Any call takes longer than a nanosecond, so this answer always arrives late.
+    manager.register(slow, hook="message_received", timeout=1e-9)
+    result = manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+    assert result.payload is None
+    assert result.errors[0].kind == "timeout"
+
+
+async def test_infinite_timeout_means_none(manager: PluginManager) -> None:
+    async def fine(payload: Any, ctx: Any) -> None:
+        await asyncio.sleep(0)
+
+    [reg] = manager.register(fine, hook="message_received", timeout=math.inf).registrations
+    assert reg.timeout is None
+    assert manager.register(fine, hook="message_received", name="d").registrations[0].timeout == 5.0
+
+
+def test_manager_default_timeout(clock: Any) -> None:
+    manager = PluginManager(default_timeout=None)
+
+    def fine(payload: Any, ctx: Any) -> None:
+        return None
+
+    assert manager.register(fine, hook="message_received").registrations[0].timeout is None
+
+
+async def test_slow_handlers_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    manager = PluginManager(slow_threshold=0.0)
+
+    def sluggish(payload: Any, ctx: Any) -> None:
+        return None
+
+    manager.register(sluggish, hook="message_received")
+    with caplog.at_level("WARNING", logger="interlock"):
+        await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+    [record] = [r for r in caplog.records if "slow plugin" in r.getMessage()]
+    assert "slow plugin 'sluggish' at hook 'message_received'" in record.getMessage()
+    assert record.interlock_plugin == "sluggish"  # type: ignore[attr-defined]
+    assert record.interlock_duration >= 0  # type: ignore[attr-defined]
