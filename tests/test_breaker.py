@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 from typing import Any
 
 import pytest
@@ -93,3 +95,45 @@ def test_opening_is_logged_once(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("suspending plugin 'flaky'" in m for m in messages) == 1
     assert sum("failed at hook" in m for m in messages) == 3
+
+
+async def test_half_open_lets_one_trial_through(
+    breaker_manager: PluginManager, clock: FakeClock
+) -> None:
+    trial_started = asyncio.Event()
+    finish_trial = asyncio.Event()
+    calls = 0
+
+    async def gate(payload: Any, ctx: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 3:
+            raise ConnectionError("down")
+        trial_started.set()
+        await finish_trial.wait()
+
+    breaker_manager.register(gate, hook="message_received", timeout=math.inf)
+    for _ in range(3):
+        await breaker_manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+    clock.advance(30)
+    trial = asyncio.ensure_future(breaker_manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("x")))
+    await trial_started.wait()
+    others = [
+        await breaker_manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("x")) for _ in range(5)
+    ]
+    assert [r.errors[0].kind for r in others] == ["circuit_open"] * 5
+    assert calls == 4
+    finish_trial.set()
+    assert (await trial).errors == ()
+    assert breaker_manager.stats().get("gate", "message_received").circuit == "closed"
+
+
+def test_a_late_success_does_not_close_an_open_circuit(
+    breaker_manager: PluginManager, clock: FakeClock
+) -> None:
+    flaky = Flaky()
+    [reg] = breaker_manager.register(flaky, hook="message_received", name="flaky").registrations
+    for _ in range(3):
+        breaker_manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+    reg.counters.succeeded(0.001)  # a call admitted before the circuit opened, ending now
+    assert breaker_manager.stats().get("flaky", "message_received").circuit == "open"

@@ -64,7 +64,11 @@ def test_context_conditions(manager: PluginManager) -> None:
 @pytest.mark.parametrize(
     ("when", "message"),
     [
-        ({"tool": "shell"}, "when= key 'tool' names no field; use one of arguments, call_id"),
+        (
+            {"tool": "shell"},
+            r"when= key 'tool' names no field of its hooks \(pre_tool_call\); use one of "
+            "arguments, call_id",
+        ),
         ({"tool_name": []}, "must be a glob string or a non-empty list"),
         ({"tool_name": 3}, "must be a glob string or a non-empty list"),
         ({"arguments..x": "y"}, "names no field"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -38,21 +39,30 @@ class Bell:
         self.rung.append(text)
 
 
-def capture(manager: PluginManager, hook_name: str, **options: Any) -> list[HookContext]:
-    contexts: list[HookContext] = []
+@dataclass
+class Seen:
+    """What a handler saw during its call."""
+
+    ctx: HookContext
+    system_items: object
+    notify: object
+
+
+def capture(manager: PluginManager, hook_name: str, **options: Any) -> list[Seen]:
+    seen: list[Seen] = []
 
     def handler(payload: Any, ctx: HookContext) -> None:
-        contexts.append(ctx)
+        seen.append(Seen(ctx, ctx.system_items, ctx.notify))
 
     manager.register(handler, hook=hook_name, name=f"capture-{hook_name}", **options)
-    return contexts
+    return seen
 
 
 async def test_facts(manager: PluginManager) -> None:
     contexts = capture(manager, "message_received", config={"limit": [1, 2]})
     session = SessionInfo("s-9", ("a",))
     await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("x"), session=session, turn=4)
-    [ctx] = contexts
+    ctx = contexts[0].ctx
     assert ctx.hook is hooks.MESSAGE_RECEIVED
     assert ctx.plugin == "capture-message_received"
     assert ctx.session is session
@@ -80,7 +90,15 @@ async def test_capabilities_need_offer_grant_and_handle(manager: PluginManager) 
     assert ungranted[0].system_items is None and ungranted[0].notify is None
     assert not_offered[0].system_items is None  # session_end does not offer it
     assert not_offered[0].notify is bell
-    assert granted[0].capability("filesystem") is None
+    assert granted[0].ctx.capability("filesystem") is None
+
+
+async def test_handles_do_not_outlive_the_call(manager: PluginManager) -> None:
+    sink = Sink()
+    contexts = capture(manager, "turn_end", capabilities=["system_items"])
+    await manager.invoke(hooks.TURN_END, TurnEnd(1), capabilities={"system_items": sink})
+    assert contexts[0].system_items is sink
+    assert contexts[0].ctx.system_items is None  # kept after the call: no authority left
 
 
 async def test_no_handle_without_a_host_provided_one(manager: PluginManager) -> None:
@@ -106,7 +124,7 @@ async def test_session_scope_supplies_handles(manager: PluginManager) -> None:
 async def test_a_context_exposes_no_host_objects(manager: PluginManager) -> None:
     contexts = capture(manager, "llm_stream_chunk")
     await manager.invoke(hooks.LLM_STREAM_CHUNK, StreamChunk("m", 0), capabilities={"x": 1})
-    public = {name for name in dir(contexts[0]) if not name.startswith("_")}
+    public = {name for name in dir(contexts[0].ctx) if not name.startswith("_")}
     assert public == {
         "capability",
         "config",
@@ -120,4 +138,4 @@ async def test_a_context_exposes_no_host_objects(manager: PluginManager) -> None
         "turn",
     }
     with pytest.raises(AttributeError):
-        contexts[0].manager  # type: ignore[attr-defined]  # noqa: B018
+        contexts[0].ctx.manager  # type: ignore[attr-defined]  # noqa: B018

@@ -160,7 +160,9 @@ async def test_ask_goes_on_and_a_later_block_still_wins(manager: PluginManager) 
     manager.register(asker)
     manager.register(second)
     result = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell"))
-    assert (result.asked, result.question, result.asked_by) == (True, "run shell?", "asker")
+    assert result.asked
+    assert result.asks == (("asker", "run shell?"), ("second", "really?"))
+    assert result.question == "run shell?\nreally?"
 
     @hook("pre_tool_call", priority=2)
     def deny(payload: Any, ctx: Any) -> Block:

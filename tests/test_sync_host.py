@@ -68,8 +68,11 @@ def test_invoke_sync_inside_a_helper_loop_handler_is_refused(manager: PluginMana
     async def reentrant(payload: Any, ctx: Any) -> None:
         manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("t"))
 
+    async def gate(payload: Any, ctx: Any) -> None:
+        return None
+
     manager.register(reentrant)
-    manager.register(lambda p, c: None, hook="pre_tool_call", name="gate", thread=True)
+    manager.register(gate, hook="pre_tool_call")
     result = manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
     [failure] = result.errors
     assert failure.error is not None

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from interlock import HookTimeoutError, MessageEvent, Modify, PluginManager, ToolCall, hooks
+from interlock import Block, HookTimeoutError, MessageEvent, Modify, PluginManager, ToolCall, hooks
 
 
 @pytest.fixture
@@ -83,17 +83,20 @@ def test_sync_host_threaded_handler_times_out(
     assert [f.kind for f in result.errors] == ["timeout"]
 
 
-def test_a_sync_handler_that_answers_after_its_timeout_is_discarded(
-    manager: PluginManager,
+def test_an_inline_sync_handler_past_its_timeout_is_honoured_and_logged(
+    manager: PluginManager, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def slow(payload: MessageEvent, ctx: Any) -> Modify[MessageEvent]:
-        return Modify(payload.replace(content="changed"))
+    # An inline sync handler cannot be stopped; throwing away a finished answer (say, a
+    # correct Block) would only make things less safe. The log says how to enforce it.
+    def slow(payload: ToolCall, ctx: Any) -> Block:
+        return Block("still a good answer")
 
-    # Any call takes longer than a nanosecond, so this answer always arrives late.
-    manager.register(slow, hook="message_received", timeout=1e-9)
-    result = manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
-    assert result.payload is None
-    assert result.errors[0].kind == "timeout"
+    manager.register(slow, hook="pre_tool_call", on_error="ignore", timeout=1e-9)
+    with caplog.at_level("WARNING", logger="interlock"):
+        result = manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("shell"))
+    assert result.blocked and result.reason == "still a good answer"
+    assert result.errors == ()
+    assert any("register it with thread=True" in r.getMessage() for r in caplog.records)
 
 
 async def test_infinite_timeout_means_none(manager: PluginManager) -> None:
@@ -105,13 +108,15 @@ async def test_infinite_timeout_means_none(manager: PluginManager) -> None:
     assert manager.register(fine, hook="message_received", name="d").registrations[0].timeout == 5.0
 
 
-def test_manager_default_timeout(clock: Any) -> None:
-    manager = PluginManager(default_timeout=None)
+def test_manager_default_timeout() -> None:
+    manager = PluginManager(default_timeout=math.inf)
 
     def fine(payload: Any, ctx: Any) -> None:
         return None
 
     assert manager.register(fine, hook="message_received").registrations[0].timeout is None
+    with pytest.raises(ValueError, match=r"math\.inf for no timeout"):
+        PluginManager(default_timeout=None)  # type: ignore[arg-type]
 
 
 async def test_slow_handlers_are_logged(caplog: pytest.LogCaptureFixture) -> None:

@@ -54,8 +54,8 @@ class Respond(Generic[R]):
 class Ask:
     """Ask the host's approver before going on (`pre_tool_call`).
 
-    The chain continues, so a later handler can still block; a host without an approver
-    treats an `Ask` as a `Block`.
+    The chain continues, so a later handler can still block, and every plugin's question
+    reaches the approver; a host without an approver treats an `Ask` as a `Block`.
     """
 
     question: str
@@ -102,8 +102,7 @@ class HookResult(NamedTuple, Generic[P]):
     reason: str | None = None
     response: Any = None
     responded_by: str | None = None
-    question: str | None = None
-    asked_by: str | None = None
+    asks: tuple[tuple[str, str], ...] = ()
     errors: tuple[HandlerFailure, ...] = ()
     violations: tuple[Violation, ...] = ()
 
@@ -124,8 +123,17 @@ class HookResult(NamedTuple, Generic[P]):
 
     @property
     def asked(self) -> bool:
-        """True when a handler wants the host's approver to decide (`Ask`)."""
-        return self.asked_by is not None
+        """True when a handler wants the host's approver to decide (`Ask`).
+
+        `asks` holds each asking plugin with its question, in chain order; `question`
+        joins them for the approver.
+        """
+        return bool(self.asks)
+
+    @property
+    def question(self) -> str | None:
+        """Every `Ask` question, one per line, or `None`."""
+        return "\n".join(question for _, question in self.asks) if self.asks else None
 
 
 EMPTY_RESULT: HookResult[Any] = HookResult()

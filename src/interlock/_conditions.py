@@ -46,21 +46,46 @@ def compile_when(
     return condition
 
 
+def applicable(
+    when: Mapping[str, str | Sequence[str]] | None, spec: HookSpec[Any]
+) -> Mapping[str, str | Sequence[str]] | None:
+    """The part of a plugin-wide `when` that applies to `spec` (keys it has), or None."""
+    if not isinstance(when, Mapping):
+        return when  # malformed: compile_when says what is wrong
+    kept = {key: globs for key, globs in when.items() if valid_key(key, spec)}
+    return kept or None
+
+
+def valid_key(key: str, spec: HookSpec[Any]) -> bool:
+    """Whether `key` names a payload field of `spec` or a context fact."""
+    path = key.split(".")
+    if not all(path):
+        return False
+    return path[0] in _CONTEXT_ROOTS or not spec.fields or path[0] in spec.fields
+
+
+def unknown_key(key: str, specs: Sequence[HookSpec[Any]], plugin: str) -> ConditionError:
+    """The error for a `when` key that no hook of the plugin has."""
+    known = ", ".join(sorted({f for spec in specs for f in spec.fields} | _CONTEXT_ROOTS))
+    hooks = ", ".join(sorted({spec.name for spec in specs}))
+    return ConditionError(
+        f"plugin {plugin!r}: when= key {key!r} names no field of its hooks ({hooks}); "
+        f"use one of {known} (dotted paths reach nested values)",
+        plugin=plugin,
+        hook=specs[0].name if len(specs) == 1 else None,
+    )
+
+
 def _compile_one(
     key: str, globs: str | Sequence[str], spec: HookSpec[Any], plugin: str
 ) -> Condition:
     path = tuple(key.split("."))
     root = path[0]
-    if not all(path) or (root not in _CONTEXT_ROOTS and spec.fields and root not in spec.fields):
-        known = ", ".join(sorted({*spec.fields, *_CONTEXT_ROOTS}))
-        raise ConditionError(
-            f"plugin {plugin!r}, hook {spec.name!r}: when= key {key!r} names no field; "
-            f"use one of {known} (dotted paths reach nested values)",
-            plugin=plugin,
-            hook=spec.name,
-        )
+    if not valid_key(key, spec):
+        raise unknown_key(key, [spec], plugin)
     pattern = _pattern(key, globs, spec, plugin)
-    from_context = root in _CONTEXT_ROOTS
+    # A payload field wins over a context fact of the same name (turn_end's own `turn`).
+    from_context = root in _CONTEXT_ROOTS and root not in spec.fields
     walk = path[1:] if from_context else path
 
     def test(payload: Any, call: Call) -> bool:

@@ -12,8 +12,10 @@ for well-behaved plugins; out-of-process plugins are the isolation boundary.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._frozen import EMPTY, JsonValue, freeze_items, freeze_mapping
@@ -59,6 +61,9 @@ class Notifier(Protocol):
         ...
 
 
+_REVOKED: Mapping[str, object] = MappingProxyType({})
+
+
 class Call:
     """The facts of one invocation, shared by the contexts of its handlers (private)."""
 
@@ -78,6 +83,23 @@ class Call:
         self.handles = handles
         self.states = states
         self.result: HookResult[Any] | None = None
+
+    def revoke(self) -> None:
+        """End the call's authority: its contexts hand out no capability handles any more."""
+        self.handles = _REVOKED
+
+    def follow_up(self, result: HookResult[Any]) -> Call:
+        """The call a background handler gets: same facts, the outcome, its own authority.
+
+        The outcome's failures lose their exception objects, whose tracebacks would lead
+        to other plugins' frames.
+        """
+        after = Call(self.spec, self.session, self.turn, self.handles, self.states)
+        if result.errors:
+            errors = tuple(dataclasses.replace(f, error=None) for f in result.errors)
+            result = result._replace(errors=errors)
+        after.result = result
+        return after
 
 
 class HookContext:
@@ -137,7 +159,10 @@ class HookContext:
 
     @property
     def system_items(self) -> SystemItemSink | None:
-        """The durable, model-visible system-item log, or `None` when not granted here."""
+        """The durable, model-visible system-item log, or `None` when not granted here.
+
+        Handles last as long as the call: once the invocation is over, a kept context
+        hands out `None`."""
         handle: SystemItemSink | None = self.capability("system_items")
         return handle
 

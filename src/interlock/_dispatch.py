@@ -4,15 +4,16 @@
 until one blocks or responds. `run_observe` runs them concurrently on one frozen payload.
 
 Both are plain functions. They return a `HookResult` when every handler finished on the
-spot (all sync handlers, and async handlers that never suspend), and otherwise a pending
-object whose `finish()` coroutine awaits the rest. So a sync-only plan costs no coroutine
-at all and `invoke_sync` runs it directly, while async hosts await only real waiting.
+spot, and otherwise a pending `Chain` or `Gathering` that finishes the rest: `finish()` on
+an event loop for async hosts, `finish_sync(portal)` for sync hosts. A hook whose handlers
+are all sync therefore costs no coroutine at all, and for sync hosts sync handlers always
+run in the host's own thread; only async handlers go to the portal's event loop.
 
 Other costs kept off the hot path:
 - nothing is allocated for the result until a handler does something besides continue;
 - one clock read per handler (each handler's start is the previous one's end);
-- an async handler's first step runs inline (`coro.send(None)`, what `await` does), and
-  only a handler that actually suspends pays for a timeout scope;
+- for async hosts an async handler's first step runs inline (`coro.send(None)`, what
+  `await` does), and only a handler that actually suspends pays for a timeout scope;
 - observe handlers get a task of their own only after an earlier one suspended.
 """
 
@@ -29,53 +30,54 @@ from typing import TYPE_CHECKING, Any
 
 from ._actions import Continue, HookResult
 from ._context import Call, HookContext
-from ._exceptions import HookTimeoutError, InterlockError, InvalidActionError
+from ._exceptions import HookTimeoutError, InvalidActionError
 from ._outcome import Outcome, account, count_failure, finish, late, log_failure, refuse, wrap
 from ._registry import CLOSED
 
 if TYPE_CHECKING:
+    from ._portal import Portal
     from ._registry import Plan, Registration
 
 _new = object.__new__
 
+# What a pending handler is: a coroutine (or its continuation) or a thread's future.
+Waiting = Awaitable[Any] | concurrent.futures.Future[Any]
 
-def start(plan: Plan, payload: Any, call: Call) -> HookResult[Any] | Chain | Gathering:
-    """Run what can run right away; a pending `Chain`/`Gathering` is left to `finish()`."""
+
+def start(
+    plan: Plan, payload: Any, call: Call, *, eager: bool = True
+) -> HookResult[Any] | Chain | Gathering:
+    """Run what can run right away; a pending `Chain`/`Gathering` is left to finish.
+
+    `eager` (async hosts): step async handlers inline until they suspend. Sync hosts pass
+    False, since a coroutine's first step may need the running loop it would run on.
+    """
     if plan.spec.kind == "modify":
-        return run_modify(plan, payload, call)
-    return run_observe(plan, payload, call)
-
-
-async def complete(plan: Plan, payload: Any, call: Call) -> HookResult[Any]:
-    """Run an invocation to its end (for the helper loop that serves sync hosts)."""
-    step = start(plan, payload, call)
-    return step if isinstance(step, HookResult) else await step.finish()
-
-
-def run_now(plan: Plan, payload: Any, call: Call) -> HookResult[Any]:
-    """Run an invocation whose handlers cannot wait (sync only), without an event loop."""
-    step = start(plan, payload, call)
-    if isinstance(step, HookResult):
-        return step
-    step.waiting.close()  # type: ignore[attr-defined]
-    raise InterlockError("a sync-only plan had a handler waiting; this is an interlock bug")
+        return run_modify(plan, payload, call, eager=eager)
+    return run_observe(plan, payload, call, eager=eager)
 
 
 def run_modify(
-    plan: Plan, payload: Any, call: Call, resume_at: int = 0, out: Outcome | None = None
+    plan: Plan,
+    payload: Any,
+    call: Call,
+    resume_at: int = 0,
+    out: Outcome | None = None,
+    *,
+    eager: bool = True,
 ) -> HookResult[Any] | Chain:
     """Run a modify hook's handlers from `resume_at`, chaining `Modify`, ending on
-    Block/Respond; returns a `Chain` to await when a handler has to wait."""
+    Block/Respond; returns a `Chain` when a handler has to be waited for."""
     spec = plan.spec
     start = perf_counter()
     for reg in plan.entries[resume_at:]:
+        if not reg.direct and reg.condition is not None and not reg.condition(payload, call):
+            continue
         counters = reg.counters
         if counters.circuit is not CLOSED and not counters.admit():
             out = refuse(out, spec, payload, reg)
             if out.stopped:
                 break
-            continue
-        if not reg.direct and reg.condition is not None and not reg.condition(payload, call):
             continue
         ctx = _new(HookContext)  # what HookContext(call, reg) does, without the __init__ call
         ctx._call = call
@@ -84,17 +86,19 @@ def run_modify(
             if reg.direct:
                 action = reg.fn(payload, ctx)
             elif reg.thread:
-                waiting: Awaitable[Any] = _in_thread(reg, payload, ctx)
-                return Chain(plan, payload, call, out, reg, waiting, start)
+                return Chain(plan, payload, call, out, reg, start_thread(reg, payload, ctx), eager)
             else:
                 action = reg.fn(payload, ctx)
                 if reg.is_async:
+                    if not eager:
+                        return Chain(plan, payload, call, out, reg, action, eager)
                     try:
                         step = action.send(None)
                     except StopIteration as done:
                         action = done.value
                     else:
-                        return Chain(plan, payload, call, out, reg, _continue(action, step), start)
+                        waiting = _continue(action, step)
+                        return Chain(plan, payload, call, out, reg, waiting, eager, start)
         except BaseException as error:
             _reraise_if_fatal(error)
             now = perf_counter()
@@ -123,7 +127,7 @@ def run_modify(
 class Chain:
     """A modify chain waiting for one handler (it suspended, or runs in a thread)."""
 
-    __slots__ = ("call", "out", "payload", "plan", "reg", "started", "waiting")
+    __slots__ = ("call", "eager", "out", "payload", "plan", "reg", "started", "waiting")
 
     def __init__(
         self,
@@ -132,8 +136,9 @@ class Chain:
         call: Call,
         out: Outcome | None,
         reg: Registration,
-        waiting: Awaitable[Any],
-        started: float,
+        waiting: Waiting,
+        eager: bool,
+        started: float | None = None,
     ) -> None:
         self.plan = plan
         self.payload = payload
@@ -141,49 +146,73 @@ class Chain:
         self.out = out
         self.reg = reg
         self.waiting = waiting
-        self.started = started
+        self.eager = eager
+        self.started = perf_counter() if started is None else started
 
     async def finish(self) -> HookResult[Any]:
-        """Await the waiting handler, account for it, and run the rest of the chain."""
+        """Await the waiting handlers one by one and run the rest of the chain."""
         chain = self
         while True:
-            action, error = await _settle(chain.reg, chain.waiting, chain.started)
-            reg, spec = chain.reg, chain.plan.spec
-            out = account(chain.out, spec, chain.payload, reg, action, error, _since(chain))
-            if out is not None and out.stopped:
-                return out.result()
-            payload = chain.payload if out is None else out.payload
-            resume_at = chain.plan.entries.index(reg) + 1
-            step = run_modify(chain.plan, payload, chain.call, resume_at, out)
+            action, error = await _settle(chain.reg, _awaitable(chain.waiting), chain.started)
+            step = chain._resume(action, error)
             if isinstance(step, HookResult):
                 return step
             chain = step
 
+    def finish_sync(self, portal: Portal) -> HookResult[Any]:
+        """`finish` for sync hosts: threads are waited for here, coroutines on the portal."""
+        chain = self
+        while True:
+            waiting, reg = chain.waiting, chain.reg
+            if isinstance(waiting, concurrent.futures.Future):
+                action, error = _settle_thread(reg, waiting, chain.started)
+            else:
+                try:
+                    action, error = portal.run(_settle(reg, waiting, chain.started))
+                except BaseException:
+                    if isinstance(waiting, Coroutine):
+                        waiting.close()  # never started: close it so Python does not warn
+                    raise
+            step = chain._resume(action, error)
+            if isinstance(step, HookResult):
+                return step
+            chain = step
 
-def run_observe(plan: Plan, payload: Any, call: Call) -> HookResult[Any] | Gathering:
-    """Run an observe hook's handlers; returns a `Gathering` when some are still running."""
+    def _resume(self, action: Any, error: BaseException | None) -> HookResult[Any] | Chain:
+        spec, reg = self.plan.spec, self.reg
+        duration = perf_counter() - self.started
+        out = account(self.out, spec, self.payload, reg, action, error, duration)
+        if out is not None and out.stopped:
+            return out.result()
+        payload = self.payload if out is None else out.payload
+        resume_at = self.plan.entries.index(reg) + 1
+        return run_modify(self.plan, payload, self.call, resume_at, out, eager=self.eager)
+
+
+def run_observe(
+    plan: Plan, payload: Any, call: Call, *, eager: bool = True
+) -> HookResult[Any] | Gathering:
+    """Run an observe hook's handlers; returns a `Gathering` when some must be waited for."""
     spec = plan.spec
     out: Outcome | None = None
     gathering: Gathering | None = None
     start = perf_counter()
     for reg in plan.entries:
+        if not reg.direct and reg.condition is not None and not reg.condition(payload, call):
+            continue
         counters = reg.counters
         if counters.circuit is not CLOSED and not counters.admit():
             out = refuse(out, spec, payload, reg)
             continue
-        if not reg.direct and reg.condition is not None and not reg.condition(payload, call):
-            continue
         ctx = _new(HookContext)  # what HookContext(call, reg) does, without the __init__ call
         ctx._call = call
         ctx._reg = reg
-        if gathering is not None and (reg.is_async or reg.thread):
-            # Once one handler waits, later ones run as tasks so that they overlap with it.
-            gathering.spawn(reg, payload, ctx)
+        if reg.thread or (reg.is_async and (not eager or gathering is not None)):
+            # Once one handler waits, the later ones run as tasks that overlap with it.
+            gathering = gathering or Gathering(plan, payload)
+            gathering.deferred.append(ctx)
             continue
         try:
-            if reg.thread:
-                gathering = Gathering(plan, payload, reg, _in_thread(reg, payload, ctx))
-                continue
             action = reg.fn(payload, ctx)
             if reg.is_async:
                 try:
@@ -193,7 +222,8 @@ def run_observe(plan: Plan, payload: Any, call: Call) -> HookResult[Any] | Gathe
                 else:
                     # It stays in the caller's task, so timeouts and task groups it
                     # opened in its first step still point at the right task.
-                    gathering = Gathering(plan, payload, reg, _continue(action, step), start)
+                    gathering = Gathering(plan, payload)
+                    gathering.inline = (reg, _continue(action, step), start)
                     start = perf_counter()
                     continue
         except BaseException as error:
@@ -203,9 +233,8 @@ def run_observe(plan: Plan, payload: Any, call: Call) -> HookResult[Any] | Gathe
             start = now
             continue
         now = perf_counter()
-        duration = now - start
+        out = account(out, spec, payload, reg, action, None, now - start)
         start = now
-        out = account(out, spec, payload, reg, action, None, duration)
     if gathering is not None:
         gathering.out = out
         return gathering
@@ -213,53 +242,51 @@ def run_observe(plan: Plan, payload: Any, call: Call) -> HookResult[Any] | Gathe
 
 
 class Gathering:
-    """Observe handlers still running: the first that waited, and tasks for later ones."""
+    """Observe handlers still to wait for: the one that suspended first, and later ones."""
 
-    __slots__ = ("out", "payload", "plan", "reg", "started", "tasks", "waiting")
+    __slots__ = ("deferred", "inline", "out", "payload", "plan")
 
-    def __init__(
-        self,
-        plan: Plan,
-        payload: Any,
-        reg: Registration,
-        waiting: Awaitable[Any],
-        started: float | None = None,
-    ) -> None:
+    def __init__(self, plan: Plan, payload: Any) -> None:
         self.plan = plan
         self.payload = payload
-        self.reg = reg
-        self.waiting = waiting
-        self.started = perf_counter() if started is None else started
         self.out: Outcome | None = None
-        self.tasks: list[tuple[Registration, asyncio.Task[tuple[Any, Any, float]]]] = []
-
-    def spawn(self, reg: Registration, payload: Any, ctx: HookContext) -> None:
-        """Start one more handler as a task of its own."""
-        self.tasks.append((reg, asyncio.ensure_future(run_alone(reg, payload, ctx))))
+        self.inline: tuple[Registration, Awaitable[Any], float] | None = None
+        self.deferred: list[HookContext] = []
 
     async def finish(self) -> HookResult[Any]:
-        """Wait for every running handler and account for each."""
+        """Run the deferred handlers as tasks, finish the inline one, account for all."""
         spec, payload, out = self.plan.spec, self.payload, self.out
+        tasks = [
+            (ctx._reg, asyncio.ensure_future(run_alone(payload, ctx))) for ctx in self.deferred
+        ]
         try:
-            action, error = await _settle(self.reg, self.waiting, self.started)
-            out = account(out, spec, payload, self.reg, action, error, _since(self))
-            for reg, task in self.tasks:
+            if self.inline is not None:
+                reg, waiting, started = self.inline
+                action, error = await _settle(reg, waiting, started)
+                out = account(out, spec, payload, reg, action, error, perf_counter() - started)
+            for reg, task in tasks:
                 action, error, duration = await task
                 out = account(out, spec, payload, reg, action, error, duration)
         finally:
-            for _, task in self.tasks:
+            for _, task in tasks:
                 task.cancel()
         return finish(out)
 
+    def finish_sync(self, portal: Portal) -> HookResult[Any]:
+        """`finish` for sync hosts, on the portal's event loop."""
+        return portal.run(self.finish())
+
 
 async def run_alone(
-    reg: Registration, payload: Any, ctx: HookContext
+    payload: Any, ctx: HookContext, *, in_thread: bool = False
 ) -> tuple[Any, BaseException | None, float]:
     """Run one handler to its end in a task of its own: (action, error, seconds)."""
+    reg = ctx._reg
     started = perf_counter()
     try:
-        if reg.thread:
-            action = await _within(_in_thread(reg, payload, ctx), reg, reg.timeout)
+        if reg.thread or (in_thread and not reg.is_async):
+            awaitable: Awaitable[Any] = asyncio.wrap_future(start_thread(reg, payload, ctx))
+            action = await _within(awaitable, reg, reg.timeout)
         else:
             action = reg.fn(payload, ctx)
             if reg.is_async:
@@ -271,10 +298,15 @@ async def run_alone(
 
 
 async def run_background(reg: Registration, payload: Any, call: Call) -> None:
-    """Run one fire-and-forget handler after an invocation; failures are counted and logged."""
-    action, error, duration = await run_alone(reg, payload, HookContext(call, reg))
-    if error is None and reg.timeout is not None and duration > reg.timeout:
-        error = late(reg, duration)
+    """Run one fire-and-forget handler after an invocation; failures are counted and logged.
+
+    Sync handlers run in a worker thread, so they never stall the event loop they were
+    scheduled on, and their timeout applies.
+    """
+    try:
+        action, error, duration = await run_alone(payload, HookContext(call, reg), in_thread=True)
+    finally:
+        call.revoke()
     if error is None and action is not None and action.__class__ is not Continue:
         error = InvalidActionError(
             f"plugin {reg.plugin!r} returned {type(action).__name__} from a background handler "
@@ -290,17 +322,58 @@ async def run_background(reg: Registration, payload: Any, call: Call) -> None:
     log_failure(reg, failure)
 
 
+def start_thread(
+    reg: Registration, payload: Any, ctx: HookContext
+) -> concurrent.futures.Future[Any]:
+    """Run a sync handler on a daemon thread of its own.
+
+    Not an executor's: a handler that hangs past its timeout is abandoned, and an abandoned
+    daemon thread blocks neither an event loop's shutdown nor the process's exit.
+    """
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = context.run(reg.fn, payload, ctx)
+        except BaseException as error:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    threading.Thread(target=work, name=f"interlock-{reg.plugin}", daemon=True).start()
+    return future
+
+
 async def _settle(
     reg: Registration, waiting: Awaitable[Any], started: float
 ) -> tuple[Any, BaseException | None]:
-    timeout = reg.timeout
-    if timeout is not None:
-        timeout = max(timeout - (perf_counter() - started), 0.0)
     try:
-        return await _within(waiting, reg, timeout), None
+        return await _within(waiting, reg, _remaining(reg, started)), None
     except BaseException as error:
         _reraise_if_fatal(error)
         return None, error
+
+
+def _settle_thread(
+    reg: Registration, future: concurrent.futures.Future[Any], started: float
+) -> tuple[Any, BaseException | None]:
+    try:
+        return future.result(_remaining(reg, started)), None
+    except BaseException as error:
+        _reraise_if_fatal(error)
+        if not future.done():  # our wait timed out; the thread is abandoned
+            future.cancel()
+            return None, late(reg, reg.timeout or 0.0)
+        return None, error
+
+
+def _remaining(reg: Registration, started: float) -> float | None:
+    if reg.timeout is None:
+        return None
+    return max(reg.timeout - (perf_counter() - started), 0.0)
 
 
 async def _within(awaitable: Awaitable[Any], reg: Registration, timeout: float | None) -> Any:
@@ -317,6 +390,12 @@ async def _within(awaitable: Awaitable[Any], reg: Registration, timeout: float |
     if scope.expired():  # the handler swallowed its cancellation; its answer is late
         raise late(reg, reg.timeout or timeout)
     return result
+
+
+def _awaitable(waiting: Waiting) -> Awaitable[Any]:
+    if isinstance(waiting, concurrent.futures.Future):
+        return asyncio.wrap_future(waiting)
+    return waiting
 
 
 @types.coroutine
@@ -336,33 +415,6 @@ def _continue(coro: Coroutine[Any, Any, Any], suspended: Any) -> Generator[Any, 
                 return done.value
             continue
         return (yield from coro)
-
-
-def _in_thread(reg: Registration, payload: Any, ctx: HookContext) -> asyncio.Future[Any]:
-    """Run a `thread=True` handler on a daemon thread of its own.
-
-    Not the event loop's executor: a handler that hangs past its timeout is abandoned, and
-    an abandoned daemon thread blocks neither the loop's shutdown nor the process's exit.
-    """
-    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-    context = contextvars.copy_context()
-
-    def work() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            result = context.run(reg.fn, payload, ctx)
-        except BaseException as error:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    threading.Thread(target=work, name=f"interlock-{reg.plugin}", daemon=True).start()
-    return asyncio.wrap_future(future)
-
-
-def _since(pending: Chain | Gathering) -> float:
-    return perf_counter() - pending.started
 
 
 def _reraise_if_fatal(error: BaseException) -> None:

@@ -169,6 +169,8 @@ def freeze_mapping(value: Mapping[str, Any] | None, field: str) -> FrozenDict:
 
 def freeze_items(value: Iterable[Any], item_type: type[Any], field: str) -> tuple[Any, ...]:
     """Freeze a sequence field of payload values into a tuple, checking each item's type."""
+    if isinstance(value, str | bytes):
+        raise TypeError(f"{field}: expected a sequence of {item_type.__name__}, got a string")
     items = value if type(value) is tuple else tuple(value)
     for index, item in enumerate(items):
         if not isinstance(item, item_type):

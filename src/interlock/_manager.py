@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -15,20 +16,31 @@ from typing import Any, TypeVar, overload
 
 from ._actions import EMPTY_RESULT, HookResult
 from ._background import Background
+from ._conditions import applicable, unknown_key, valid_key
 from ._context import Call, SessionInfo
-from ._dispatch import complete, run_background, run_now, start
+from ._dispatch import run_background, start
 from ._exceptions import (
     DuplicatePluginError,
     InterlockError,
     PayloadTypeError,
     RegistrationError,
     SpecError,
+    UnknownHookError,
     UnknownPluginError,
 )
 from ._frozen import JsonValue
 from ._plugin import HookRef, PluginSet, collect, plugin_name
 from ._portal import Portal
-from ._registry import CLOSED, Options, Plan, Policy, Registration, build_plans, build_registration
+from ._registry import (
+    CLOSED,
+    Options,
+    Plan,
+    Policy,
+    Registration,
+    build_plans,
+    build_registration,
+    grantable,
+)
 from ._spec import HookSpec, Mode, OnError, unknown_hook
 from ._stats import ManagerStats, RegistrationStats
 from .hooks import CATALOG
@@ -76,8 +88,8 @@ class PluginManager:
             call = result.payload or call
         await manager.aclose()
 
-    Settings: `default_timeout` (seconds, `None` for none) applies to registrations that do
-    not set one; `slow_threshold` is when a handler call gets a "slow plugin" log line;
+    Settings: `default_timeout` (seconds, `math.inf` for none) applies to registrations that
+    do not set one; `slow_threshold` is when a handler call gets a "slow plugin" log line;
     after `failure_threshold` failures in a row a registration is suspended for `cooldown`
     seconds, then gets one trial call; at most `background_limit` background calls wait,
     further ones are dropped and counted. `clock` (monotonic seconds) drives the breaker.
@@ -95,13 +107,18 @@ class PluginManager:
         self,
         *,
         specs: Iterable[HookSpec[Any]] = (),
-        default_timeout: float | None = 5.0,
+        default_timeout: float = 5.0,
         slow_threshold: float = 0.5,
         failure_threshold: int = 5,
         cooldown: float = 30.0,
         background_limit: int = 1000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if default_timeout is None or not default_timeout > 0:
+            raise ValueError(
+                f"default_timeout must be a positive number of seconds (math.inf for no "
+                f"timeout), got {default_timeout!r}"
+            )
         if failure_threshold < 1 or cooldown < 0 or background_limit < 1 or slow_threshold < 0:
             raise ValueError(
                 "failure_threshold and background_limit must be >= 1, cooldown and "
@@ -123,6 +140,8 @@ class PluginManager:
         self._states: dict[str, dict[str, Any]] = {}
         self._background = Background(background_limit)
         self._portal = Portal()
+        # A manager dropped without close() must not leave its helper thread behind.
+        weakref.finalize(self, self._portal.close)
         self.declare(*CATALOG, *specs)
 
     # -- hook specs -------------------------------------------------------------------
@@ -146,8 +165,14 @@ class PluginManager:
             self._changed()
 
     def spec(self, hook: HookRef) -> HookSpec[Any]:
-        """The spec for a hook name, alias or spec; raises `UnknownHookError`."""
+        """The declared spec for a hook name, alias or spec; raises `UnknownHookError`."""
         if isinstance(hook, HookSpec):
+            if self._specs.get(hook) is not hook:
+                raise UnknownHookError(
+                    f"hook {hook.name!r} is not declared on this manager; declare it first "
+                    "with PluginManager(specs=[...]) or manager.declare(spec)",
+                    hook=hook.name,
+                )
             return hook
         spec = self._specs.get(hook)
         if spec is None:
@@ -215,6 +240,7 @@ class PluginManager:
                 handle = scope._register(plugin, request)
             else:
                 handle = self._build(plugin, request, None, self._names_in_use(None))
+                _check_reach(request, handle)
                 self._handles[handle.name] = handle
                 self._registrations += handle.registrations
             self._changed()
@@ -223,8 +249,11 @@ class PluginManager:
     def unregister(self, plugin: PluginHandle | str) -> None:
         """Remove a plugin (or plugin set) by its handle or name; running calls finish."""
         name = plugin.name if isinstance(plugin, PluginHandle) else plugin
+        scope = self._scope_var.get()
+        chain = scope.chain() if scope is not None else []
         with self._lock:
-            for handles in (self._handles, *(s._handles for s in self._scopes)):
+            # This context's sessions first, then the globals; never another session's.
+            for handles in (*(s._handles for s in chain), self._handles):
                 handle = handles.get(name)
                 if handle is not None and (
                     handle is plugin or not isinstance(plugin, PluginHandle)
@@ -311,10 +340,13 @@ class PluginManager:
         if plan is None:
             return EMPTY_RESULT
         call = self._call(plan, payload, session, turn, capabilities)
-        step = start(plan, payload, call)
-        result = step if isinstance(step, HookResult) else await step.finish()
-        if plan.background:
-            self._schedule(plan, result.payload or payload, call, result, portal=False)
+        try:
+            step = start(plan, payload, call)
+            result = step if isinstance(step, HookResult) else await step.finish()
+            if plan.background:
+                self._schedule(plan, result.payload or payload, call, result, portal=False)
+        finally:
+            call.revoke()
         return result
 
     @overload
@@ -361,12 +393,13 @@ class PluginManager:
         if plan is None:
             return EMPTY_RESULT
         call = self._call(plan, payload, session, turn, capabilities)
-        if plan.needs_loop:
-            result = self._portal.run(complete(plan, payload, call))
-        else:
-            result = run_now(plan, payload, call)
-        if plan.background:
-            self._schedule(plan, result.payload or payload, call, result, portal=True)
+        try:
+            step = start(plan, payload, call, eager=False)
+            result = step if isinstance(step, HookResult) else step.finish_sync(self._portal)
+            if plan.background:
+                self._schedule(plan, result.payload or payload, call, result, portal=True)
+        finally:
+            call.revoke()
         return result
 
     # -- background work and lifecycle --------------------------------------------------
@@ -450,9 +483,8 @@ class PluginManager:
     def _schedule(
         self, plan: Plan, payload: Any, call: Call, result: HookResult[Any], *, portal: bool
     ) -> None:
-        after = Call(call.spec, call.session, call.turn, call.handles, call.states)
-        after.result = result
         for reg in plan.background:
+            after = call.follow_up(result)
             if reg.condition is not None and not reg.condition(payload, after):
                 continue
             if reg.counters.circuit is not CLOSED and not reg.counters.admit():
@@ -506,13 +538,17 @@ class PluginManager:
                 scope=scope,
             )
         handlers = collect(obj, self.spec, name=name, hook=request.hook)
-        _check_capabilities(name, request.capabilities, [h.spec for h in handlers])
+        operator = request.options
         registrations = tuple(
             build_registration(
                 plugin=name,
                 spec=h.spec,
                 fn=h.fn,
-                options=request.options.over(h.options),
+                # The operator's options span the plugin: each hook takes the `when` keys
+                # it has (the author's own `when` is strict for its hook).
+                options=dataclasses.replace(operator, when=applicable(operator.when, h.spec)).over(
+                    h.options
+                ),
                 capabilities=request.capabilities,
                 writable=request.writable,
                 config=request.config,
@@ -613,13 +649,18 @@ class SessionScope:
     ) -> None:
         manager = self._manager
         with manager._lock:
-            if self._token is not None:
-                manager._scope_var.reset(self._token)
+            try:
+                if self._token is not None:
+                    manager._scope_var.reset(self._token)
+            except ValueError:  # left from another context (a task, a fixture's teardown)
+                if manager._scope_var.get() is self:
+                    manager._scope_var.set(self._parent)
+            finally:
                 self._token = None
-            manager._scopes.discard(self)
-            self._handles.clear()
-            self.states.clear()
-            manager._changed()
+                manager._scopes.discard(self)
+                self._handles.clear()
+                self.states.clear()
+                manager._changed()
 
     async def __aenter__(self) -> SessionScope:
         return self.__enter__()
@@ -637,6 +678,7 @@ class SessionScope:
         manager = self._manager
         taken = manager._names_in_use(self) | self.names()
         handle = manager._build(plugin, request, self.info.id, taken)
+        _check_reach(request, handle)
         self._handles[handle.name] = handle
         return handle
 
@@ -644,15 +686,29 @@ class SessionScope:
         return f"<SessionScope {self.info.id!r} plugins={sorted(self.names())}>"
 
 
-def _check_capabilities(plugin: str, granted: Iterable[str], specs: list[HookSpec[Any]]) -> None:
-    offered = {c for spec in specs for c in spec.capabilities}
-    for capability in granted:
-        if capability not in offered:
-            hooks = ", ".join(sorted({s.name for s in specs}))
+def _check_reach(request: _Request, handle: PluginHandle) -> None:
+    """Options given for a whole plugin (or set) must apply to at least one of its hooks."""
+    regs = handle.registrations
+    specs = list(dict.fromkeys(r.hook for r in regs))
+    for key in request.options.when or {}:
+        if not any(valid_key(key, spec) for spec in specs):
+            raise unknown_key(key, specs, handle.name)
+    hooks = ", ".join(s.name for s in specs)
+    for grant in request.writable:
+        if not any(grant in r.writable for r in regs):
+            grantable_here = sorted({g for s in specs for g in grantable(s)})
             raise RegistrationError(
-                f"plugin {plugin!r}: capability {capability!r} is not offered by any of its "
-                f"hooks ({hooks}); offered there: {', '.join(sorted(offered)) or 'none'}",
-                plugin=plugin,
+                f"plugin {handle.name!r}: cannot grant writable={grant!r}: none of its hooks "
+                f"({hooks}) has it; grantable there: {grantable_here or 'nothing'}",
+                plugin=handle.name,
+            )
+    for capability in request.capabilities:
+        if not any(capability in r.capabilities for r in regs):
+            offered = sorted({c for s in specs for c in s.capabilities})
+            raise RegistrationError(
+                f"plugin {handle.name!r}: capability {capability!r} is not offered by any of "
+                f"its hooks ({hooks}); offered there: {', '.join(offered) or 'none'}",
+                plugin=handle.name,
             )
 
 

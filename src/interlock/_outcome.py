@@ -7,6 +7,8 @@ invocation where every handler continues allocates nothing for its result.
 from __future__ import annotations
 
 import asyncio
+import reprlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._actions import (
@@ -41,12 +43,11 @@ class Outcome:
     """The running result of one invocation (private)."""
 
     __slots__ = (
-        "asked_by",
+        "asks",
         "blocked_by",
         "errors",
         "modified_by",
         "payload",
-        "question",
         "reason",
         "responded_by",
         "response",
@@ -64,18 +65,21 @@ class Outcome:
         self.reason: str | None = None
         self.response: Any = None
         self.responded_by: str | None = None
-        self.question: str | None = None
-        self.asked_by: str | None = None
+        self.asks: list[tuple[str, str]] = []
         self.errors: list[HandlerFailure] = []
         self.violations: list[Violation] = []
 
     def apply(self, reg: Registration, action: Any, duration: float) -> None:
         """Take one handler's answer; sets `stopped` when it ends the chain."""
         kind = action.__class__
-        if kind is Modify and kind in self.spec.accepts:
-            problem = self._invalid_modify(reg, action.payload)
-        else:
-            problem = self._invalid(reg, action)
+        try:
+            if kind is Modify and kind in self.spec.accepts:
+                problem = self._invalid_modify(reg, action.payload)
+            else:
+                problem = self._invalid(reg, action)
+        except Exception as error:  # a plugin-made value broke the check itself
+            problem = f"{_where(reg)} returned {kind.__name__} that could not be checked: "
+            problem += f"{type(error).__name__}: {_text(error)}"
         if problem is not None:
             count_failure(reg, duration, timeout=False)
             self.fail(reg, InvalidActionError(problem, plugin=reg.plugin, hook=self.spec.name))
@@ -101,12 +105,13 @@ class Outcome:
         kind = _failure_kind(error)
         if kind != "circuit_open":  # logged once, when the circuit opened
             log_failure(reg, error)
-        self.errors.append(HandlerFailure(reg.plugin, self.spec.name, kind, str(error), error))
+        message = _text(error)
+        self.errors.append(HandlerFailure(reg.plugin, self.spec.name, kind, message, error))
         if reg.on_error == "block" and self.spec.kind == "modify":
             self._block(
                 reg,
                 f"plugin {reg.plugin!r} failed at hook {self.spec.name!r} and fails closed: "
-                f"{error}",
+                f"{message}",
             )
 
     def result(self) -> HookResult[Any]:
@@ -118,8 +123,7 @@ class Outcome:
             reason=self.reason,
             response=self.response,
             responded_by=self.responded_by,
-            question=self.question,
-            asked_by=self.asked_by,
+            asks=tuple(self.asks),
             errors=tuple(self.errors),
             violations=tuple(self.violations),
         )
@@ -136,9 +140,8 @@ class Outcome:
     def _ask(self, reg: Registration, question: str) -> None:
         if reg.mode == "permissive":
             self._violate(reg, "ask", question)
-        elif self.asked_by is None:
-            self.question = question
-            self.asked_by = reg.plugin
+        else:
+            self.asks.append((reg.plugin, question))
 
     def _violate(self, reg: Registration, action: Any, reason: str) -> None:
         reg.counters.violations += 1
@@ -188,6 +191,13 @@ class Outcome:
                     f"write (writable: {writable}); grant it with writable={{{name!r}}} "
                     "when registering if the plugin should"
                 )
+        for name, allowed in reg.scalar_types:
+            value = getattr(new, name)
+            if not isinstance(value, allowed):
+                return (
+                    f"{_where(reg)} set field {name!r} to a {type(value).__name__}; it takes "
+                    f"{' or '.join(t.__name__ for t in allowed)}"
+                )
         for rule in reg.rules:
             problem = rule.check(old, new)
             if problem is not None:
@@ -208,21 +218,19 @@ def account(
     duration: float,
 ) -> Outcome | None:
     """Account for one finished handler call that did more than quietly continue."""
+    if duration > reg.limit and not isinstance(error, HookTimeoutError):
+        _log_slow(reg, duration)
     if error is not None:
         failure = wrap(error, reg)
         count_failure(reg, duration, timeout=isinstance(failure, HookTimeoutError))
-    elif duration > reg.limit and _overran(reg, duration):
-        failure = late(reg, duration)
-        count_failure(reg, duration, timeout=True)
-    elif action is None or action.__class__ is Continue:
+        out = Outcome(spec, payload) if out is None else out
+        out.fail(reg, failure)
+        return out
+    if action is None or action.__class__ is Continue:
         reg.counters.succeeded(duration)
         return out
-    else:
-        out = Outcome(spec, payload) if out is None else out
-        out.apply(reg, action, duration)
-        return out
     out = Outcome(spec, payload) if out is None else out
-    out.fail(reg, failure)
+    out.apply(reg, action, duration)
     return out
 
 
@@ -250,9 +258,8 @@ def wrap(error: BaseException, reg: Registration) -> HandlerFailureError:
     """Attribute an exception raised by a handler to its plugin and hook."""
     if isinstance(error, HandlerFailureError):
         return error
-    wrapped = HandlerFailureError(
-        f"{type(error).__name__}: {error}", plugin=reg.plugin, hook=reg.hook.name
-    )
+    message = f"{type(error).__name__}: {_text(error)}"
+    wrapped = HandlerFailureError(message, plugin=reg.plugin, hook=reg.hook.name)
     wrapped.__cause__ = error
     return wrapped
 
@@ -288,7 +295,7 @@ def log_failure(reg: Registration, error: HandlerFailureError) -> None:
         "plugin %r failed at hook %r: %s",
         reg.plugin,
         reg.hook.name,
-        error,
+        _text(error),
         exc_info=error.__cause__ if isinstance(error.__cause__, Exception) else None,
         extra={"interlock_plugin": reg.plugin, "interlock_hook": reg.hook.name},
     )
@@ -302,7 +309,17 @@ def _unaccepted(reg: Registration, action: Any) -> str:
     if asyncio.iscoroutine(action):
         action.close()  # never awaited: close it so Python does not warn
         return f"{_where(reg)} returned a coroutine; declare the handler with async def"
-    return f"{_where(reg)} returned {action!r}; handlers return None or an action"
+    return (
+        f"{_where(reg)} returned {_text(action, reprlib.repr)}; handlers return None or an action"
+    )
+
+
+def _text(value: object, render: Callable[[object], str] = str) -> str:
+    """`render(value)` for messages, never raising: plugin objects may break str/repr."""
+    try:
+        return render(value)
+    except Exception:
+        return f"<{type(value).__name__} that cannot be shown>"
 
 
 def _where(reg: Registration) -> str:
@@ -319,20 +336,27 @@ def _failure_kind(error: HandlerFailureError) -> FailureKind:
     return "exception"
 
 
-def _overran(reg: Registration, duration: float) -> bool:
-    """Log a slow call; True when it also ran past its timeout (its answer is then void)."""
-    if reg.timeout is not None and duration > reg.timeout:
-        return True
-    if duration > reg.counters.policy.slow_threshold:
-        logger.warning(
-            "slow plugin %r at hook %r: %.3fs",
-            reg.plugin,
-            reg.hook.name,
-            duration,
-            extra={
-                "interlock_plugin": reg.plugin,
-                "interlock_hook": reg.hook.name,
-                "interlock_duration": duration,
-            },
-        )
-    return False
+def _log_slow(reg: Registration, duration: float) -> None:
+    """Log a call slower than the slow threshold or than its timeout.
+
+    A sync handler run inline cannot be stopped, so its answer counts even when it comes
+    after its timeout; the log line says how to make the timeout apply.
+    """
+    past_timeout = reg.timeout is not None and duration > reg.timeout
+    if not past_timeout and duration <= reg.counters.policy.slow_threshold:
+        return
+    hint = ""
+    if past_timeout:
+        hint = f" (past its {reg.timeout:g}s timeout; register it with thread=True to enforce it)"
+    logger.warning(
+        "slow plugin %r at hook %r: %.3fs%s",
+        reg.plugin,
+        reg.hook.name,
+        duration,
+        hint,
+        extra={
+            "interlock_plugin": reg.plugin,
+            "interlock_hook": reg.hook.name,
+            "interlock_duration": duration,
+        },
+    )

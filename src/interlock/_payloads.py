@@ -12,6 +12,7 @@ Validation and JSON schema come from pydantic at the boundaries (the wire, confi
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
@@ -22,6 +23,12 @@ Role = Literal["system", "user", "assistant", "tool"]
 """Who wrote a message, in the chat-completions sense."""
 
 _set = object.__setattr__  # frozen dataclasses are filled in once, in __post_init__
+_ROLES = frozenset(typing.get_args(Role))
+
+
+def _check_role(role: object) -> None:
+    if role not in _ROLES:
+        raise ValueError(f"role must be one of {', '.join(sorted(_ROLES))}, got {role!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,7 @@ class Message(Payload):
     tool_calls: tuple[ToolCall, ...] = ()
 
     def __post_init__(self) -> None:
+        _check_role(self.role)
         _set(self, "tool_calls", freeze_items(self.tool_calls, ToolCall, "tool_calls"))
 
 
@@ -160,6 +168,7 @@ class MessageEvent(Payload):
     metadata: Mapping[str, JsonValue] = field(default=EMPTY)
 
     def __post_init__(self) -> None:
+        _check_role(self.role)
         _set(self, "metadata", freeze_mapping(self.metadata, "metadata"))
 
 

@@ -139,6 +139,8 @@ def plugin_name(obj: object) -> str:
         return marker.name
     if isinstance(obj, Plugin):
         return type(obj).name or type(obj).__name__
+    if inspect.isclass(obj):
+        return obj.__name__
     if inspect.ismodule(obj):
         return obj.__name__
     if inspect.isroutine(obj):
@@ -148,6 +150,12 @@ def plugin_name(obj: object) -> str:
 
 def collect(obj: object, resolve: Resolve, *, name: str, hook: HookRef | None) -> list[Handler]:
     """Find the handlers of a function, `Plugin`, module or object marked with `@hook`."""
+    if inspect.isclass(obj):
+        raise RegistrationError(
+            f"plugin {name!r}: register an instance, e.g. register({obj.__name__}()), "
+            "not the class",
+            plugin=name,
+        )
     _check_api_version(obj, name)
     if hook is not None:
         if not callable(obj):

@@ -44,6 +44,9 @@ class Portal:
             self._loop = self._thread = None
         if loop is None or thread is None:
             return
+        if threading.current_thread() is thread:  # closed from one of its own handlers
+            loop.call_soon(loop.stop)
+            return
         asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result()
         loop.call_soon_threadsafe(loop.stop)
         thread.join()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from ._conditions import Condition, compile_when
 from ._exceptions import HandlerSignatureError, RegistrationError
 from ._frozen import FrozenDict, freeze_mapping
 from ._spec import MODES, ON_ERROR, HookSpec, Mode, OnError, WriteRule
+
+_ADMIT_LOCK = threading.Lock()
 
 CLOSED = "closed"
 OPEN = "open"
@@ -99,14 +102,15 @@ class Counters:
         self.opened_at = 0.0
 
     def succeeded(self, duration: float) -> None:
+        """Count a successful call; the half-open trial's success closes the circuit."""
         self.calls += 1
         self.time_total += duration
         if duration > self.time_max:
             self.time_max = duration
-        if self.failures_in_row:
-            self.failures_in_row = 0
-        if self.circuit is not CLOSED:
-            self.circuit = CLOSED
+        if self.circuit is OPEN:
+            return  # a call admitted before the circuit opened, finishing late
+        self.failures_in_row = 0
+        self.circuit = CLOSED
 
     def failed(self, duration: float, *, timeout: bool) -> bool:
         """Count a failure; True when it opens the circuit."""
@@ -126,13 +130,21 @@ class Counters:
         return False
 
     def admit(self) -> bool:
-        """Whether a call may go through; an open circuit half-opens after its cooldown."""
-        if self.circuit is OPEN:
-            if self.policy.clock() - self.opened_at < self.policy.cooldown:
-                self.skipped += 1
-                return False
-            self.circuit = HALF_OPEN
-        return True
+        """Whether a call may go through while the circuit is not closed.
+
+        After the cooldown an open circuit lets exactly one trial call through
+        (half-open); until that call settles, every other call is turned away.
+        """
+        with _ADMIT_LOCK:  # only reached while a circuit is open or half-open
+            if self.circuit is CLOSED:  # closed meanwhile by another thread
+                return True
+            if self.circuit is OPEN and (
+                self.policy.clock() - self.opened_at >= self.policy.cooldown
+            ):
+                self.circuit = HALF_OPEN
+                return True
+            self.skipped += 1
+            return False
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -161,6 +173,7 @@ class Registration:
     config: FrozenDict = field(repr=False)
     condition: Condition | None = field(repr=False)
     protected: tuple[str, ...] = field(repr=False)
+    scalar_types: tuple[tuple[str, tuple[type[Any], ...]], ...] = field(repr=False)
     rules: tuple[WriteRule, ...] = field(repr=False)
     counters: Counters = field(repr=False)
     limit: float = field(repr=False)  # past this many seconds: log slow, and check the timeout
@@ -174,7 +187,6 @@ class Plan:
     spec: HookSpec[Any]
     entries: tuple[Registration, ...]
     background: tuple[Registration, ...]
-    needs_loop: bool
 
 
 def build_registration(
@@ -188,7 +200,7 @@ def build_registration(
     config: Mapping[str, Any] | None,
     scope: str | None,
     seq: int,
-    default_timeout: float | None,
+    default_timeout: float,
     policy: Policy,
 ) -> Registration:
     """Check and resolve everything about one handler; raise `RegistrationError` if wrong."""
@@ -203,8 +215,15 @@ def build_registration(
             plugin=plugin,
             hook=spec.name,
         )
-    grants = frozenset(writable)
-    _check_writable(grants, spec, plugin)
+    if is_async and options.thread:
+        raise RegistrationError(
+            f"plugin {plugin!r}, hook {spec.name!r}: thread=True is for sync handlers; "
+            "async handlers already run without blocking the event loop",
+            plugin=plugin,
+            hook=spec.name,
+        )
+    grants = frozenset(writable) & grantable(spec)
+    protected = _protected(spec, grants)
     return Registration(
         plugin=plugin,
         hook=spec,
@@ -223,7 +242,8 @@ def build_registration(
         seq=seq,
         config=freeze_mapping(config, "config"),
         condition=None if options.when is None else compile_when(options.when, spec, plugin),
-        protected=_protected(spec, grants),
+        protected=protected,
+        scalar_types=tuple(c for c in spec.scalar_types if c[0] not in protected),
         rules=tuple(rule for rule in spec.rules if rule.name not in grants),
         counters=Counters(policy),
         limit=min(policy.slow_threshold, math.inf if timeout is None else timeout),
@@ -247,7 +267,6 @@ def build_plans(
             spec=spec,
             entries=entries,
             background=tuple(r for r in regs if r.background),
-            needs_loop=any(r.is_async or r.thread for r in entries),
         )
         for key in (spec, *spec.keys):
             plans[key] = plan
@@ -349,13 +368,8 @@ def _protected(spec: HookSpec[Any], grants: frozenset[str]) -> tuple[str, ...]:
     return tuple(f for f in spec.fields if f not in writable)
 
 
-def _check_writable(grants: frozenset[str], spec: HookSpec[Any], plugin: str) -> None:
-    known = {*spec.fields, *(rule.name for rule in spec.rules)}
-    if grants and (spec.kind != "modify" or not grants <= known):
-        grantable = sorted(known) if spec.kind == "modify" else []
-        raise RegistrationError(
-            f"plugin {plugin!r}, hook {spec.name!r}: cannot grant writable={sorted(grants)}; "
-            f"grantable here: {grantable}",
-            plugin=plugin,
-            hook=spec.name,
-        )
+def grantable(spec: HookSpec[Any]) -> frozenset[str]:
+    """What `writable=` can grant at `spec`: payload fields and rule names (modify hooks)."""
+    if spec.kind != "modify":
+        return frozenset()
+    return frozenset({*spec.fields, *(rule.name for rule in spec.rules)})

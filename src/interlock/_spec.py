@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
+import typing
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -73,6 +75,7 @@ class HookSpec(Generic[P]):
     response_type: type[Any] | None = None
     description: str = ""
     fields: tuple[str, ...] = field(init=False, repr=False)
+    scalar_types: tuple[tuple[str, tuple[type[Any], ...]], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -98,6 +101,7 @@ class HookSpec(Generic[P]):
         object.__setattr__(self, "writable", writable)
         object.__setattr__(self, "aliases", tuple(self.aliases))
         object.__setattr__(self, "fields", names or ())
+        object.__setattr__(self, "scalar_types", _scalar_types(self.payload_type))
 
     def _check_accepts(self, accepts: frozenset[type[Any]]) -> None:
         unknown = accepts - _ACTIONS
@@ -129,6 +133,36 @@ def _field_names(payload_type: type[Any]) -> tuple[str, ...] | None:
     if not dataclasses.is_dataclass(payload_type):
         return None
     return tuple(f.name for f in dataclasses.fields(payload_type))
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _scalar_types(payload_type: type[Any]) -> tuple[tuple[str, tuple[type[Any], ...]], ...]:
+    """Fields annotated with scalar types (or optional ones), to check values plugins return.
+
+    A `Modify` payload is built by a plugin, so its scalars are checked before the host
+    sees them; mappings and sequences are already checked when the payload is built.
+    """
+    if not dataclasses.is_dataclass(payload_type):
+        return ()
+    try:
+        hints = typing.get_type_hints(payload_type)
+    except Exception:  # unresolvable annotations: nothing to check against
+        return ()
+    checks = []
+    for name in _field_names(payload_type) or ():
+        hint = hints.get(name)
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        options = typing.get_args(hint) if union else (hint,)
+        allowed = tuple(
+            type(None) if option is type(None) else option
+            for option in options
+            if option in _SCALARS or option is type(None)
+        )
+        if allowed and len(allowed) == len(options):
+            checks.append((name, allowed))
+    return tuple(checks)
 
 
 def unknown_hook(name: str, known: Collection[Any]) -> UnknownHookError:
