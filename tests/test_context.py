@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from interlock import (
+    CapabilityError,
     HookContext,
     MessageEvent,
+    Notifier,
     PluginManager,
     SessionInfo,
     SessionStart,
@@ -25,18 +27,18 @@ class Sink:
     """A host-side system-item log."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[str, str]] = []
+        self.items: list[tuple[str, str, str]] = []
 
-    def append(self, kind: str, text: str) -> None:
-        self.items.append((kind, text))
+    def write_system_item(self, kind: str, text: str, *, plugin: str) -> None:
+        self.items.append((kind, text, plugin))
 
 
 class Bell:
     def __init__(self) -> None:
-        self.rung: list[str] = []
+        self.rung: list[tuple[str, str, str]] = []
 
-    def notify(self, text: str, *, level: str = "info") -> None:
-        self.rung.append(text)
+    def write_notification(self, text: str, *, level: str, plugin: str) -> None:
+        self.rung.append((text, level, plugin))
 
 
 @dataclass
@@ -85,20 +87,62 @@ async def test_capabilities_need_offer_grant_and_handle(manager: PluginManager) 
     end = hooks.SESSION_END.payload_type("s")
     await manager.invoke(hooks.SESSION_END, end, capabilities=handles)
 
-    assert granted[0].system_items is sink and granted[0].notify is bell
     assert isinstance(granted[0].system_items, SystemItemSink)
+    assert isinstance(granted[0].notify, Notifier)
     assert ungranted[0].system_items is None and ungranted[0].notify is None
     assert not_offered[0].system_items is None  # session_end does not offer it
-    assert not_offered[0].notify is bell
+    assert isinstance(not_offered[0].notify, Notifier)
     assert granted[0].ctx.capability("filesystem") is None
+
+
+async def test_handles_tell_the_host_which_plugin_wrote(manager: PluginManager) -> None:
+    sink, bell = Sink(), Bell()
+
+    @hook("turn_end")
+    def remind(payload: Any, ctx: HookContext) -> None:
+        assert ctx.system_items is not None and ctx.notify is not None
+        ctx.system_items.append("reminder", "run the tests")
+        ctx.notify.notify("reminded the model", level="warning")
+
+    manager.register(remind, capabilities=["system_items", "notify"])
+    handles = {"system_items": sink, "notify": bell}
+    result = await manager.invoke(hooks.TURN_END, TurnEnd(1), capabilities=handles)
+    assert result.errors == ()
+    assert sink.items == [("reminder", "run the tests", "remind")]
+    assert bell.rung == [("reminded the model", "warning", "remind")]
+
+
+@pytest.mark.parametrize(
+    "misuse",
+    [
+        lambda ctx: ctx.system_items.append("", "x"),
+        lambda ctx: ctx.system_items.append("k", 3),
+        lambda ctx: ctx.notify.notify("x", level="shout"),
+    ],
+)
+async def test_handles_check_what_plugins_send(manager: PluginManager, misuse: Any) -> None:
+    manager.register(
+        lambda p, ctx: misuse(ctx),
+        hook="turn_end",
+        name="bad",
+        capabilities=["system_items", "notify"],
+    )
+    result = await manager.invoke(
+        hooks.TURN_END, TurnEnd(1), capabilities={"system_items": Sink(), "notify": Bell()}
+    )
+    assert isinstance(result.errors[0].error.__cause__, CapabilityError)  # type: ignore[union-attr]
 
 
 async def test_handles_do_not_outlive_the_call(manager: PluginManager) -> None:
     sink = Sink()
     contexts = capture(manager, "turn_end", capabilities=["system_items"])
     await manager.invoke(hooks.TURN_END, TurnEnd(1), capabilities={"system_items": sink})
-    assert contexts[0].system_items is sink
-    assert contexts[0].ctx.system_items is None  # kept after the call: no authority left
+    kept = contexts[0].system_items
+    assert isinstance(kept, SystemItemSink)
+    assert contexts[0].ctx.system_items is None  # a kept context: no authority left
+    with pytest.raises(CapabilityError, match="used system_items after its call ended"):
+        kept.append("reminder", "injected later")
+    assert sink.items == []
 
 
 async def test_no_handle_without_a_host_provided_one(manager: PluginManager) -> None:
@@ -118,7 +162,7 @@ async def test_session_scope_supplies_handles(manager: PluginManager) -> None:
     async with manager.session("s", capabilities={"system_items": sink}) as scope:
         manager.register(remind, scope=scope, capabilities=["system_items"])
         await manager.invoke(hooks.TURN_END, TurnEnd(1))
-    assert sink.items == [("reminder", "run the tests")]
+    assert sink.items == [("reminder", "run the tests", "remind")]
 
 
 async def test_a_context_exposes_no_host_objects(manager: PluginManager) -> None:

@@ -14,7 +14,7 @@ EXPECTED = {
     "WriteRule", "Kind", "Mode", "OnError",
     # plugin contract
     "Plugin", "PluginSet", "hook", "API_VERSION", "HookContext", "SessionInfo",
-    "SystemItemSink", "Notifier",
+    "SystemItemSink", "Notifier", "SystemItemWriter", "NotificationWriter", "Level",
     # actions and results
     "Action", "Continue", "Modify", "Block", "Respond", "Ask", "HookResult",
     "HandlerFailure", "FailureKind", "Violation", "ManagerStats", "RegistrationStats",
@@ -24,7 +24,8 @@ EXPECTED = {
     "SessionEnd", "TurnEnd", "ErrorEvent", "FrozenDict", "JsonValue",
     # errors
     "InterlockError", "SpecError", "UnknownHookError", "UnknownPluginError",
-    "PayloadTypeError", "PortalError", "RegistrationError", "HandlerSignatureError",
+    "PayloadTypeError", "PortalError", "CapabilityError", "RegistrationError",
+    "HandlerSignatureError",
     "IncompatiblePluginError", "DuplicatePluginError", "ConditionError",
     "HandlerFailureError", "InvalidActionError", "HookTimeoutError", "CircuitOpenError",
     "__version__",

@@ -26,8 +26,10 @@ from ._actions import (
     Respond,
     Violation,
 )
-from ._context import HookContext, Notifier, SessionInfo, SystemItemSink
+from ._capabilities import Level, NotificationWriter, Notifier, SystemItemSink, SystemItemWriter
+from ._context import HookContext, SessionInfo
 from ._exceptions import (
+    CapabilityError,
     CircuitOpenError,
     ConditionError,
     DuplicatePluginError,
@@ -75,6 +77,7 @@ __all__ = [
     "Action",
     "Ask",
     "Block",
+    "CapabilityError",
     "CircuitOpenError",
     "ConditionError",
     "Continue",
@@ -96,11 +99,13 @@ __all__ = [
     "Kind",
     "LLMRequest",
     "LLMResponse",
+    "Level",
     "ManagerStats",
     "Message",
     "MessageEvent",
     "Mode",
     "Modify",
+    "NotificationWriter",
     "Notifier",
     "OnError",
     "Payload",
@@ -122,6 +127,7 @@ __all__ = [
     "SpecError",
     "StreamChunk",
     "SystemItemSink",
+    "SystemItemWriter",
     "ToolCall",
     "ToolResult",
     "ToolSchema",

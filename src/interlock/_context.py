@@ -3,8 +3,8 @@
 A context holds read-only facts (hook, plugin, session, turn, the plugin's config and its
 per-session state) and the capability handles the host granted for this call. A handle
 exists only where the hook offers it *and* the registration was granted it *and* the host
-provided it; anywhere else the attribute is `None`, so using an ungranted capability fails
-loudly instead of doing nothing.
+provided a writer for it; anywhere else the attribute is `None`, so using an ungranted
+capability fails loudly instead of doing nothing.
 
 Python cannot stop code from reading private attributes, so this is an authority boundary
 for well-behaved plugins; out-of-process plugins are the isolation boundary.
@@ -16,8 +16,9 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
+from ._capabilities import Notifier, SystemItemSink
 from ._frozen import EMPTY, JsonValue, freeze_items, freeze_mapping
 
 if TYPE_CHECKING:
@@ -39,35 +40,13 @@ class SessionInfo:
         object.__setattr__(self, "metadata", freeze_mapping(self.metadata, "metadata"))
 
 
-@runtime_checkable
-class SystemItemSink(Protocol):
-    """Capability: append a system item to the session's durable log.
-
-    Appended items become part of the model's context on the next model call and are
-    visible to the user; this is the only model-visible path a plugin has.
-    """
-
-    def append(self, kind: str, text: str) -> None:
-        """Append one item of `kind` (e.g. `"reminder"`) with `text`."""
-        ...
-
-
-@runtime_checkable
-class Notifier(Protocol):
-    """Capability: tell the user something; never shown to the model."""
-
-    def notify(self, text: str, *, level: str = "info") -> None:
-        """Show `text` to the user at `level` (`info`, `warning`, `error`)."""
-        ...
-
-
 _REVOKED: Mapping[str, object] = MappingProxyType({})
 
 
 class Call:
     """The facts of one invocation, shared by the contexts of its handlers (private)."""
 
-    __slots__ = ("handles", "result", "session", "spec", "states", "turn")
+    __slots__ = ("handles", "result", "revoked", "session", "spec", "states", "turn")
 
     def __init__(
         self,
@@ -83,10 +62,12 @@ class Call:
         self.handles = handles
         self.states = states
         self.result: HookResult[Any] | None = None
+        self.revoked = False
 
     def revoke(self) -> None:
-        """End the call's authority: its contexts hand out no capability handles any more."""
+        """End the call's authority: no more handles, and handles given out stop working."""
         self.handles = _REVOKED
+        self.revoked = True
 
     def follow_up(self, result: HookResult[Any]) -> Call:
         """The call a background handler gets: same facts, the outcome, its own authority.
@@ -162,15 +143,15 @@ class HookContext:
         """The durable, model-visible system-item log, or `None` when not granted here.
 
         Handles last as long as the call: once the invocation is over, a kept context
-        hands out `None`."""
-        handle: SystemItemSink | None = self.capability("system_items")
-        return handle
+        hands out `None` and a kept handle raises `CapabilityError`."""
+        writer = self.capability("system_items")
+        return None if writer is None else SystemItemSink(writer, self._reg.plugin, self._call)
 
     @property
     def notify(self) -> Notifier | None:
         """The user notifier, or `None` when not granted here."""
-        handle: Notifier | None = self.capability("notify")
-        return handle
+        writer = self.capability("notify")
+        return None if writer is None else Notifier(writer, self._reg.plugin, self._call)
 
     @property
     def result(self) -> HookResult[Any] | None:
@@ -178,8 +159,9 @@ class HookContext:
         return self._call.result
 
     def capability(self, name: str) -> Any:
-        """The handle for capability `name` if this hook offers it, the registration holds
-        it and the host provided it; otherwise `None`."""
+        """The host's object for capability `name` if this hook offers it, the registration
+        holds it and the host provided it; otherwise `None`. For `system_items` and
+        `notify` use the properties, which bind the handle to this plugin and call."""
         if name not in self._reg.capabilities:
             return None
         return self._call.handles.get(name)

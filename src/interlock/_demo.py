@@ -80,10 +80,10 @@ class _Log:
     def __init__(self, console: Console) -> None:
         self.console = console
 
-    def append(self, kind: str, text: str) -> None:
+    def write_system_item(self, kind: str, text: str, *, plugin: str) -> None:
         self.console.print(f"    [magenta]system item[/] ({escape(kind)}): {escape(text)}")
 
-    def notify(self, text: str, *, level: str = "info") -> None:
+    def write_notification(self, text: str, *, level: str, plugin: str) -> None:
         self.console.print(f"    [cyan]notify[/]: {escape(text)}")
 
 

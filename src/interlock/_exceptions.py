@@ -8,6 +8,7 @@ The tree::
     ├── UnknownPluginError         unregistering a plugin that is not registered (also LookupError)
     ├── PayloadTypeError           a hook invoked with the wrong payload type (also TypeError)
     ├── PortalError                invoke_sync called where it would deadlock
+    ├── CapabilityError            a capability handle misused: bad arguments, or after its call
     ├── RegistrationError          a plugin that cannot be registered as given (also ValueError)
     │   ├── HandlerSignatureError  a handler that does not take (payload, ctx) of the hook's type
     │   ├── IncompatiblePluginError  a plugin built for another plugin API version
@@ -59,6 +60,14 @@ class PayloadTypeError(InterlockError, TypeError):
 
 class PortalError(InterlockError):
     """`invoke_sync` was called from the thread that runs async handlers for sync hosts."""
+
+
+class CapabilityError(InterlockError):
+    """A plugin misused a capability handle: bad arguments, or used after its call ended."""
+
+    def __init__(self, message: str, *, plugin: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
 
 
 class RegistrationError(InterlockError, ValueError):

@@ -1,0 +1,112 @@
+"""Capability handles: the only side effects a plugin can cause, created by interlock.
+
+The host provides *writers* (an object per capability, for a call or a session); a plugin
+gets a *handle* bound to itself and to the call. The handle checks what the plugin sends,
+tells the writer which plugin it came from, and stops working when the call is over.
+
+    class MyHost:                                    # the host's side
+        def write_system_item(self, kind, text, *, plugin): ...
+        def write_notification(self, text, *, level, plugin): ...
+
+    ctx.system_items.append("reminder", "run the tests")   # the plugin's side
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, Protocol, final, runtime_checkable
+
+from ._exceptions import CapabilityError
+
+if TYPE_CHECKING:
+    from ._context import Call
+
+Level = Literal["info", "warning", "error"]
+_LEVELS = frozenset({"info", "warning", "error"})
+
+
+@runtime_checkable
+class SystemItemWriter(Protocol):
+    """The host's side of `system_items`: record an item in the session's durable log.
+
+    The item must be stored before this returns, and become part of the model's context
+    on the next model call.
+    """
+
+    def write_system_item(self, kind: str, text: str, *, plugin: str) -> None:
+        """Store one system item from `plugin`."""
+        ...
+
+
+@runtime_checkable
+class NotificationWriter(Protocol):
+    """The host's side of `notify`: show the user something; never the model."""
+
+    def write_notification(self, text: str, *, level: Level, plugin: str) -> None:
+        """Show one notification from `plugin`."""
+        ...
+
+
+class _Handle:
+    __slots__ = ("_call", "_plugin", "_writer")
+
+    def __init__(self, writer: object, plugin: str, call: Call) -> None:
+        self._writer = writer
+        self._plugin = plugin
+        self._call = call
+
+    def _check_live(self, capability: str) -> None:
+        if self._call.revoked:
+            raise CapabilityError(
+                f"plugin {self._plugin!r} used {capability} after its call ended; capability "
+                "handles last as long as the call, so ask the context again in a later call",
+                plugin=self._plugin,
+            )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} for plugin {self._plugin!r}>"
+
+
+@final
+class SystemItemSink(_Handle):
+    """Capability: append a system item to the session's durable log.
+
+    Appended items become part of the model's context on the next model call and are
+    listed to the user with the plugin that added them; this is the only model-visible
+    path a plugin has.
+
+        if ctx.system_items is not None:
+            ctx.system_items.append("reminder", "run the tests before committing")
+    """
+
+    __slots__ = ()
+
+    def append(self, kind: str, text: str) -> None:
+        """Append one item of `kind` (a short label such as `"reminder"`) with `text`."""
+        self._check_live("system_items")
+        if not isinstance(kind, str) or not kind or not isinstance(text, str):
+            raise CapabilityError(
+                f"plugin {self._plugin!r}: system_items.append takes a non-empty kind and a "
+                f"text, both str; got {type(kind).__name__} and {type(text).__name__}",
+                plugin=self._plugin,
+            )
+        writer: SystemItemWriter = self._writer  # type: ignore[assignment]
+        writer.write_system_item(kind, text, plugin=self._plugin)
+
+
+@final
+class Notifier(_Handle):
+    """Capability: tell the user something; never shown to the model."""
+
+    __slots__ = ()
+
+    def notify(self, text: str, *, level: Level = "info") -> None:
+        """Show `text` to the user at `level` (`info`, `warning` or `error`)."""
+        self._check_live("notify")
+        if not isinstance(text, str) or level not in _LEVELS:
+            raise CapabilityError(
+                f"plugin {self._plugin!r}: notify takes a str text and a level among "
+                f"{', '.join(sorted(_LEVELS))}; got {type(text).__name__} and {level!r}",
+                plugin=self._plugin,
+            )
+        writer: NotificationWriter = self._writer  # type: ignore[assignment]
+        writer.write_notification(text, level=level, plugin=self._plugin)
