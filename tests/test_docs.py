@@ -57,16 +57,3 @@ def test_the_catalog_table_matches_the_code() -> None:
         line = next(line for line in text.splitlines() if line.startswith(f"| `{spec.name}`"))
         assert f"| {writable}" in line, spec.name
         assert line.rstrip().endswith(f"| {spec.on_error} |"), spec.name
-
-
-def test_the_demo_command_runs_offline() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", "from interlock.cli import main; main()", "demo"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "blocked by no_rm: destructive shell command" in out.stdout
-    assert "the agent sees: 'clean up, then mail [email]'" in out.stdout
-    assert "system item (reminder)" in out.stdout

@@ -107,6 +107,18 @@ class HookResult(NamedTuple, Generic[P]):
     violations: tuple[Violation, ...] = ()
 
     @property
+    def empty(self) -> bool:
+        """True when no handler did anything but continue (nothing to log or act on)."""
+        return not (
+            self.modified_by
+            or self.blocked_by
+            or self.responded_by
+            or self.asks
+            or self.errors
+            or self.violations
+        )
+
+    @property
     def blocked(self) -> bool:
         """True when a handler blocked the event (`blocked_by` and `reason` say who, why)."""
         return self.blocked_by is not None

@@ -1,0 +1,129 @@
+"""Per-turn cost of dispatch in the reference runtime, with the offline scripted model.
+
+    python benchmarks/bench_runtime.py [--quick]
+
+Runs the same turns (two tool calls, then an answer) with no plugins, with one no-op plugin
+on every hook, and with the demo's four plugins, in one run. Two numbers per row: the time
+of a whole turn, and the time spent inside `invoke` during it, which is what hook dispatch
+costs the turn (the whole-turn difference between rows is within the run-to-run noise of
+the model, tools and log). The session log is in memory so that disk speed does not drown
+the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from typing import Any
+
+from interlock import HookContext, Plugin, PluginManager, hooks
+from interlock.cli._demo import plugins as demo_plugins
+from interlock.runtime import Agent, ScriptedBackend, SessionStore, Step
+
+ROUNDS = 5
+TURNS = 5
+
+
+class NoOp(Plugin):
+    """One handler on every hook of the catalog, doing nothing."""
+
+    name = "no-op"
+
+
+for _spec in hooks.CATALOG:
+
+    def _handler(self: NoOp, payload: Any, ctx: HookContext) -> None:
+        return None
+
+    setattr(NoOp, f"on_{_spec.name}", _handler)
+
+
+def shell(command: str) -> str:
+    """Pretend to run a command."""
+    return f"ran {command}"
+
+
+SCRIPT = [
+    Step(tool_calls=(("shell", {"command": "ls"}),)),
+    Step(tool_calls=(("shell", {"command": "make"}),)),
+    Step("All done, nothing to mail to ada@example.com."),
+]
+
+
+class Timed(PluginManager):
+    """A manager that adds up the time its `invoke` calls take, and counts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spent = 0.0
+        self.calls = 0
+
+    async def invoke(self, hook: Any, payload: Any, **options: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return await super().invoke(hook, payload, **options)
+        finally:
+            self.spent += time.perf_counter() - start
+            self.calls += 1
+
+
+async def per_turn(
+    plugins: list[tuple[Any, dict[str, Any]]], sessions: int, stream: bool
+) -> tuple[float, float, float]:
+    """Median µs per turn, median µs inside invoke per turn, and invocations per turn.
+
+    Each session has TURNS turns, so the conversation (which the scripted model reads)
+    stays the same size from row to row.
+    """
+    whole, dispatch, calls = [], [], 0.0
+    for _ in range(ROUNDS):
+        manager = Timed()
+        for plugin, options in plugins:
+            manager.register(plugin, **options)
+        store = SessionStore(":memory:")
+        agent = Agent(ScriptedBackend(SCRIPT * TURNS * sessions), tools=[shell],
+                      manager=manager, store=store, stream=stream)  # fmt: skip
+        elapsed, spent, invokes = 0.0, 0.0, 0
+        for _ in range(sessions):
+            async with agent.session() as session:
+                manager.spent, manager.calls = 0.0, 0
+                start = time.perf_counter()
+                for _ in range(TURNS):
+                    await session.send("tidy up")
+                elapsed += time.perf_counter() - start
+                spent, invokes = spent + manager.spent, invokes + manager.calls
+        turns = TURNS * sessions
+        whole.append(elapsed / turns * 1e6)
+        dispatch.append(spent / turns * 1e6)
+        calls = invokes / turns
+        store.close()
+    return statistics.median(whole), statistics.median(dispatch), calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer turns (smoke run)")
+    args = parser.parse_args()
+    sessions = 4 if args.quick else 60
+
+    configurations = {
+        "no plugins": [],
+        "one no-op plugin on every hook": [(NoOp(), {})],
+        "the demo's four plugins": demo_plugins(),
+    }
+
+    async def run() -> None:
+        for stream in (False, True):
+            print(f"streaming={stream}: per turn of 3 model calls and 2 tool calls")
+            print(f"  {'plugins':34} {'turn µs':>9} {'in invoke µs':>13} {'invokes':>8}")
+            for name, plugins in configurations.items():
+                whole, dispatch, calls = await per_turn(plugins, sessions, stream)
+                print(f"  {name:34} {whole:9.1f} {dispatch:13.1f} {calls:8.0f}")
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

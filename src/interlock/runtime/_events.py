@@ -1,0 +1,25 @@
+"""`TraceEvent`: what the agent tells a live view (the CLI's trace) as it works."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+EventKind = Literal["hook", "model", "tool", "system_item", "notification", "reply"]
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    """One step of an agent's work, for display; the durable record is the session log.
+
+    `kind` says what happened and `name` to what: a hook name (`detail["result"]` is its
+    `HookResult`), a model name, a tool name, a system item's kind, a notification's level,
+    or `"delivered"` / `"undelivered"` for the reply.
+    """
+
+    kind: EventKind
+    name: str
+    session_id: str
+    turn: int
+    detail: Mapping[str, Any] = field(default_factory=dict)

@@ -1,0 +1,205 @@
+"""The durable session log: an append-only SQLite file.
+
+Every record is committed before the agent acts on it, so a killed process loses nothing it
+had acknowledged. SQLite in WAL mode makes each commit survive the process (`normal`) or
+also a power cut (`full`, an fsync per commit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from interlock import FrozenDict, JsonValue
+
+RecordKind = Literal[
+    "user",
+    "assistant",
+    "tool_call",
+    "tool_result",
+    "system_item",
+    "notification",
+    "hook",
+    "error",
+    "delivered",
+    "undelivered",
+]
+"""What a record holds. `system_item`s are model-visible; `notification`s are not."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    tags TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    ended REAL,
+    end_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    turn INTEGER,
+    kind TEXT NOT NULL,
+    created REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_session ON records(session_id, seq);
+"""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One entry of a session's log."""
+
+    seq: int
+    session_id: str
+    turn: int | None
+    kind: RecordKind
+    created: float
+    data: Mapping[str, JsonValue] = field(default_factory=FrozenDict)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One session as `interlock log` lists it."""
+
+    id: str
+    created: float
+    ended: float | None
+    end_reason: str | None
+    tags: tuple[str, ...]
+    turns: int
+    records: int
+
+
+def default_data_dir() -> Path:
+    """`$INTERLOCK_DATA_DIR`, else `$XDG_DATA_HOME/interlock`, else `~/.local/share/interlock`."""
+    explicit = os.environ.get("INTERLOCK_DATA_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "interlock"
+
+
+class SessionStore:
+    """Sessions and their records in one SQLite file (or `":memory:"`).
+
+        store = SessionStore(default_data_dir() / "sessions.db")
+
+    `on_commit` is called with each record once it is committed (tests, live views).
+    Safe to use from several threads.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        durability: Literal["normal", "full"] = "normal",
+        on_commit: Callable[[Record], None] | None = None,
+    ) -> None:
+        if durability not in ("normal", "full"):
+            raise ValueError(f"durability must be 'normal' or 'full', got {durability!r}")
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._on_commit = on_commit
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={durability.upper()}")
+        self._db.executescript(_SCHEMA)
+
+    def open_session(
+        self, session_id: str, tags: tuple[str, ...] = (), metadata: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Start a session, or reopen it; True when it is new."""
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO sessions (id, created, tags, metadata) VALUES (?, ?, ?, ?)",
+                (session_id, time.time(), json.dumps(list(tags)), json.dumps(dict(metadata or {}))),
+            )
+            if cursor.rowcount == 0:
+                db.execute(
+                    "UPDATE sessions SET ended = NULL, end_reason = NULL WHERE id = ?",
+                    (session_id,),
+                )
+            return cursor.rowcount == 1
+
+    def end_session(self, session_id: str, reason: str) -> None:
+        """Mark a session ended."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE sessions SET ended = ?, end_reason = ? WHERE id = ?",
+                (time.time(), reason, session_id),
+            )
+
+    def append(
+        self, session_id: str, kind: RecordKind, data: Mapping[str, Any], *, turn: int | None = None
+    ) -> Record:
+        """Append one record and commit it before returning it."""
+        created = time.time()
+        text = json.dumps(data, ensure_ascii=False, default=str)
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO records (session_id, turn, kind, created, data) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (session_id, turn, kind, created, text),
+            )
+        seq = cursor.lastrowid or 0  # always set after an INSERT
+        record = Record(seq, session_id, turn, kind, created, FrozenDict(json.loads(text)))
+        if self._on_commit is not None:
+            self._on_commit(record)
+        return record
+
+    def records(self, session_id: str) -> list[Record]:
+        """A session's records, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, session_id, turn, kind, created, data FROM records "
+                "WHERE session_id = ? ORDER BY seq",
+                (session_id,),
+            ).fetchall()
+        return [Record(r[0], r[1], r[2], r[3], r[4], FrozenDict(json.loads(r[5]))) for r in rows]
+
+    def sessions(self) -> list[SessionSummary]:
+        """Every session, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.id, s.created, s.ended, s.end_reason, s.tags, "
+                "COALESCE(MAX(r.turn), 0), COUNT(r.seq) FROM sessions s "
+                "LEFT JOIN records r ON r.session_id = s.id GROUP BY s.id ORDER BY s.created DESC"
+            ).fetchall()
+        return [
+            SessionSummary(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6])
+            for r in rows
+        ]
+
+    def has_session(self, session_id: str) -> bool:
+        """Whether the log holds a session with this id."""
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return row is not None
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")

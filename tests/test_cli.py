@@ -1,0 +1,115 @@
+"""The command line: demo, run and log, as a user types them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from interlock.cli import app
+
+from .runtime.chat_server import ChatServer, Reply
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> CliRunner:
+    return CliRunner(env={"INTERLOCK_DATA_DIR": str(tmp_path), "COLUMNS": "200"})
+
+
+def sessions(cli: CliRunner) -> list[dict[str, object]]:
+    out = cli.invoke(app, ["log", "--json"])
+    assert out.exit_code == 0, out.output
+    listed: list[dict[str, object]] = json.loads(out.output)
+    return listed
+
+
+def test_demo_traces_every_step_and_logs_the_session(cli: CliRunner, tmp_path: Path) -> None:
+    out = cli.invoke(app, ["demo"])
+    assert out.exit_code == 0, out.output
+    text = out.output
+    assert "message_received modified by redact-email" in text
+    assert "pre_tool_call blocked by tool-guard: destructive shell command (rm -rf)" in text
+    assert "system item (reminder, from reminder)" in text
+    assert "notice from token-counter: this session used" in text
+    assert "its context held 2 system messages" in text  # the reminder reached the model
+    assert "I will mail the summary to [email]" in text  # redacted on the way out
+    [session] = sessions(cli)
+    assert f"interlock log {session['id']}" in text
+    assert (tmp_path / "sessions.db").exists()
+
+
+def test_log_shows_a_session_with_system_items_marked(cli: CliRunner) -> None:
+    cli.invoke(app, ["demo"])
+    session_id = str(sessions(cli)[0]["id"])
+    out = cli.invoke(app, ["log", session_id])
+    assert out.exit_code == 0, out.output
+    assert "SYSTEM ITEM [reminder] from reminder" in out.output
+    assert 'tool call shell(command="rm -rf build/") refused' in out.output
+    records = [
+        json.loads(line)
+        for line in cli.invoke(app, ["log", session_id, "--json"]).output.splitlines()
+    ]
+    assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
+    assert {"system_item", "hook", "tool_call", "delivered"} <= {r["kind"] for r in records}
+
+
+def test_log_explains_what_is_missing(cli: CliRunner) -> None:
+    out = cli.invoke(app, ["log"])
+    assert out.exit_code == 0 and "no session log at" in out.output
+    cli.invoke(app, ["run", "hello", "--no-trace"])
+    out = cli.invoke(app, ["log", "nope"])
+    assert out.exit_code == 1 and "no session 'nope'" in out.output
+
+
+def test_run_with_the_scripted_model(cli: CliRunner) -> None:
+    out = cli.invoke(app, ["run", "hello there", "--no-trace"])
+    assert out.exit_code == 0, out.output
+    assert out.output.strip() == "(scripted) You said: hello there"
+    out = cli.invoke(app, ["run", "again", "--json", "--no-trace"])
+    result = json.loads(out.output)
+    assert (result["delivered"], result["stopped"], result["turn"]) == (True, "answered", 1)
+
+
+def test_run_continues_a_session(cli: CliRunner) -> None:
+    cli.invoke(app, ["run", "one", "--session", "s1", "--no-trace"])
+    out = cli.invoke(app, ["run", "two", "--session", "s1", "--json", "--no-trace"])
+    assert json.loads(out.output)["turn"] == 2
+
+
+def test_run_with_a_script_file(cli: CliRunner, tmp_path: Path) -> None:
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps(["first", {"text": "second"}]))
+    out = cli.invoke(app, ["run", "hi", "--model", f"scripted:{script}", "--stream"])
+    assert out.exit_code == 0, out.output
+    assert out.output.strip().endswith("first")
+    assert "pre_llm_call" in out.output
+
+
+def test_run_against_an_openai_compatible_server(cli: CliRunner) -> None:
+    with ChatServer([Reply("hello from the server")]) as server:
+        out = cli.invoke(app, ["run", "hi", "--model", "openai:local", "--base-url", server.url,
+                               "--no-trace"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert out.output.strip() == "hello from the server"
+    assert server.requests[0]["model"] == "local"
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("gpt-4", "use scripted, scripted:SCRIPT.json or openai:MODEL"),
+        ("scripted:/nope.json", "not a valid model script"),
+    ],
+)
+def test_run_refuses_a_bad_model(cli: CliRunner, model: str, message: str) -> None:
+    out = cli.invoke(app, ["run", "hi", "--model", model])
+    assert out.exit_code == 2
+    assert message in out.output
+
+
+def test_version(cli: CliRunner) -> None:
+    import interlock
+
+    assert cli.invoke(app, ["version"]).output.strip() == interlock.__version__
