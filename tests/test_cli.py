@@ -113,3 +113,39 @@ def test_version(cli: CliRunner) -> None:
     import interlock
 
     assert cli.invoke(app, ["version"]).output.strip() == interlock.__version__
+
+
+def test_log_json_without_a_log_is_an_empty_list(cli: CliRunner) -> None:
+    out = cli.invoke(app, ["log", "--json"])
+    assert (out.exit_code, out.output.strip()) == (0, "[]")
+
+
+def test_user_text_is_never_read_as_markup(cli: CliRunner) -> None:
+    weird = "[/x] [red]evil :thumbs_up: \\"
+    out = cli.invoke(app, ["run", weird, "--session", "[red]s"])
+    assert out.exit_code == 0, out.output
+    assert f"You said: {weird}" in out.output
+    listing = cli.invoke(app, ["log"])
+    assert listing.exit_code == 0 and "[red]s" in listing.output
+    shown = cli.invoke(app, ["log", "[red]s"])
+    assert shown.exit_code == 0 and weird in shown.output
+
+
+def test_a_file_that_is_not_a_log_gets_one_clear_line(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "sessions.db").write_text("hello, not sqlite")
+    out = cli.invoke(app, ["log"])
+    assert out.exit_code == 1
+    assert "is not an interlock session log" in out.output
+
+
+def test_version_flag(cli: CliRunner) -> None:
+    import interlock
+
+    assert cli.invoke(app, ["--version"]).output.strip() == interlock.__version__
+
+
+def test_a_session_id_that_is_not_text_is_refused(cli: CliRunner) -> None:
+    bad = b"s\xff".decode("utf-8", "surrogateescape")
+    out = cli.invoke(app, ["run", "hi", "--session", bad, "--no-trace"])
+    assert out.exit_code == 2
+    assert "not valid UTF-8 text" in out.output

@@ -110,10 +110,10 @@ def test_sync_scopes_and_errors(manager: PluginManager) -> None:
         pass
     assert manager.invoke_sync(hooks.TURN_END, TurnEnd(1)).errors == ()
     scope = manager.session("later")
-    with pytest.raises(InterlockError, match="not active on this manager"):
+    with pytest.raises(InterlockError, match="not open on this manager"):
         manager.register(Recorder(), name="r2", scope=scope)
     with scope:
-        with pytest.raises(InterlockError, match="already active"):
+        with pytest.raises(InterlockError, match="already open"):
             scope.__enter__()
         manager.register(Recorder(), name="r2", scope=scope)
         assert {r.plugin for r in manager.registrations()} == {"recorder", "r2"}

@@ -41,6 +41,7 @@ class SessionInfo:
 
 
 _REVOKED: Mapping[str, object] = MappingProxyType({})
+_BOUND = {"system_items": SystemItemSink, "notify": Notifier}
 
 
 class Call:
@@ -144,14 +145,14 @@ class HookContext:
 
         Handles last as long as the call: once the invocation is over, a kept context
         hands out `None` and a kept handle raises `CapabilityError`."""
-        writer = self.capability("system_items")
-        return None if writer is None else SystemItemSink(writer, self._reg.plugin, self._call)
+        handle: SystemItemSink | None = self.capability("system_items")
+        return handle
 
     @property
     def notify(self) -> Notifier | None:
         """The user notifier, or `None` when not granted here."""
-        writer = self.capability("notify")
-        return None if writer is None else Notifier(writer, self._reg.plugin, self._call)
+        handle: Notifier | None = self.capability("notify")
+        return handle
 
     @property
     def result(self) -> HookResult[Any] | None:
@@ -159,12 +160,19 @@ class HookContext:
         return self._call.result
 
     def capability(self, name: str) -> Any:
-        """The host's object for capability `name` if this hook offers it, the registration
-        holds it and the host provided it; otherwise `None`. For `system_items` and
-        `notify` use the properties, which bind the handle to this plugin and call."""
+        """The handle for capability `name` if this hook offers it, the registration holds
+        it and the host provided it; otherwise `None`.
+
+        `system_items` and `notify` come as handles bound to this plugin and call (the
+        same the properties give); a host-declared capability comes as the host's object.
+        """
         if name not in self._reg.capabilities:
             return None
-        return self._call.handles.get(name)
+        writer = self._call.handles.get(name)
+        if writer is None:
+            return None
+        bound = _BOUND.get(name)
+        return writer if bound is None else bound(writer, self._reg.plugin, self._call)
 
     def __repr__(self) -> str:
         return f"<HookContext hook={self.hook.name!r} plugin={self.plugin!r}>"

@@ -234,8 +234,8 @@ class PluginManager:
             if scope is not None:
                 if scope._manager is not self or scope not in self._scopes:
                     raise InterlockError(
-                        f"session {scope.info.id!r} is not active on this manager; "
-                        "register into it inside its `with manager.session(...)` block"
+                        f"session {scope.info.id!r} is not open on this manager; register "
+                        "into it while it is open (scope.open() or `with manager.session(...)`)"
                     )
                 handle = scope._register(plugin, request)
             else:
@@ -304,6 +304,7 @@ class PluginManager:
         session: SessionInfo | None = None,
         turn: int | None = None,
         capabilities: Mapping[str, object] | None = None,
+        scope: SessionScope | None = None,
     ) -> HookResult[P]: ...
 
     @overload
@@ -315,6 +316,7 @@ class PluginManager:
         session: SessionInfo | None = None,
         turn: int | None = None,
         capabilities: Mapping[str, object] | None = None,
+        scope: SessionScope | None = None,
     ) -> HookResult[Any]: ...
 
     async def invoke(
@@ -325,21 +327,25 @@ class PluginManager:
         session: SessionInfo | None = None,
         turn: int | None = None,
         capabilities: Mapping[str, object] | None = None,
+        scope: SessionScope | None = None,
     ) -> HookResult[Any]:
         """Fire `hook` with `payload` and return what the handlers decided.
 
         `session` and `turn` are facts for the context (inside `manager.session(...)` the
-        session comes from the scope); `capabilities` are the host's handles for this call.
+        session comes from the scope); `capabilities` are the host's writers for this call.
+        `scope` names an open session scope explicitly, for hosts that run several sessions
+        in one task; otherwise the scope is the one the context is in, if any.
         Handler failures never raise here: they are in `result.errors`. With nothing
         registered this returns a shared empty result and allocates nothing.
         """
         try:
-            plan = (self._scoped_plans() if self._scopes else self._plans)[hook]
+            plans = self._scoped_plans(scope) if self._scopes or scope else self._plans
+            plan = plans[hook]
         except KeyError:
             return self._undeclared(hook)
         if plan is None:
             return EMPTY_RESULT
-        call = self._call(plan, payload, session, turn, capabilities)
+        call = self._call(plan, payload, scope, session, turn, capabilities)
         try:
             step = start(plan, payload, call)
             result = step if isinstance(step, HookResult) else await step.finish()
@@ -358,6 +364,7 @@ class PluginManager:
         session: SessionInfo | None = None,
         turn: int | None = None,
         capabilities: Mapping[str, object] | None = None,
+        scope: SessionScope | None = None,
     ) -> HookResult[P]: ...
 
     @overload
@@ -369,6 +376,7 @@ class PluginManager:
         session: SessionInfo | None = None,
         turn: int | None = None,
         capabilities: Mapping[str, object] | None = None,
+        scope: SessionScope | None = None,
     ) -> HookResult[Any]: ...
 
     def invoke_sync(
@@ -379,6 +387,7 @@ class PluginManager:
         session: SessionInfo | None = None,
         turn: int | None = None,
         capabilities: Mapping[str, object] | None = None,
+        scope: SessionScope | None = None,
     ) -> HookResult[Any]:
         """`invoke` for sync hosts; same rules, same result.
 
@@ -387,12 +396,13 @@ class PluginManager:
         loop in a helper thread and this call waits for it.
         """
         try:
-            plan = (self._scoped_plans() if self._scopes else self._plans)[hook]
+            plans = self._scoped_plans(scope) if self._scopes or scope else self._plans
+            plan = plans[hook]
         except KeyError:
             return self._undeclared(hook)
         if plan is None:
             return EMPTY_RESULT
-        call = self._call(plan, payload, session, turn, capabilities)
+        call = self._call(plan, payload, scope, session, turn, capabilities)
         try:
             step = start(plan, payload, call, eager=False)
             result = step if isinstance(step, HookResult) else step.finish_sync(self._portal)
@@ -453,14 +463,22 @@ class PluginManager:
             return EMPTY_RESULT  # a spec nobody declared has no registrations either
         raise unknown_hook(hook, self._specs)
 
-    def _scoped_plans(self) -> dict[object, Plan | None]:
-        scope = self._scope_var.get()
-        return self._plans if scope is None else scope.plans()
+    def _scoped_plans(self, scope: SessionScope | None) -> dict[object, Plan | None]:
+        if scope is None:
+            scope = self._scope_var.get()
+            return self._plans if scope is None else scope.plans()
+        if scope._manager is not self or scope not in self._scopes:
+            raise InterlockError(
+                f"session {scope.info.id!r} is not open on this manager; open it first "
+                "(scope.open() or `with manager.session(...)`)"
+            )
+        return scope.plans()
 
     def _call(
         self,
         plan: Plan,
         payload: Any,
+        scope: SessionScope | None,
         session: SessionInfo | None,
         turn: int | None,
         capabilities: Mapping[str, object] | None,
@@ -472,7 +490,8 @@ class PluginManager:
                 f"got {type(payload).__name__}",
                 hook=spec.name,
             )
-        scope = self._scope_var.get() if self._scopes else None
+        if scope is None and self._scopes:
+            scope = self._scope_var.get()
         if scope is None:
             return Call(spec, session, turn, capabilities or _NO_HANDLES, self._states)
         handles = scope.handles
@@ -595,6 +614,7 @@ class SessionScope:
         self._token: Token[SessionScope | None] | None = None
         self._plans: dict[object, Plan | None] = {}  # None: declared, nobody registered
         self._built = -1
+        self._open = False
 
     def own_registrations(self) -> tuple[Registration, ...]:
         """Registrations made in this scope (not its parents')."""
@@ -627,18 +647,41 @@ class SessionScope:
                 self._built = manager._version
         return self._plans
 
+    def open(self) -> SessionScope:
+        """Activate the scope without binding it to the current context.
+
+        For hosts that keep several sessions in one task: pass the scope to
+        `invoke(..., scope=...)` explicitly, and `close()` it when the session ends.
+        """
+        manager = self._manager
+        with manager._lock:
+            if self._open:
+                raise InterlockError(f"session {self.info.id!r} is already open")
+            for plugin in self._initial:
+                self._register(plugin, _Request(None, None, Options(), (), (), None))
+            self._open = True
+            manager._scopes.add(self)
+            manager._changed()
+        return self
+
+    def close(self) -> None:
+        """Deactivate the scope: its plugins are unregistered and their state dropped."""
+        manager = self._manager
+        with manager._lock:
+            self._open = False
+            manager._scopes.discard(self)
+            self._handles.clear()
+            self.states.clear()
+            manager._changed()
+
     def __enter__(self) -> SessionScope:
         manager = self._manager
         with manager._lock:
-            if self._token is not None:
-                raise InterlockError(f"session {self.info.id!r} is already active")
-            parent = manager._scope_var.get()
-            self._parent = parent
-            for plugin in self._initial:
-                self._register(plugin, _Request(None, None, Options(), (), (), None))
+            if self._open:
+                raise InterlockError(f"session {self.info.id!r} is already open")
+            self._parent = manager._scope_var.get()
+            self.open()
             self._token = manager._scope_var.set(self)
-            manager._scopes.add(self)
-            manager._changed()
         return self
 
     def __exit__(
@@ -648,19 +691,15 @@ class SessionScope:
         tb: TracebackType | None,
     ) -> None:
         manager = self._manager
-        with manager._lock:
-            try:
-                if self._token is not None:
-                    manager._scope_var.reset(self._token)
-            except ValueError:  # left from another context (a task, a fixture's teardown)
-                if manager._scope_var.get() is self:
-                    manager._scope_var.set(self._parent)
-            finally:
-                self._token = None
-                manager._scopes.discard(self)
-                self._handles.clear()
-                self.states.clear()
-                manager._changed()
+        try:
+            if self._token is not None:
+                manager._scope_var.reset(self._token)
+        except ValueError:  # left from another context (a task, a fixture's teardown)
+            if manager._scope_var.get() is self:
+                manager._scope_var.set(self._parent)
+        finally:
+            self._token = None
+            self.close()
 
     async def __aenter__(self) -> SessionScope:
         return self.__enter__()

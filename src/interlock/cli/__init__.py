@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+import sqlite3
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 import interlock
 
@@ -25,41 +26,54 @@ DataDir = Annotated[
     typer.Option(
         "--data-dir",
         envvar="INTERLOCK_DATA_DIR",
-        help="Where session logs live [default: ~/.local/share/interlock].",
-        show_default=False,
+        help="Where session logs live.",
+        show_default="~/.local/share/interlock",
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead.")]
 
 
-def _data_dir(value: Path | None) -> Path:
-    from interlock.runtime import default_data_dir
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(interlock.__version__)
+        raise typer.Exit()
 
-    return value if value is not None else default_data_dir()
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """interlock: typed, capability-safe hooks and plugins for LLM agents."""
 
 
 @app.command()
 def demo(data_dir: DataDir = None) -> None:
-    """Run a short offline agent session with example plugins, tracing every hook."""
+    """Run a short offline agent session with example plugins, tracing every hook.
+
+    The model is scripted and the tools only pretend: no network, no API key. The
+    session is logged under the data dir, like any other.
+    """
     from ._demo import run
 
-    console = Console()
-    console.print("[bold]interlock demo[/]: a scripted agent, four plugins, every hook traced")
+    console = _console()
     directory = _data_dir(data_dir)
+    console.print(Text("interlock demo", style="bold"),
+                  ": a scripted agent, four plugins, every hook traced")  # fmt: skip
     session_id = asyncio.run(run(console, directory))
-    console.print(
-        f"\nSession log: {escape(str(directory / 'sessions.db'))}\n"
-        f"Show it with: [bold]interlock log {session_id}[/]",
-        highlight=False,
-    )
+    console.print(Text.assemble(
+        f"\nSession log: {directory / 'sessions.db'}\nShow it with: ",
+        (f"interlock log {session_id}", "bold"),
+    ))  # fmt: skip
 
 
 @app.command()
 def run(
-    prompt: Annotated[str, typer.Argument(help="The user message.")],
+    prompt: Annotated[str, typer.Argument(help="The user message (after -- if it starts with -).")],
     model: Annotated[
-        str,
-        typer.Option(help="scripted | scripted:SCRIPT.json | openai:MODEL", show_default=True),
+        str, typer.Option(help="scripted | scripted:SCRIPT.json | openai:MODEL")
     ] = "scripted",
     base_url: Annotated[
         str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
@@ -71,22 +85,25 @@ def run(
     data_dir: DataDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """Run the agent on one message and print its reply."""
-    from interlock.runtime import Agent, SessionStore
+    """Run the agent on one message and print its reply.
+
+    Exits with 1 when the reply was not delivered or the turn did not end in an answer.
+    """
+    from interlock.runtime import Agent
 
     from ._trace import Trace
 
-    console = Console(stderr=as_json)
-    store = SessionStore(_data_dir(data_dir) / "sessions.db")
-    agent = Agent(
-        _backend(model, base_url),
-        system_prompt=system,
-        store=store,
-        stream=stream,
-        on_event=Trace(console) if trace else None,
-    )
-    result = asyncio.run(agent.run(prompt, session_id=session))
-    store.close()
+    console = _console(stderr=as_json)
+    backend = _backend(model, base_url)
+    store = _open_store(_data_dir(data_dir) / "sessions.db")
+    try:
+        agent = Agent(backend, system_prompt=system, store=store, stream=stream,
+                      on_event=Trace(console) if trace else None)  # fmt: skip
+        result = asyncio.run(_run_once(agent, prompt, session))
+    except ValueError as error:  # a session id that cannot be stored
+        raise typer.BadParameter(str(error), param_hint="--session") from None
+    finally:
+        store.close()
     if as_json:
         typer.echo(json.dumps({
             "turn": result.turn, "reply": result.reply, "delivered": result.delivered,
@@ -97,8 +114,8 @@ def run(
     elif result.delivered:
         typer.echo(result.reply)
     else:
-        console.print(f"[red]not delivered[/]: {escape(str(result.reason))}")
-    if result.stopped in ("failed", "blocked") or not result.delivered:
+        console.print(Text.assemble(("not delivered", "red"), f": {result.reason}"))
+    if result.stopped != "answered" or not result.delivered:
         raise typer.Exit(1)
 
 
@@ -109,21 +126,25 @@ def log(
     as_json: AsJson = False,
 ) -> None:
     """List sessions, or show one session's log (system items marked)."""
-    from interlock.runtime import SessionStore
+    from ._log import list_sessions, show_session
 
     path = _data_dir(data_dir) / "sessions.db"
     if not path.exists():
-        typer.echo(f"no session log at {path} yet; run `interlock demo` or `interlock run`")
+        if session_id is None and as_json:
+            typer.echo("[]")
+            return
+        typer.echo(f"no session log at {path} yet; run `interlock demo` or `interlock run`",
+                   err=session_id is not None)  # fmt: skip
         raise typer.Exit(1 if session_id else 0)
-    store = SessionStore(path)
+    store = _open_store(path)
     try:
         if session_id is None:
-            _list_sessions(store, as_json)
-        elif not store.has_session(session_id):
+            list_sessions(store, _console(), as_json)
+        elif not _known(store, session_id):
             typer.echo(f"no session {session_id!r} in {path}; `interlock log` lists them", err=True)
             raise typer.Exit(1)
         else:
-            _show_session(store, session_id, as_json)
+            show_session(store, session_id, _console(), as_json)
     finally:
         store.close()
 
@@ -136,7 +157,45 @@ def version() -> None:
 
 def main() -> None:
     """Entry point of the `interlock` console script."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:  # never die printing text the terminal cannot show
+            reconfigure(errors="backslashreplace")
     app()
+
+
+async def _run_once(agent: Any, prompt: str, session_id: str | None) -> Any:
+    try:
+        return await agent.run(prompt, session_id=session_id)
+    finally:
+        await agent.aclose()
+
+
+def _console(*, stderr: bool = False) -> Console:
+    return Console(stderr=stderr, emoji=False, highlight=False)
+
+
+def _data_dir(value: Path | None) -> Path:
+    from interlock.runtime import default_data_dir
+
+    return value if value is not None else default_data_dir()
+
+
+def _open_store(path: Path) -> Any:
+    from interlock.runtime import SessionStore
+
+    try:
+        return SessionStore(path)
+    except sqlite3.DatabaseError as error:
+        typer.echo(f"{path} is not an interlock session log ({error})", err=True)
+        raise typer.Exit(1) from None
+
+
+def _known(store: Any, session_id: str) -> bool:
+    try:
+        return bool(store.has_session(session_id))
+    except ValueError:
+        return False
 
 
 def _backend(model: str, base_url: str | None) -> Any:
@@ -153,111 +212,3 @@ def _backend(model: str, base_url: str | None) -> Any:
     raise typer.BadParameter(
         f"{model!r}: use scripted, scripted:SCRIPT.json or openai:MODEL", param_hint="--model"
     )
-
-
-def _list_sessions(store: Any, as_json: bool) -> None:
-    from rich.table import Table
-
-    sessions = store.sessions()
-    if as_json:
-        typer.echo(json.dumps([s.__dict__ | {"tags": list(s.tags)} for s in sessions]))
-        return
-    table = Table("session", "started", "turns", "records", "tags", "ended")
-    for s in sessions:
-        ended = s.end_reason or ("open" if s.ended is None else "")
-        table.add_row(
-            s.id, _when(s.created), str(s.turns), str(s.records), ", ".join(s.tags), ended
-        )
-    Console().print(table)
-
-
-def _show_session(store: Any, session_id: str, as_json: bool) -> None:
-    records = store.records(session_id)
-    if as_json:
-        for r in records:
-            typer.echo(json.dumps({"seq": r.seq, "turn": r.turn, "kind": r.kind,
-                                   "created": r.created, "data": r.data}))  # fmt: skip
-        return
-    console = Console()
-    for r in records:
-        console.print(_describe(r), highlight=False)
-
-
-def _describe(record: Any) -> str:
-    data, kind = record.data, record.kind
-    head = f"[dim]{record.seq:>4} t{record.turn or 0}[/] "
-    return head + _DESCRIBE.get(kind, _describe_other)(data, kind)
-
-
-def _describe_system_item(data: Any, kind: str) -> str:
-    label, plugin = escape(f"[{data['kind']}]"), escape(data["plugin"])
-    return f"[magenta bold]SYSTEM ITEM[/] {label} from {plugin}: {escape(data['text'])}"
-
-
-def _describe_message(data: Any, kind: str) -> str:
-    text = data.get("content")
-    if text is None:
-        return f"[bold]{kind}[/] [red](blocked by {escape(str(data.get('blocked_by')))})[/]"
-    label = {"user": "user", "delivered": "reply"}[kind]
-    return f"[bold]{label}[/] {escape(text)}"
-
-
-def _describe_assistant(data: Any, kind: str) -> str:
-    calls = [f"{c['tool_name']}({_arguments(c['arguments'])})" for c in data["tool_calls"]]
-    said = escape(data["content"]) if data["content"] else ""
-    asks = f"[blue]asks for[/] {escape(', '.join(calls))}" if calls else ""
-    return f"[bold]assistant[/] {said}{' ' if said and asks else ''}{asks}"
-
-
-def _describe_tool(data: Any, kind: str) -> str:
-    if kind == "tool_call":
-        refused = f" [red]refused: {escape(data['refused'])}[/]" if data["refused"] else ""
-        call = escape(f"{data['tool_name']}({_arguments(data['arguments'])})")
-        return f"[bold]tool call[/] {call}{refused}"
-    colour = "red" if data["is_error"] else "green"
-    return f"[{colour}]tool result[/] {escape(data['tool_name'])}: {escape(data['output'])}"
-
-
-def _describe_hook(data: Any, kind: str) -> str:
-    return f"[yellow]hook {escape(data['hook'])}[/] {escape(_hook_summary(data))}"
-
-
-def _describe_other(data: Any, kind: str) -> str:
-    return f"[bold]{kind}[/] {escape(json.dumps(data, ensure_ascii=False))}"
-
-
-_DESCRIBE = {
-    "system_item": _describe_system_item,
-    "user": _describe_message,
-    "delivered": _describe_message,
-    "assistant": _describe_assistant,
-    "tool_call": _describe_tool,
-    "tool_result": _describe_tool,
-    "hook": _describe_hook,
-}
-
-
-def _arguments(arguments: Any) -> str:
-    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
-
-
-def _hook_summary(data: Any) -> str:
-    parts = []
-    if data.get("modified_by"):
-        parts.append(f"modified by {', '.join(data['modified_by'])}")
-    if data.get("blocked_by"):
-        parts.append(f"blocked by {data['blocked_by']}: {data['reason']}")
-    parts.extend(
-        f"{e['plugin']} failed ({e['kind']}): {e['message']}" for e in data.get("errors", ())
-    )
-    parts.extend(
-        f"{v['plugin']} would {v['action']}: {v['reason']}" for v in data.get("violations", ())
-    )
-    if data.get("responded_by"):
-        parts.append(f"answered by {data['responded_by']}")
-    parts.extend(f"{plugin} asks: {question}" for plugin, question in data.get("asks", ()))
-    return "; ".join(parts)
-
-
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")

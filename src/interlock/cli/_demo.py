@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from interlock import (
     Block,
@@ -31,7 +31,7 @@ from interlock.runtime import Agent, ScriptedBackend, SessionStore, Step
 
 from ._trace import Trace
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 @hook("message_received", "message_sending", name="redact-email")
@@ -128,14 +128,16 @@ async def run(console: Console, data_dir: Path) -> str:
         stream=True,
         on_event=Trace(console),
     )
-    async with agent.session(tags=["demo"]) as session:
-        for prompt in PROMPTS:
-            console.print(f"\n[bold]user[/] {escape(prompt)}", highlight=False)
-            await session.send(prompt)
-    await manager.aclose()
+    try:
+        async with agent.session(tags=["demo"]) as session:
+            for prompt in PROMPTS:
+                console.print(Text.assemble("\n", ("user", "bold"), " ", prompt))
+                await session.send(prompt)
+        await agent.aclose()
+    finally:
+        store.close()
     console.print()
     console.print(_stats_table(manager))
-    store.close()
     return session.id
 
 

@@ -5,75 +5,92 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from interlock import HookResult
 from interlock.runtime import TraceEvent
 
+Part = str | tuple[str, str]
+
 
 class Trace:
-    """Renders `TraceEvent`s (stream chunks show up in the model's answer, not one by one)."""
+    """Renders `TraceEvent`s as they come; a streamed answer is shown as it arrives.
+
+    Lines are built from `Text` parts, so text from users, models and plugins is never
+    read as markup.
+    """
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self._system = 0
+        self._streaming = False
 
     def __call__(self, event: TraceEvent) -> None:
+        detail = event.detail
+        if event.kind == "hook" and event.name == "llm_stream_chunk":
+            self._chunk(detail["payload"].delta)
+            return
+        self._end_stream()
         if event.kind == "hook":
-            self._hook(event.name, event.detail["result"])
-        elif event.kind == "model" and "request" in event.detail:
-            messages = event.detail["request"].messages
-            self._system = sum(m.role == "system" for m in messages)
+            self._hook(event.name, detail["result"], detail["payload"])
+        elif event.kind == "model" and "request" in detail:
+            self._system = sum(m.role == "system" for m in detail["request"].messages)
         elif event.kind == "model":
-            usage = event.detail["response"].usage
-            self._line(
-                f"  [blue]model[/] {escape(event.name)} answered ({usage.input_tokens} in, "
-                f"{usage.output_tokens} out; its context held {self._system} system messages)"
-            )
-        elif event.kind == "tool" and "result" in event.detail:
-            result = event.detail["result"]
+            usage = detail["response"].usage
+            held = f"{self._system} system message" + ("" if self._system == 1 else "s")
+            counts = f"{usage.input_tokens} in, {usage.output_tokens} out; its context held {held}"
+            self._line(("  model", "blue"), f" {event.name} answered ({counts})")
+        elif event.kind == "tool" and "result" in detail:
+            result = detail["result"]
             colour = "red" if result.is_error else "green"
-            self._line(
-                f"  [{colour}]tool[/] {escape(event.name)} -> {escape(_short(result.output))}"
-            )
+            self._line(("  tool", colour), f" {event.name} -> ", _short(result.output))
         elif event.kind == "system_item":
-            plugin, text = event.detail["plugin"], event.detail["text"]
-            self._line(f"  [magenta]system item[/] ({escape(event.name)}, from {escape(plugin)}): "
-                       f"{escape(text)}")  # fmt: skip
+            self._line(("  system item", "magenta"),
+                       f" ({event.name}, from {detail['plugin']}): ", detail["text"])  # fmt: skip
         elif event.kind == "notification":
-            plugin, text = event.detail["plugin"], event.detail["text"]
-            self._line(f"  [cyan]notice[/] from {escape(plugin)}: {escape(text)}")
+            self._line(("  notice", "cyan"), f" from {detail['plugin']}: ", detail["text"])
+        elif event.kind == "reply" and event.name == "delivered":
+            self._line(("  reply", "green"), " ", detail["text"])
         elif event.kind == "reply":
-            self._reply(event)
+            self._line(("  reply not delivered", "red"), f": {detail['reason']}")
 
-    def _hook(self, name: str, result: HookResult[Any]) -> None:
-        if name == "llm_stream_chunk":
-            return  # shown through the model's text
-        parts = []
+    def _hook(self, name: str, result: HookResult[Any], payload: Any) -> None:
+        parts: list[Part] = []
+        if name == "error":
+            where = f" in {payload.plugin}" if payload.plugin else ""
+            parts.append((f"{payload.error_type} at {payload.stage}{where}: {payload.message}",
+                          "red"))  # fmt: skip
         if result.modified_by:
-            parts.append(f"[yellow]modified by {escape(', '.join(result.modified_by))}[/]")
+            parts.append((f"modified by {', '.join(result.modified_by)}", "yellow"))
         if result.blocked:
-            parts.append(f"[red]blocked by {escape(str(result.blocked_by))}: "
-                         f"{escape(str(result.reason))}[/]")  # fmt: skip
+            parts.append((f"blocked by {result.blocked_by}: {result.reason}", "red"))
         if result.responded:
-            parts.append(f"[yellow]answered by {escape(str(result.responded_by))}[/]")
-        parts.extend(f"[yellow]{escape(p)} asks: {escape(q)}[/]" for p, q in result.asks)
+            parts.append((f"answered by {result.responded_by}", "yellow"))
+        parts.extend((f"{plugin} asks: {question}", "yellow") for plugin, question in result.asks)
+        parts.extend((f"{f.plugin} failed: {f.message}", "red") for f in result.errors)
         parts.extend(
-            f"[red]{escape(f.plugin)} failed: {escape(f.message)}[/]" for f in result.errors
+            (f"{v.plugin} would {v.action}: {v.reason}", "yellow") for v in result.violations
         )
-        parts.extend(f"[yellow]{escape(v.plugin)} would {v.action}: {escape(v.reason)}[/]"
-                     for v in result.violations)  # fmt: skip
-        detail = "; ".join(parts) if parts else "[dim]continued[/]"
-        self._line(f"[bold]{name}[/] {detail}")
+        if not parts:
+            parts.append(("continued", "dim"))
+        joined: list[Part] = []
+        for part in parts:
+            joined += ["; ", part] if joined else [part]
+        self._line((name, "bold"), " ", *joined)
 
-    def _reply(self, event: TraceEvent) -> None:
-        if event.name == "delivered":
-            self._line(f"  [green]reply[/] {escape(event.detail['text'])}")
-        else:
-            self._line(f"  [red]reply not delivered[/]: {escape(str(event.detail['reason']))}")
+    def _chunk(self, delta: str) -> None:
+        if not self._streaming:
+            self.console.print(Text("  streaming ", style="blue"), end="")
+            self._streaming = True
+        self.console.print(Text(delta), end="")
 
-    def _line(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+    def _end_stream(self) -> None:
+        if self._streaming:
+            self.console.print()
+            self._streaming = False
+
+    def _line(self, *parts: Part) -> None:
+        self.console.print(Text.assemble(*parts))
 
 
 def _short(text: str, limit: int = 100) -> str:

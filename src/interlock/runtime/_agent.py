@@ -78,3 +78,10 @@ class Agent:
         """One message in a session of its own (or continuing `session_id`)."""
         async with self.session(session_id) as session:
             return await session.send(prompt)
+
+    async def aclose(self) -> None:
+        """Close the model backend's connections (if it has any) and the plugin manager."""
+        close = getattr(self.model, "aclose", None)
+        if close is not None:
+            await close()
+        await self.manager.aclose()

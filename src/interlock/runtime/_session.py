@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,6 @@ from interlock import (
     Level,
     Message,
     SessionEnd,
-    SessionScope,
     SessionStart,
     ToolCall,
     hooks,
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from ._agent import Agent
     from ._turn import TurnResult
 
+logger = logging.getLogger("interlock.runtime")
+
+INTERRUPTED = "interrupted: the agent stopped before this tool returned; its result is unknown"
+
 
 class Session:
     """One conversation with an agent. Use it as an async context manager:
@@ -38,8 +42,7 @@ class Session:
     Entering fires `session_start`, leaving fires `session_end` and waits for background
     plugins. Everything the agent does is in the session's durable log (`records()`),
     which is also where the model's context comes from: reopening a session id continues
-    the conversation. The session is the host's writer for the `system_items` and `notify`
-    capabilities of its plugins.
+    the conversation. Several sessions may run at once, in one task or in many.
     """
 
     def __init__(
@@ -56,7 +59,15 @@ class Session:
         self.metadata = dict(metadata or {})
         self.history: list[Message] = []
         self.turn = 0
-        self._scope: SessionScope | None = None
+        self._pending: list[Message] = []  # system items not yet in the model's context
+        writers = _Writers(self._write_system_item, self._write_notification)
+        self._scope = agent.manager.session(
+            self.id,
+            tags=tags,
+            metadata=self.metadata,
+            capabilities={"system_items": writers, "notify": writers},
+        )
+        self._open = False
 
     @property
     def store(self) -> SessionStore:
@@ -66,13 +77,16 @@ class Session:
     async def __aenter__(self) -> Session:
         self.store.open_session(self.id, self.tags, self.metadata)
         self._load()
-        manager = self.agent.manager
-        writers: dict[str, object] = {"system_items": self, "notify": self}
-        scope = manager.session(
-            self.id, tags=self.tags, metadata=self.metadata, capabilities=writers
-        )
-        self._scope = await scope.__aenter__()
-        await self.fire(hooks.SESSION_START, SessionStart(self.id, self.tags, self.metadata))
+        # An explicit scope, passed to every invoke: sessions never see each other's
+        # plugins, state or capabilities, even when several share one task.
+        self._scope.open()
+        self._open = True
+        try:
+            payload = SessionStart(self.id, self.tags, self.metadata)
+            await self.fire(hooks.SESSION_START, payload)
+        except BaseException:
+            self._close("error: session_start failed")
+            raise
         return self
 
     async def __aexit__(
@@ -86,14 +100,21 @@ class Session:
             await self.fire(hooks.SESSION_END, SessionEnd(self.id, reason, self.turn))
             await self.agent.manager.drain()
         finally:
-            if self._scope is not None:
-                await self._scope.__aexit__(exc_type, exc, tb)
-            self.store.end_session(self.id, reason)
+            self._close(reason)
 
     async def send(self, text: str) -> TurnResult:
-        """Handle one user message: one turn of the agent's loop."""
+        """Handle one user message: one turn of the agent's loop.
+
+        Failures of plugins, the model or tools end up in the result and the log; this
+        raises only when the session is not open, or when the log cannot be written.
+        """
         from ._turn import Turn
 
+        if not self._open:
+            raise RuntimeError(
+                f"session {self.id!r} is not open; use `async with agent.session(...)`"
+            )
+        _close_dangling_calls(self.history)
         self.turn += 1
         return await Turn(self, self.turn).run(text)
 
@@ -103,23 +124,26 @@ class Session:
 
     # -- what the turn loop uses -----------------------------------------------------------
 
-    def record(
-        self, kind: RecordKind, data: Mapping[str, Any], *, turn: int | None = None
-    ) -> Record:
+    def record(self, kind: RecordKind, data: Mapping[str, Any]) -> Record:
         """Append to the log (committed before this returns)."""
-        return self.store.append(self.id, kind, data, turn=self.turn if turn is None else turn)
+        return self.store.append(self.id, kind, data, turn=self.turn)
 
     def emit(self, kind: EventKind, name: str, **detail: Any) -> None:
-        """Tell the agent's live view what happened."""
-        if self.agent.on_event is not None:
-            self.agent.on_event(TraceEvent(kind, name, self.id, self.turn, detail))
+        """Tell the agent's live view what happened; a failing view never stops the agent."""
+        on_event = self.agent.on_event
+        if on_event is None:
+            return
+        try:
+            on_event(TraceEvent(kind, name, self.id, self.turn, detail))
+        except Exception:
+            logger.exception("the agent's on_event callback failed; the agent goes on")
 
     async def fire(self, spec: HookSpec[Any], payload: Any) -> HookResult[Any]:
         """Invoke a hook for this session: log what plugins did, show it, report failures."""
-        result = await self.agent.manager.invoke(spec, payload, turn=self.turn)
+        result = await self.agent.manager.invoke(spec, payload, turn=self.turn, scope=self._scope)
         if not result.empty:  # a plugin did something: it goes in the log
             self.record("hook", _outcome(spec, result))
-        self.emit("hook", spec.name, result=result)
+        self.emit("hook", spec.name, result=result, payload=payload)
         if spec is not hooks.ERROR:
             for failure in result.errors:
                 event = ErrorEvent(failure.kind, failure.message, spec.name, failure.plugin)
@@ -132,26 +156,75 @@ class Session:
                               "stage": event.stage, "plugin": event.plugin})  # fmt: skip
         await self.fire(hooks.ERROR, event)
 
-    # -- the capability writers plugins reach through ctx.system_items / ctx.notify -------
+    def take_system_items(self) -> list[Message]:
+        """Move the system items written since the last call into the model's context."""
+        items, self._pending = self._pending, []
+        self.history.extend(items)
+        return items
 
-    def write_system_item(self, kind: str, text: str, *, plugin: str) -> None:
-        """Log a system item; from the next model call on, the model sees it."""
+    # -- the capability writers (reached by plugins only through bound handles) ----------
+
+    def _write_system_item(self, kind: str, text: str, plugin: str) -> None:
         self.record("system_item", {"kind": kind, "text": text, "plugin": plugin})
-        self.history.append(_system_item(kind, text))
+        self._pending.append(_system_item(kind, text))
         self.emit("system_item", kind, text=text, plugin=plugin)
 
-    def write_notification(self, text: str, *, level: Level, plugin: str) -> None:
-        """Log a notification and show it to the user; the model never sees it."""
+    def _write_notification(self, text: str, level: Level, plugin: str) -> None:
         self.record("notification", {"text": text, "level": level, "plugin": plugin})
         self.emit("notification", level, text=text, plugin=plugin)
 
+    def _close(self, reason: str) -> None:
+        self._open = False
+        self._scope.close()
+        self.store.end_session(self.id, reason)
+
     def _load(self) -> None:
         """Rebuild the model's context and the turn count from the log (reopened sessions)."""
+        self.history.clear()
+        self._pending.clear()
         for record in self.records():
             self.turn = max(self.turn, record.turn or 0)
             message = _message(record)
             if message is not None:
                 self.history.append(message)
+        _close_dangling_calls(self.history)
+
+
+class _Writers:
+    """The host's side of `system_items` and `notify` for one session, and nothing else."""
+
+    __slots__ = ("_item", "_note")
+
+    def __init__(
+        self,
+        item: Callable[[str, str, str], None],
+        note: Callable[[str, Level, str], None],
+    ) -> None:
+        self._item = item
+        self._note = note
+
+    def write_system_item(self, kind: str, text: str, *, plugin: str) -> None:
+        self._item(kind, text, plugin)
+
+    def write_notification(self, text: str, *, level: Level, plugin: str) -> None:
+        self._note(text, level, plugin)
+
+
+def _close_dangling_calls(history: list[Message]) -> None:
+    """Answer tool calls left without a result (a killed or cancelled turn), so that the
+    conversation stays valid for chat-completions servers."""
+    answered = {m.tool_call_id for m in history if m.role == "tool"}
+    for index in range(len(history) - 1, -1, -1):
+        message = history[index]
+        if message.role == "assistant" and message.tool_calls:
+            missing = [c for c in message.tool_calls if c.call_id not in answered]
+            fillers = [Message("tool", INTERRUPTED, name=c.tool_name, tool_call_id=c.call_id)
+                       for c in missing]  # fmt: skip
+            results_end = index + 1
+            while results_end < len(history) and history[results_end].role == "tool":
+                results_end += 1
+            history[results_end:results_end] = fillers
+            break
 
 
 def _system_item(kind: str, text: str) -> Message:
@@ -167,7 +240,10 @@ def _message(record: Record) -> Message | None:
             ToolCall(str(c["tool_name"]), c["arguments"], str(c["call_id"]))
             for c in data.get("tool_calls") or ()
         )
-        return Message("assistant", str(data.get("content") or ""), tool_calls=calls)
+        content = data.get("content")
+        if content is None:  # a reply that was not delivered
+            content = f"[your reply was not delivered: {data.get('withheld')}]"
+        return Message("assistant", str(content), tool_calls=calls)
     if record.kind == "tool_result":
         return Message(
             "tool", str(data["output"]), name=str(data["tool_name"]),

@@ -121,6 +121,7 @@ class SessionStore:
         self, session_id: str, tags: tuple[str, ...] = (), metadata: Mapping[str, Any] | None = None
     ) -> bool:
         """Start a session, or reopen it; True when it is new."""
+        _check_id(session_id)
         with self._write() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO sessions (id, created, tags, metadata) VALUES (?, ?, ?, ?)",
@@ -146,7 +147,9 @@ class SessionStore:
     ) -> Record:
         """Append one record and commit it before returning it."""
         created = time.time()
-        text = json.dumps(data, ensure_ascii=False, default=str)
+        # ASCII JSON: text that is not valid UTF-8 (lone surrogates from a file name or an
+        # argv) is kept, escaped, instead of failing the write.
+        text = json.dumps(data, default=str)
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO records (session_id, turn, kind, created, data) "
@@ -184,6 +187,7 @@ class SessionStore:
 
     def has_session(self, session_id: str) -> bool:
         """Whether the log holds a session with this id."""
+        _check_id(session_id)
         with self._lock:
             row = self._db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone()
         return row is not None
@@ -203,3 +207,12 @@ class SessionStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+
+def _check_id(session_id: str) -> None:
+    try:
+        session_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"session id {session_id!r} is not valid UTF-8 text; use letters, digits, - and _"
+        ) from None

@@ -75,6 +75,7 @@ class Turn:
             return await self._reply(f"[blocked] {inbound.reason}", "blocked", inbound.reason)
         message = inbound.payload or MessageEvent(text)
         self.session.record("user", {"content": message.content})
+        self.session.take_system_items()  # items from before this message come before it
         self.session.history.append(Message("user", message.content))
         return await self._loop()
 
@@ -84,7 +85,8 @@ class Turn:
             if stop is not None:
                 return stop
             if response is None or not response.tool_calls:
-                return await self._reply(response.content if response else "", "answered")
+                text = response.content if response else ""
+                return await self._reply(text, "answered", answer=True)
             for call in response.tool_calls:
                 await self._tool_call(call)
         reason = f"stopped after {self.agent.max_iterations} model calls without an answer"
@@ -93,6 +95,7 @@ class Turn:
 
     async def _model_call(self) -> tuple[LLMResponse | None, TurnResult | None]:
         session, agent = self.session, self.agent
+        session.take_system_items()
         request = LLMRequest(
             agent.model_name,
             (*agent.system_messages, *session.history),
@@ -104,6 +107,9 @@ class Turn:
         if before.blocked:
             return None, await self._reply(f"[blocked] {before.reason}", "blocked", before.reason)
         request = before.payload or request
+        late = session.take_system_items()  # appended during pre_llm_call: for this call
+        if late:
+            request = request.replace(messages=(*request.messages, *late))
         if before.responded:
             response: LLMResponse = before.response
         else:
@@ -121,16 +127,17 @@ class Turn:
         if after.blocked:
             return None, await self._reply(f"[blocked] {after.reason}", "blocked", after.reason)
         response = after.payload or response
-        session.record("assistant", {
-            "content": response.content,
-            "tool_calls": [
-                {"tool_name": c.tool_name, "arguments": dict(c.arguments), "call_id": c.call_id}
-                for c in response.tool_calls
-            ],
-        })  # fmt: skip
-        session.history.append(
-            Message("assistant", response.content, tool_calls=response.tool_calls)
-        )
+        if response.tool_calls:  # a final answer is logged once message_sending has seen it
+            session.record("assistant", {
+                "content": response.content,
+                "tool_calls": [
+                    {"tool_name": c.tool_name, "arguments": dict(c.arguments),
+                     "call_id": c.call_id}
+                    for c in response.tool_calls
+                ],
+            })  # fmt: skip
+            message = Message("assistant", response.content, tool_calls=response.tool_calls)
+            session.history.append(message)
         return response, None
 
     async def _ask_model(self, request: LLMRequest) -> LLMResponse:
@@ -183,10 +190,10 @@ class Turn:
     async def _run_tool(self, call: ToolCall) -> ToolResult:
         session = self.session
         session.emit("tool", call.tool_name, call=call)
-        result = await self.agent.tools.run(call)
-        if result.is_error:
+        result = await self._after_tool(await self.agent.tools.run(call))
+        if result.is_error:  # reported as post_tool_call left it (redacted, withheld)
             await session.fail(ErrorEvent("tool_error", result.output, "tool_call"))
-        return await self._after_tool(result)
+        return result
 
     async def _after_tool(self, result: ToolResult) -> ToolResult:
         """`post_tool_call` for every result the model will see, refusals included."""
@@ -213,15 +220,29 @@ class Turn:
             allowed = False
         return None if allowed else f"tool {call.tool_name!r} was not approved: {question}"
 
-    async def _reply(self, text: str, stopped: Stop, reason: str | None = None) -> TurnResult:
+    async def _reply(
+        self, text: str, stopped: Stop, reason: str | None = None, *, answer: bool = False
+    ) -> TurnResult:
+        """Deliver the turn's reply through `message_sending`; `answer` when the model wrote it.
+
+        The log and the model's context keep what the user got (redacted as delivered, or
+        a note that it was withheld), never the text `message_sending` changed or stopped.
+        """
         session = self.session
         out = await session.fire(hooks.MESSAGE_SENDING, MessageEvent(text, role="assistant"))
         reply = (out.payload or MessageEvent(text)).content
         delivered = not out.blocked
+        if not delivered:  # the caller learns why, and never gets the text that was stopped
+            reply, reason = "", out.reason
+        if answer:
+            withheld = None if delivered else out.reason
+            session.record("assistant", {"content": reply if delivered else None,
+                                         "withheld": withheld, "tool_calls": []})  # fmt: skip
+            note = reply if delivered else f"[your reply was not delivered: {withheld}]"
+            session.history.append(Message("assistant", note))
         if delivered:
             session.record("delivered", {"content": reply})
-        else:  # the caller learns why, and never gets the text that was stopped
-            reply, reason = "", out.reason
+        else:
             session.record("undelivered", {"blocked_by": out.blocked_by, "reason": out.reason})
         session.emit(
             "reply", "delivered" if delivered else "undelivered", text=reply, reason=reason

@@ -35,6 +35,10 @@ class OpenAIBackend:
             client = _client(base_url, api_key, timeout)
         self._client = client
 
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.close()
+
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """One chat-completions call."""
         response = await self._client.chat.completions.create(**self._arguments(request))
@@ -116,8 +120,7 @@ def _client(base_url: str | None, api_key: str | None, timeout: float) -> Any:
     key = api_key or os.environ.get("OPENAI_API_KEY")
     if key is None and base_url is None:
         raise ValueError(
-            "no API key: set OPENAI_API_KEY, pass api_key=, or give base_url= for a local "
-            "server that needs none"
+            "no API key: set OPENAI_API_KEY, or give the base URL of a local server that needs none"
         )
     return openai.AsyncOpenAI(api_key=key or "not-needed", base_url=base_url, timeout=timeout)
 

@@ -47,9 +47,11 @@ class ScriptedBackend:
         tool calls as `{"name": ..., "arguments": {...}}`."""
         try:
             raw = json.loads(Path(path).read_text())
-            steps = [_step(item) for item in raw]
-        except (OSError, ValueError, TypeError, KeyError) as error:
+        except (OSError, ValueError) as error:
             raise ValueError(f"{path}: not a valid model script ({error})") from None
+        if not isinstance(raw, list):
+            raise ValueError(f"{path}: a model script is a JSON list of steps")
+        steps = [_step(item, f"{path}: step {index}") for index, item in enumerate(raw)]
         return cls(steps, model=f"scripted:{Path(path).name}")
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
@@ -80,8 +82,18 @@ class ScriptedBackend:
         return ToolCall(name, arguments, f"call_{self._calls}")
 
 
-def _step(item: Any) -> Step:
+def _step(item: Any, where: str) -> Step:
     if isinstance(item, str):
         return Step(item)
-    calls = tuple((c["name"], c.get("arguments") or {}) for c in item.get("tool_calls", ()))
-    return Step(str(item.get("text", "")), calls)
+    problem = f'{where}: a step is a string or {{"text": ..., "tool_calls": [...]}}'
+    if not isinstance(item, dict) or set(item) - {"text", "tool_calls"}:
+        raise ValueError(problem)
+    calls = []
+    for call in item.get("tool_calls") or ():
+        arguments = call.get("arguments") or {} if isinstance(call, dict) else None
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            raise ValueError(f'{where}: a tool call is {{"name": ..., "arguments": {{...}}}}')
+        if not isinstance(arguments, dict):
+            raise ValueError(f"{where}: tool call arguments must be an object")
+        calls.append((call["name"], arguments))
+    return Step(str(item.get("text", "")), tuple(calls))

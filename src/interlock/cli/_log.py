@@ -1,0 +1,134 @@
+"""`interlock log`: the sessions in a log, or one session's records, readable or as JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from interlock.runtime import Record, SessionStore
+
+
+def list_sessions(store: SessionStore, console: Console, as_json: bool) -> None:
+    """Every session, newest first."""
+    sessions = store.sessions()
+    if as_json:
+        typer.echo(json.dumps([s.__dict__ | {"tags": list(s.tags)} for s in sessions]))
+        return
+    table = Table("session", "started", "turns", "records", "tags", "ended")
+    for s in sessions:
+        ended = s.end_reason or ("open" if s.ended is None else "")
+        cells = (s.id, _when(s.created), str(s.turns), str(s.records), ", ".join(s.tags), ended)
+        table.add_row(*(Text(cell) for cell in cells))  # Text: ids are not markup
+    console.print(table)
+
+
+def show_session(store: SessionStore, session_id: str, console: Console, as_json: bool) -> None:
+    """One session's records, in order; system items stand out."""
+    for record in store.records(session_id):
+        if as_json:
+            typer.echo(json.dumps({"seq": record.seq, "turn": record.turn, "kind": record.kind,
+                                   "created": record.created, "data": record.data}))  # fmt: skip
+        else:
+            console.print(describe(record))
+
+
+def describe(record: Record) -> Text:
+    """One record as a line (built from Text parts, so no user text is read as markup)."""
+    head = Text(f"{record.seq:>4} t{record.turn or 0} ", style="dim")
+    render = _DESCRIBE.get(record.kind, _other)
+    return Text.assemble(head, *render(record.data, record.kind))
+
+
+Part = str | tuple[str, str]
+
+
+def _system_item(data: Any, kind: str) -> list[Part]:
+    return [("SYSTEM ITEM", "bold magenta"), f" [{data['kind']}] from {data['plugin']}: ",
+            data["text"]]  # fmt: skip
+
+
+def _message(data: Any, kind: str) -> list[Part]:
+    label = {"user": "user", "delivered": "reply"}[kind]
+    if data.get("content") is None:
+        return [(label, "bold"), " ", (f"(blocked by {data.get('blocked_by')})", "red")]
+    return [(label, "bold"), " ", data["content"]]
+
+
+def _assistant(data: Any, kind: str) -> list[Part]:
+    parts: list[Part] = [("assistant", "bold"), " "]
+    if data.get("content") is None:
+        return [*parts, (f"(reply withheld: {data.get('withheld')})", "red")]
+    parts.append(data["content"])
+    calls = [f"{c['tool_name']}({_arguments(c['arguments'])})" for c in data["tool_calls"]]
+    if calls:
+        parts += [" " if data["content"] else "", ("asks for ", "blue"), ", ".join(calls)]
+    return parts
+
+
+def _tool(data: Any, kind: str) -> list[Part]:
+    if kind == "tool_call":
+        parts: list[Part] = [("tool call", "bold"), " ",
+                             f"{data['tool_name']}({_arguments(data['arguments'])})"]  # fmt: skip
+        if data["refused"]:
+            parts.append((f" refused: {data['refused']}", "red"))
+        return parts
+    colour = "red" if data["is_error"] else "green"
+    return [("tool result", colour), f" {data['tool_name']}: ", data["output"]]
+
+
+def _hook(data: Any, kind: str) -> list[Part]:
+    return [(f"hook {data['hook']}", "yellow"), " ", hook_summary(data)]
+
+
+def _notification(data: Any, kind: str) -> list[Part]:
+    return [(f"notice ({data['level']})", "cyan"), f" from {data['plugin']}: ", data["text"]]
+
+
+def _other(data: Any, kind: str) -> list[Part]:
+    return [(kind, "bold"), " ", json.dumps(data, ensure_ascii=False)]
+
+
+_DESCRIBE: dict[str, Callable[[Any, str], list[Part]]] = {
+    "system_item": _system_item,
+    "user": _message,
+    "delivered": _message,
+    "assistant": _assistant,
+    "tool_call": _tool,
+    "tool_result": _tool,
+    "hook": _hook,
+    "notification": _notification,
+}
+
+
+def hook_summary(data: Any) -> str:
+    """What plugins did at one hook, from a `hook` record."""
+    parts = []
+    if data.get("modified_by"):
+        parts.append(f"modified by {', '.join(data['modified_by'])}")
+    if data.get("blocked_by"):
+        parts.append(f"blocked by {data['blocked_by']}: {data['reason']}")
+    parts.extend(
+        f"{e['plugin']} failed ({e['kind']}): {e['message']}" for e in data.get("errors", ())
+    )
+    parts.extend(
+        f"{v['plugin']} would {v['action']}: {v['reason']}" for v in data.get("violations", ())
+    )
+    if data.get("responded_by"):
+        parts.append(f"answered by {data['responded_by']}")
+    parts.extend(f"{plugin} asks: {question}" for plugin, question in data.get("asks", ()))
+    return "; ".join(parts)
+
+
+def _arguments(arguments: Any) -> str:
+    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
