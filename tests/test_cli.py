@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,78 @@ def test_a_session_id_that_is_not_text_is_refused(cli: CliRunner) -> None:
     out = cli.invoke(app, ["run", "hi", "--session", bad, "--no-trace"])
     assert out.exit_code == 2
     assert "not valid UTF-8 text" in out.output
+
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "interlock.yaml"
+
+
+def test_hooks_lists_the_catalog(cli: CliRunner) -> None:
+    out = cli.invoke(app, ["hooks"])
+    assert out.exit_code == 0 and "pre_tool_call" in out.output and "before_tool_call" in out.output
+    rows = json.loads(cli.invoke(app, ["hooks", "--json"]).output)
+    gate = next(r for r in rows if r["hook"] == "pre_tool_call")
+    assert gate["accepts"] == ["Continue", "Ask", "Block", "Modify"]
+    assert gate["fields"] == ["tool_name", "arguments", "call_id"]
+    schemas = json.loads(cli.invoke(app, ["hooks", "--schema"]).output)
+    assert schemas["pre_tool_call"]["title"] == "ToolCall"
+
+
+def test_check_accepts_the_example_and_explains_a_bad_file(cli: CliRunner, tmp_path: Path) -> None:
+    out = cli.invoke(app, ["check", str(EXAMPLE)])
+    assert out.exit_code == 0, out.output
+    assert "ok:" in out.output and "no-rm, redact-email, workspace" in out.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("plugins:\n  - name: a\n    use: x:y\n    timeout: soon\n    modee: enforce\n")
+    out = cli.invoke(app, ["check", str(bad)])
+    assert out.exit_code == 1
+    assert f"{bad}:4: plugin 'a': timeout:" in out.output
+    assert "unknown key 'modee'; did you mean 'mode'?" in out.output
+
+
+def test_plugins_lists_discovered_and_configured(cli: CliRunner) -> None:
+    out = cli.invoke(app, ["plugins", "--config", str(EXAMPLE), "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert {"no-rm", "redact-email", "workspace"} <= {p["name"] for p in report["discovered"]}
+    gate = next(r for r in report["configured"] if r["plugin"] == "no-rm")
+    assert (gate["hook"], gate["priority"], gate["on_error"], gate["timeout"]) == (
+        "pre_tool_call", 10, "block", "2s")  # fmt: skip
+
+
+def test_run_uses_config_plugins_and_their_tools_then_plugins_shows_the_stats(
+    cli: CliRunner,
+) -> None:
+    script = str(ROOT / "examples" / "script.json")
+    out = cli.invoke(app, ["run", "tidy up", "--config", str(EXAMPLE), "--model",
+                           f"scripted:{script}", "--session", "cfg"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "tool list_dir -> " in out.output  # a drop-in plugin's tool
+    assert "pre_tool_call blocked by no-rm" in out.output
+    assert "system item (reminder, from workspace)" in out.output
+    assert "mail [email] if you want that" in out.output
+    report = json.loads(cli.invoke(app, ["plugins", "--session", "cfg", "--json"]).output)
+    gate = next(s for s in report["stats"] if s["plugin"] == "no-rm")
+    assert (gate["calls"], gate["blocks"]) == (1, 1)
+
+
+def test_run_with_a_plugin_flag(cli: CliRunner, tmp_path: Path) -> None:
+    out = cli.invoke(app, ["run", "x", "--plugin", "tests.config.plugins_for_tests:shout"])
+    assert out.exit_code == 0, out.output
+    out = cli.invoke(app, ["run", "x", "--plugin", "nope:nothing"])
+    assert out.exit_code == 2 and "cannot import 'nope'" in out.output
+
+
+def test_new_plugin_scaffolds_a_package_whose_tests_pass(cli: CliRunner, tmp_path: Path) -> None:
+    out = cli.invoke(app, ["new-plugin", "no-sudo", "--directory", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    root = tmp_path / "no-sudo"
+    assert (root / "src" / "no_sudo" / "__init__.py").exists()
+    assert '[project.entry-points."interlock.plugins"]' in (root / "pyproject.toml").read_text()
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                           cwd=root, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "3 passed" in tests.stdout
+    again = cli.invoke(app, ["new-plugin", "no-sudo", "--directory", str(tmp_path)])
+    assert again.exit_code == 2 and "already exists" in again.output
+    assert cli.invoke(app, ["new-plugin", "No Sudo"]).exit_code == 2

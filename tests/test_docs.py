@@ -47,6 +47,13 @@ def test_every_python_block_in_the_docs_runs(path: Path, index: int) -> None:
     run(blocks(path, "python")[index])
 
 
+@pytest.mark.parametrize("doc", ["README.md", "docs/config.md"])
+def test_the_config_example_in_the_docs_is_the_checked_file(doc: str) -> None:
+    example = (ROOT / "examples" / "interlock.yaml").read_text()
+    yaml_blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / doc).read_text(), re.S)
+    assert example in yaml_blocks
+
+
 def test_the_catalog_table_matches_the_code() -> None:
     text = (ROOT / "docs" / "hooks.md").read_text()
     for spec in hooks.CATALOG:

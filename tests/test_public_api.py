@@ -13,7 +13,8 @@ EXPECTED = {
     "PluginManager", "SessionScope", "PluginHandle", "Registration", "hooks", "HookSpec",
     "WriteRule", "Kind", "Mode", "OnError",
     # plugin contract
-    "Plugin", "PluginSet", "hook", "API_VERSION", "HookContext", "SessionInfo",
+    "Plugin", "PluginSet", "Member", "hook", "API_VERSION", "HookContext", "SessionInfo",
+    "load_config", "ConfigError", "ConfigProblem",
     "SystemItemSink", "Notifier", "SystemItemWriter", "NotificationWriter", "Level",
     # actions and results
     "Action", "Continue", "Modify", "Block", "Respond", "Ask", "HookResult",

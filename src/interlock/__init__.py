@@ -13,6 +13,8 @@ result = manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": 
 assert result.blocked
 """
 
+from typing import TYPE_CHECKING
+
 from . import hooks
 from ._actions import (
     Action,
@@ -32,6 +34,8 @@ from ._exceptions import (
     CapabilityError,
     CircuitOpenError,
     ConditionError,
+    ConfigError,
+    ConfigProblem,
     DuplicatePluginError,
     HandlerFailureError,
     HandlerSignatureError,
@@ -65,10 +69,13 @@ from ._payloads import (
     TurnEnd,
     Usage,
 )
-from ._plugin import API_VERSION, Plugin, PluginSet, hook
+from ._plugin import API_VERSION, Member, Plugin, PluginSet, hook
 from ._registry import Registration
 from ._spec import HookSpec, Kind, Mode, OnError, WriteRule
 from ._stats import ManagerStats, RegistrationStats
+
+if TYPE_CHECKING:
+    from .config import load_config
 
 __version__ = "0.1.0"
 
@@ -80,6 +87,8 @@ __all__ = [
     "CapabilityError",
     "CircuitOpenError",
     "ConditionError",
+    "ConfigError",
+    "ConfigProblem",
     "Continue",
     "DuplicatePluginError",
     "ErrorEvent",
@@ -101,6 +110,7 @@ __all__ = [
     "LLMResponse",
     "Level",
     "ManagerStats",
+    "Member",
     "Message",
     "MessageEvent",
     "Mode",
@@ -140,4 +150,14 @@ __all__ = [
     "__version__",
     "hook",
     "hooks",
+    "load_config",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # load_config needs PyYAML and pydantic: imported on first use, not with interlock.
+    if name == "load_config":
+        from .config import load_config
+
+        return load_config
+    raise AttributeError(f"module 'interlock' has no attribute {name!r}")

@@ -9,6 +9,7 @@ The tree::
     ├── PayloadTypeError           a hook invoked with the wrong payload type (also TypeError)
     ├── PortalError                invoke_sync called where it would deadlock
     ├── CapabilityError            a capability handle misused: bad arguments, or after its call
+    ├── ConfigError                a config file that cannot be loaded: every problem, with lines
     ├── RegistrationError          a plugin that cannot be registered as given (also ValueError)
     │   ├── HandlerSignatureError  a handler that does not take (payload, ctx) of the hook's type
     │   ├── IncompatiblePluginError  a plugin built for another plugin API version
@@ -24,6 +25,9 @@ Handler failures are never raised into the host: `invoke` catches them and repor
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 class InterlockError(Exception):
@@ -68,6 +72,32 @@ class CapabilityError(InterlockError):
     def __init__(self, message: str, *, plugin: str) -> None:
         super().__init__(message)
         self.plugin = plugin
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong in a config file: where (file, line, entry) and what, with the fix."""
+
+    file: str
+    line: int | None
+    entry: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        entry = f" plugin {self.entry!r}:" if self.entry else ""
+        return f"{where}:{entry} {self.message}"
+
+
+class ConfigError(InterlockError, ValueError):
+    """A config file that cannot be loaded. `problems` lists every problem found; nothing
+    from the file was registered."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the config"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
 
 
 class RegistrationError(InterlockError, ValueError):

@@ -29,7 +29,7 @@ from ._exceptions import (
     UnknownPluginError,
 )
 from ._frozen import JsonValue
-from ._plugin import HookRef, PluginSet, collect, plugin_name
+from ._plugin import HookRef, Member, PluginSet, collect, plugin_name
 from ._portal import Portal
 from ._registry import (
     CLOSED,
@@ -544,12 +544,7 @@ class PluginManager:
             )
         taken.add(name)
         if isinstance(obj, PluginSet):
-            members = [
-                self._build(
-                    member, dataclasses.replace(request, name=None, hook=None), scope, taken
-                )
-                for member in obj.plugins
-            ]
+            members = [self._build_member(member, request, scope, taken) for member in obj.plugins]
             return PluginHandle(
                 name=name,
                 plugins=tuple(p for m in members for p in (m.name, *m.plugins)),
@@ -579,6 +574,29 @@ class PluginManager:
             for h in handlers
         )
         return PluginHandle(name=name, plugins=(), registrations=registrations, scope=scope)
+
+    def _build_member(
+        self, member: object, request: _Request, scope: str | None, taken: set[str]
+    ) -> PluginHandle:
+        """Build one member of a set: the set's options, under the member's own."""
+        if not isinstance(member, Member):
+            return self._build(
+                member, dataclasses.replace(request, name=None, hook=None), scope, taken
+            )
+        own = _Request(
+            name=member.name,
+            hook=member.hook,
+            options=member.options().over(request.options),
+            capabilities=request.capabilities
+            if member.capabilities is None
+            else member.capabilities,
+            writable=request.writable if member.writable is None else member.writable,
+            config=request.config if member.config is None else member.config,
+        )
+        handle = self._build(member.plugin, own, scope, taken)
+        if member.capabilities is not None or member.writable is not None or member.when:
+            _check_reach(dataclasses.replace(own, options=member.options()), handle)
+        return handle
 
     def _changed(self) -> None:
         """Rebuild plans after any registration change (lock held) and swap them in."""

@@ -103,13 +103,19 @@ class Plugin:
     """The plugin's own version, for listings and logs."""
     api_version: ClassVar[int] = API_VERSION
     """The plugin contract version the plugin was built for."""
+    config_model: ClassVar[type[Any] | None] = None
+    """A pydantic model for the plugin's configuration; when set, a config file's
+    `config:` is validated against it and the model instance is passed to `__init__`."""
 
 
 class PluginSet:
     """A named group of plugins that registers and unregisters as one; sets nest.
 
-    safety = PluginSet("safety", [no_rm, Redactor()])
-    handle = manager.register(safety, mode="permissive")
+        safety = PluginSet("safety", [no_rm, Member(Redactor(), priority=-5)])
+        handle = manager.register(safety, mode="permissive")
+
+    Options given when registering the set apply to every member; a `Member` carries
+    options of its own, which take precedence.
     """
 
     def __init__(self, name: str, plugins: Iterable[object] = ()) -> None:
@@ -118,6 +124,41 @@ class PluginSet:
 
     def __repr__(self) -> str:
         return f"PluginSet({self.name!r}, {len(self.plugins)} plugins)"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A plugin in a `PluginSet` with registration options of its own.
+
+    The fields are `PluginManager.register`'s options; those left `None` come from the
+    options the set is registered with.
+    """
+
+    plugin: object
+    name: str | None = None
+    hook: HookRef | None = None
+    priority: int | None = None
+    mode: Mode | None = None
+    on_error: OnError | None = None
+    timeout: float | None = None
+    when: Mapping[str, str | Sequence[str]] | None = None
+    background: bool | None = None
+    thread: bool | None = None
+    capabilities: tuple[str, ...] | None = None
+    writable: tuple[str, ...] | None = None
+    config: Mapping[str, Any] | None = None
+
+    def options(self) -> Options:
+        """The member's own options (unset ones are `None`)."""
+        return Options(
+            self.priority,
+            self.mode,
+            self.on_error,
+            self.timeout,
+            self.when,
+            self.background,
+            self.thread,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,10 @@ DataDir = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead.")]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option("--config", envvar="INTERLOCK_CONFIG", help="An interlock.yaml to load."),
+]
 
 
 def _version(value: bool) -> None:
@@ -79,6 +83,11 @@ def run(
         str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
     ] = None,
     session: Annotated[str | None, typer.Option(help="Continue this session id.")] = None,
+    config: ConfigFile = None,
+    plugin: Annotated[
+        list[str] | None,
+        typer.Option(help="A plugin to add: an import path (module:attr) or a plugin name."),
+    ] = None,
     system: Annotated[str, typer.Option(help="The system prompt.")] = "",
     stream: Annotated[bool, typer.Option(help="Stream the model's answer.")] = False,
     trace: Annotated[bool, typer.Option(help="Trace every hook as it fires.")] = True,
@@ -95,10 +104,11 @@ def run(
 
     console = _console(stderr=as_json)
     backend = _backend(model, base_url)
+    manager, tools, _ = _plugins(config, plugin or [])
     store = _open_store(_data_dir(data_dir) / "sessions.db")
     try:
-        agent = Agent(backend, system_prompt=system, store=store, stream=stream,
-                      on_event=Trace(console) if trace else None)  # fmt: skip
+        agent = Agent(backend, tools=tools, manager=manager, system_prompt=system, store=store,
+                      stream=stream, on_event=Trace(console) if trace else None)  # fmt: skip
         result = asyncio.run(_run_once(agent, prompt, session))
     except ValueError as error:  # a session id that cannot be stored
         raise typer.BadParameter(str(error), param_hint="--session") from None
@@ -150,6 +160,73 @@ def log(
 
 
 @app.command()
+def hooks(
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print each payload's JSON schema.")
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """List the hook catalog: payload fields, accepted actions, writable fields."""
+    from ._inspect import show_hooks
+
+    show_hooks(_console(), schema=schema, as_json=as_json)
+
+
+@app.command()
+def plugins(
+    config: ConfigFile = None,
+    session: Annotated[
+        str | None, typer.Option(help="Show the plugin statistics a session logged.")
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """List discovered plugins, a config's registrations, and a session's plugin stats."""
+    from interlock.discovery import discover
+
+    from ._inspect import show_plugins
+
+    manager, _, available = _plugins(config, []) if config is not None else (None, [], discover())
+    stats = _session_stats(_data_dir(data_dir), session) if session is not None else None
+    show_plugins(_console(), available, manager, stats, as_json=as_json)
+
+
+@app.command()
+def check(file: Annotated[Path, typer.Argument(help="The config file to check.")]) -> None:
+    """Check a config file: load every plugin it names, register nothing for real.
+
+    Exits with 1 and lists every problem (file, line, plugin, what to fix) when it is wrong.
+    """
+    from interlock.config import load_config
+
+    try:
+        manager = load_config(file)
+    except interlock.ConfigError as error:
+        for problem in error.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(1) from None
+    names = sorted({r.plugin for r in manager.registrations()})
+    typer.echo(f"ok: {file}: {len(names)} plugin{'s' if len(names) != 1 else ''}"
+               f"{': ' + ', '.join(names) if names else ''}")  # fmt: skip
+    manager.close()
+
+
+@app.command("new-plugin")
+def new_plugin(
+    name: Annotated[str, typer.Argument(help="The plugin's name, e.g. no-sudo.")],
+    directory: Annotated[Path, typer.Option(help="Where to create it.")] = Path(),
+) -> None:
+    """Create a plugin package: one hook, a config model, tests, and an entry point."""
+    from ._scaffold import scaffold
+
+    try:
+        root = scaffold(name, directory)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="NAME") from None
+    typer.echo(f"created {root}\n  cd {root} && pip install -e '.[test]' && python -m pytest")
+
+
+@app.command()
 def version() -> None:
     """Print the interlock version."""
     typer.echo(interlock.__version__)
@@ -196,6 +273,58 @@ def _known(store: Any, session_id: str) -> bool:
         return bool(store.has_session(session_id))
     except ValueError:
         return False
+
+
+def _plugins(config: Path | None, extra: list[str]) -> tuple[Any, list[Any], Any]:
+    """The manager for `run` (and `plugins`): the config's plugins and `--plugin`s, plus
+    the tools the drop-in plugins among them contribute."""
+    from interlock.config import check as check_config
+    from interlock.config import load_config, load_plugin, plugin_sources
+    from interlock.discovery import PluginLoadError, discover
+
+    available = discover()
+    manager = interlock.PluginManager()
+    used: list[str] = []
+    if config is not None:
+        try:
+            parsed = check_config(config.read_text(), file=str(config))[1]
+            available = plugin_sources(parsed, str(config))
+            load_config(config, manager=manager, plugins=available)
+        except OSError as error:
+            message = f"cannot read {config}: {error}"
+            raise typer.BadParameter(message, param_hint="--config") from None
+        except interlock.ConfigError as error:
+            for problem in error.problems:
+                typer.echo(str(problem), err=True)
+            raise typer.Exit(1) from None
+        used += [entry.use for entry in parsed.plugins if entry.enabled and entry.use]
+    for spec in extra:
+        try:
+            manager.register(load_plugin(spec, plugins=available))
+        except (PluginLoadError, interlock.InterlockError) as error:
+            raise typer.BadParameter(str(error), param_hint="--plugin") from None
+        used.append(spec)
+    tools = []
+    for name in used:
+        source = available.get(name)
+        if source is not None and source.kind == "directory":
+            try:
+                tools += source.tools()
+            except PluginLoadError as error:
+                raise typer.BadParameter(str(error), param_hint="--plugin") from None
+    return manager, tools, available
+
+
+def _session_stats(directory: Path, session_id: str) -> list[Any]:
+    store = _open_store(directory / "sessions.db")
+    try:
+        if not _known(store, session_id):
+            typer.echo(f"no session {session_id!r} in {directory / 'sessions.db'}", err=True)
+            raise typer.Exit(1)
+        logged = [r for r in store.records(session_id) if r.kind == "stats"]
+    finally:
+        store.close()
+    return list(logged[-1].data["registrations"]) if logged else []
 
 
 def _backend(model: str, base_url: str | None) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from interlock import (
     JsonValue,
     Level,
     Message,
+    RegistrationStats,
     SessionEnd,
     SessionStart,
     ToolCall,
@@ -99,6 +101,7 @@ class Session:
         try:
             await self.fire(hooks.SESSION_END, SessionEnd(self.id, reason, self.turn))
             await self.agent.manager.drain()
+            self.record("stats", {"registrations": [_stats(s) for s in self._stats()]})
         finally:
             self._close(reason)
 
@@ -172,6 +175,10 @@ class Session:
     def _write_notification(self, text: str, level: Level, plugin: str) -> None:
         self.record("notification", {"text": text, "level": level, "plugin": plugin})
         self.emit("notification", level, text=text, plugin=plugin)
+
+    def _stats(self) -> list[RegistrationStats]:
+        """Counters of the global plugins and of this session's own."""
+        return [s for s in self.agent.manager.stats().registrations if s.scope in (None, self.id)]
 
     def _close(self, reason: str) -> None:
         self._open = False
@@ -269,3 +276,7 @@ def _outcome(spec: HookSpec[Any], result: HookResult[Any]) -> dict[str, Any]:
             {"plugin": v.plugin, "action": v.action, "reason": v.reason} for v in result.violations
         ],
     }
+
+
+def _stats(stats: RegistrationStats) -> dict[str, Any]:
+    return {**dataclasses.asdict(stats), "time_mean": stats.time_mean}

@@ -31,8 +31,10 @@ RecordKind = Literal[
     "error",
     "delivered",
     "undelivered",
+    "stats",
 ]
-"""What a record holds. `system_item`s are model-visible; `notification`s are not."""
+"""What a record holds. `system_item`s are model-visible; `notification`s are not; `stats`
+is the plugins' counters when the session ended."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (

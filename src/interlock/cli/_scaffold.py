@@ -1,0 +1,133 @@
+"""`interlock new-plugin NAME`: a plugin package whose tests pass as generated."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+
+PYPROJECT = """\
+[build-system]
+requires = ["hatchling>=1.24"]
+build-backend = "hatchling.build"
+
+[project]
+name = "{name}"
+version = "0.1.0"
+description = "An interlock plugin."
+requires-python = ">=3.11"
+dependencies = ["interlock"]
+
+[project.optional-dependencies]
+test = ["pytest>=8"]
+
+[project.entry-points."interlock.plugins"]
+{name} = "{package}:{cls}"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/{package}"]
+
+[tool.pytest.ini_options]
+pythonpath = ["src"]
+"""
+
+MODULE = '''\
+"""{name}: an interlock plugin."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from interlock import Block, HookContext, Plugin, ToolCall
+
+
+class Config(BaseModel):
+    """What operators set under `config:` in interlock.yaml."""
+
+    blocked_tools: list[str] = ["shell"]
+
+
+class {cls}(Plugin):
+    """Blocks the tools named in its config."""
+
+    name = "{name}"
+    version = "0.1.0"
+    config_model = Config
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+
+    def on_pre_tool_call(self, payload: ToolCall, ctx: HookContext) -> Block | None:
+        if payload.tool_name in self.config.blocked_tools:
+            return Block(f"{{self.name}} blocks the tool {{payload.tool_name!r}}")
+        return None
+'''
+
+TESTS = """\
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from interlock.testing import Harness
+from {package} import {cls}, Config
+
+
+def test_blocks_a_listed_tool() -> None:
+    with Harness({cls}(Config(blocked_tools=["shell"]))) as harness:
+        result = harness.invoke("pre_tool_call", tool_name="shell")
+    assert result.blocked
+    assert result.reason == "{name} blocks the tool 'shell'"
+
+
+def test_lets_other_tools_through() -> None:
+    with Harness({cls}()) as harness:
+        assert not harness.invoke("pre_tool_call", tool_name="read_file").blocked
+
+
+def test_with_the_pytest_fixture(interlock_harness: Callable[..., Harness]) -> None:
+    harness = interlock_harness({cls}(Config(blocked_tools=[])))
+    assert not harness.invoke("pre_tool_call", tool_name="shell").blocked
+"""
+
+README = """\
+# {name}
+
+An [interlock](https://pypi.org/project/interlock/) plugin: it blocks the tools named in
+its config.
+
+    pip install -e '.[test]'
+    python -m pytest
+
+Once installed, an `interlock.yaml` enables it by name:
+
+    plugins:
+      - name: {name}
+        use: {name}
+        config: {{blocked_tools: [shell]}}
+"""
+
+
+def scaffold(name: str, directory: Path) -> Path:
+    """Write the package for plugin `name` under `directory`; returns its folder."""
+    if not NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a plugin name: use lower-case letters, digits and dashes, "
+            "starting with a letter (e.g. no-sudo)"
+        )
+    root = directory / name
+    if root.exists():
+        raise ValueError(f"{root} already exists; choose another name or directory")
+    package = name.replace("-", "_")
+    cls = "".join(part.capitalize() for part in name.split("-"))
+    values = {"name": name, "package": package, "cls": cls}
+    files = {
+        root / "pyproject.toml": PYPROJECT,
+        root / "README.md": README,
+        root / "src" / package / "__init__.py": MODULE,
+        root / "tests" / f"test_{package}.py": TESTS,
+    }
+    for path, template in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(template.format(**values))
+    return root

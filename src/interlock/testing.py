@@ -1,0 +1,170 @@
+"""What plugin authors need to test their plugins: sample payloads, a harness that runs a
+plugin in a manager of its own and records its side effects, and a recording plugin.
+
+    from interlock.testing import Harness
+
+    def test_blocks_rm() -> None:
+        with Harness(NoRm()) as harness:
+            result = harness.invoke("pre_tool_call", tool_name="shell",
+                                    arguments={"command": "rm -rf /"})
+            assert result.blocked
+
+With pytest, the `interlock_harness` and `interlock_manager` fixtures are ready to use
+(interlock registers them as a pytest plugin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from . import (
+    ErrorEvent,
+    HookContext,
+    HookResult,
+    HookSpec,
+    Level,
+    LLMRequest,
+    LLMResponse,
+    ManagerStats,
+    Message,
+    MessageEvent,
+    Plugin,
+    PluginManager,
+    SessionEnd,
+    SessionStart,
+    StreamChunk,
+    ToolCall,
+    ToolResult,
+    TurnEnd,
+    hooks,
+)
+
+__all__ = ["Harness", "RecordingPlugin", "sample"]
+
+_SAMPLES: dict[str, Callable[[], Any]] = {
+    "session_start": lambda: SessionStart("test-session"),
+    "session_end": lambda: SessionEnd("test-session"),
+    "message_received": lambda: MessageEvent("hello"),
+    "message_sending": lambda: MessageEvent("hi there", role="assistant"),
+    "pre_llm_call": lambda: LLMRequest("test-model", (Message("user", "hello"),)),
+    "post_llm_call": lambda: LLMResponse("test-model", "hi there"),
+    "llm_stream_chunk": lambda: StreamChunk("test-model", 0, "hi"),
+    "pre_tool_call": lambda: ToolCall("shell", {"command": "ls"}, "call-1"),
+    "post_tool_call": lambda: ToolResult("shell", {"command": "ls"}, "call-1", "a.txt"),
+    "turn_end": lambda: TurnEnd(1, "hi there"),
+    "error": lambda: ErrorEvent("RuntimeError", "something failed", "tool_call"),
+}
+
+
+def sample(hook: str | HookSpec[Any], /, **fields: Any) -> Any:
+    """A payload for a catalog hook with everyday values; `fields` replace some of them.
+
+    sample("pre_tool_call", arguments={"command": "rm -rf /"})
+    """
+    spec = hook if isinstance(hook, HookSpec) else hooks.get(hook)
+    make = _SAMPLES.get(spec.name)
+    if make is None or spec is not hooks.get(spec.name):
+        return spec.payload_type(**fields)  # a host's own hook: its fields are required
+    payload = make()
+    return payload.replace(**fields) if fields else payload
+
+
+class Harness:
+    """One plugin registered in a manager of its own, inside a session scope, with
+    recording writers for `system_items` and `notify`.
+
+    Unless `capabilities=` is given, the plugin is granted every capability its hooks
+    offer. Other keyword arguments are `PluginManager.register`'s options.
+    """
+
+    def __init__(self, plugin: object, *, session_id: str = "test-session", **options: Any) -> None:
+        self.manager = PluginManager()
+        self.system_items: list[tuple[str, str]] = []
+        self.notifications: list[tuple[str, Level]] = []
+        if "capabilities" not in options:
+            probe = self.manager.register(plugin, **options)
+            self.manager.unregister(probe)
+            offered = {c for r in probe.registrations for c in r.hook.capabilities}
+            options["capabilities"] = sorted(offered)
+        self.handle = self.manager.register(plugin, **options)
+        writers = _Writers(self)
+        handles = {"system_items": writers, "notify": writers}
+        self._scope = self.manager.session(session_id, capabilities=handles)
+        self._scope.open()
+
+    def invoke(
+        self, hook: str | HookSpec[Any], payload: Any = None, /, **fields: Any
+    ) -> HookResult[Any]:
+        """Fire `hook` with `payload`, or a `sample` built from `fields`."""
+        chosen = sample(hook, **fields) if payload is None else payload
+        return self.manager.invoke_sync(hook, chosen, scope=self._scope)
+
+    async def ainvoke(
+        self, hook: str | HookSpec[Any], payload: Any = None, /, **fields: Any
+    ) -> HookResult[Any]:
+        """`invoke` for async tests."""
+        chosen = sample(hook, **fields) if payload is None else payload
+        return await self.manager.invoke(hook, chosen, scope=self._scope)
+
+    @property
+    def state(self) -> dict[str, dict[str, Any]]:
+        """Per-plugin session state, by plugin name (what handlers see as `ctx.state`)."""
+        return self._scope.states
+
+    def stats(self) -> ManagerStats:
+        """The plugin's counters."""
+        return self.manager.stats()
+
+    def close(self) -> None:
+        """Close the session scope and the manager."""
+        self._scope.close()
+        self.manager.close()
+
+    def __enter__(self) -> Harness:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Writers:
+    def __init__(self, harness: Harness) -> None:
+        self._harness = harness
+
+    def write_system_item(self, kind: str, text: str, *, plugin: str) -> None:
+        self._harness.system_items.append((kind, text))
+
+    def write_notification(self, text: str, *, level: Level, plugin: str) -> None:
+        self._harness.notifications.append((text, level))
+
+
+class RecordingPlugin(Plugin):
+    """Records every catalog hook it sees, in order: `events` holds (hook name, payload)."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def names(self) -> list[str]:
+        """The hook names seen, in order."""
+        return [name for name, _ in self.events]
+
+
+def _recorder(hook_name: str) -> Callable[[RecordingPlugin, Any, HookContext], None]:
+    def handler(self: RecordingPlugin, payload: Any, ctx: HookContext) -> None:
+        self.events.append((hook_name, payload))
+
+    handler.__name__ = f"on_{hook_name}"
+    return handler
+
+
+for _spec in hooks.CATALOG:
+    setattr(RecordingPlugin, f"on_{_spec.name}", _recorder(_spec.name))
