@@ -226,3 +226,29 @@ def test_new_plugin_scaffolds_a_package_whose_tests_pass(cli: CliRunner, tmp_pat
     again = cli.invoke(app, ["new-plugin", "no-sudo", "--directory", str(tmp_path)])
     assert again.exit_code == 2 and "already exists" in again.output
     assert cli.invoke(app, ["new-plugin", "No Sudo"]).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("class", "which Python already uses"), ("pytest", "already installed here"),
+     ("json", "which Python already uses"), ("No Sudo", "is not a plugin name")],
+)  # fmt: skip
+def test_new_plugin_refuses_names_that_would_break(cli: CliRunner, tmp_path: Path, name: str,
+                                                   message: str) -> None:  # fmt: skip
+    out = cli.invoke(app, ["new-plugin", name, "--directory", str(tmp_path)])
+    assert out.exit_code == 2 and message in out.output
+
+
+def test_run_with_one_drop_in_used_twice(cli: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "twice.yaml"
+    plugins_dir = ROOT / "examples" / "plugins"
+    entries = "  - {name: ws-a, use: workspace}\n  - {name: ws-b, use: workspace}\n"
+    config.write_text(f"plugin_dirs: [{plugins_dir}]\nplugins:\n{entries}")
+    out = cli.invoke(app, ["run", "hi", "--config", str(config), "--no-trace"])
+    assert out.exit_code == 0, out.output
+
+
+def test_plugins_session_without_a_log(cli: CliRunner, tmp_path: Path) -> None:
+    out = cli.invoke(app, ["plugins", "--session", "x"])
+    assert out.exit_code == 1 and "no session log" in out.output
+    assert not (tmp_path / "sessions.db").exists()

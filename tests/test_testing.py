@@ -86,3 +86,23 @@ def test_the_pytest_fixtures(
     assert harness.invoke("pre_tool_call", arguments={"command": "rm x"}).blocked
     interlock_manager.register(guard)
     assert interlock_manager.has(hooks.PRE_TOOL_CALL)
+
+
+def test_the_harness_takes_a_hosts_own_hooks() -> None:
+    from dataclasses import dataclass
+
+    from interlock import Modify
+
+    @dataclass(frozen=True)
+    class Deploy:
+        target: str
+
+    spec = HookSpec("pre_deploy", Deploy, kind="modify", accepts={Block, Modify})
+
+    @hook("pre_deploy")
+    def no_prod(payload: Deploy, ctx: HookContext) -> Block | None:
+        return Block("not on a Friday") if payload.target == "prod" else None
+
+    with Harness(no_prod, specs=[spec]) as harness:
+        assert harness.invoke("pre_deploy", target="prod").blocked
+        assert not harness.invoke(spec, Deploy("staging")).blocked

@@ -18,11 +18,11 @@ Discovery only lists what exists; nothing is imported until a plugin is loaded.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -99,12 +99,13 @@ def read_manifest(folder: Path) -> PluginSource:
 
     manifest = folder / "plugin.yaml"
     try:
-        data = yaml.safe_load(manifest.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise PluginLoadError(f"{manifest}: cannot be read ({error})") from None
+        data = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
+    except Exception as error:  # unreadable, not UTF-8, not YAML, a value YAML cannot hold
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise PluginLoadError(f"{manifest}: cannot be read ({reason})") from None
     if not isinstance(data, Mapping):
         raise PluginLoadError(f"{manifest}: expected a mapping with name, entry and tools")
-    unknown = set(data) - {"name", "entry", "tools", "description", "version"}
+    unknown = {str(k) for k in data} - {"name", "entry", "tools", "description", "version"}
     if unknown:
         raise PluginLoadError(
             f"{manifest}: unknown keys {sorted(unknown)}; allowed: name, entry, tools, "
@@ -143,7 +144,7 @@ def _load_entry_point(name: str, target: str) -> Any:
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
         try:
             return entry_point.load()
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             raise PluginLoadError(
                 f"entry point {name!r} ({target}) failed to import: {type(error).__name__}: {error}"
             ) from error
@@ -154,7 +155,7 @@ def _load_from(folder: Path, target: str, plugin: str) -> Any:
     if target.startswith("!"):  # the manifest itself was wrong
         raise PluginLoadError(target[1:])
     module_name, _, attribute = target.partition(":")
-    module = _import_file(folder, module_name, plugin)
+    module = _import_file(folder, module_name)
     try:
         return getattr(module, attribute)
     except AttributeError:
@@ -163,14 +164,17 @@ def _load_from(folder: Path, target: str, plugin: str) -> Any:
         ) from None
 
 
-def _import_file(folder: Path, module_name: str, plugin: str) -> ModuleType:
+def _import_file(folder: Path, module_name: str) -> ModuleType:
     path = folder / f"{module_name}.py"
     if not path.is_file():
         path = folder / module_name / "__init__.py"
     if not path.is_file():
         raise PluginLoadError(f"{folder}: no module {module_name!r} ({module_name}.py) there")
-    # A private name per plugin folder, so two drop-ins may both have a `guard.py`.
-    unique = "interlock_dropin_" + re.sub(r"\W", "_", f"{plugin}_{module_name}")
+    # A private module name per file (and version of it), so that two drop-ins may both
+    # have a `guard.py`, and an edited plugin is imported afresh.
+    resolved = path.resolve()
+    stamp = f"{resolved}:{resolved.stat().st_mtime_ns}"
+    unique = "interlock_dropin_" + hashlib.sha1(stamp.encode()).hexdigest()[:16]
     if unique in sys.modules:
         return sys.modules[unique]
     spec = importlib.util.spec_from_file_location(unique, path)
@@ -180,7 +184,7 @@ def _import_file(folder: Path, module_name: str, plugin: str) -> ModuleType:
     sys.modules[unique] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         del sys.modules[unique]
         raise PluginLoadError(
             f"{path} failed to import: {type(error).__name__}: {error}"

@@ -15,7 +15,7 @@ With pytest, the `interlock_harness` and `interlock_manager` fixtures are ready 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -64,8 +64,8 @@ def sample(hook: str | HookSpec[Any], /, **fields: Any) -> Any:
     sample("pre_tool_call", arguments={"command": "rm -rf /"})
     """
     spec = hook if isinstance(hook, HookSpec) else hooks.get(hook)
-    make = _SAMPLES.get(spec.name)
-    if make is None or spec is not hooks.get(spec.name):
+    make = _SAMPLES.get(spec.name) if spec in hooks.CATALOG else None
+    if make is None:
         return spec.payload_type(**fields)  # a host's own hook: its fields are required
     payload = make()
     return payload.replace(**fields) if fields else payload
@@ -76,11 +76,19 @@ class Harness:
     recording writers for `system_items` and `notify`.
 
     Unless `capabilities=` is given, the plugin is granted every capability its hooks
-    offer. Other keyword arguments are `PluginManager.register`'s options.
+    offer. `specs` declares a host's own hook points; other keyword arguments are
+    `PluginManager.register`'s options.
     """
 
-    def __init__(self, plugin: object, *, session_id: str = "test-session", **options: Any) -> None:
-        self.manager = PluginManager()
+    def __init__(
+        self,
+        plugin: object,
+        *,
+        specs: Iterable[HookSpec[Any]] = (),
+        session_id: str = "test-session",
+        **options: Any,
+    ) -> None:
+        self.manager = PluginManager(specs=specs)
         self.system_items: list[tuple[str, str]] = []
         self.notifications: list[tuple[str, Level]] = []
         if "capabilities" not in options:
@@ -98,15 +106,17 @@ class Harness:
         self, hook: str | HookSpec[Any], payload: Any = None, /, **fields: Any
     ) -> HookResult[Any]:
         """Fire `hook` with `payload`, or a `sample` built from `fields`."""
-        chosen = sample(hook, **fields) if payload is None else payload
-        return self.manager.invoke_sync(hook, chosen, scope=self._scope)
+        spec = self.manager.spec(hook)
+        chosen = sample(spec, **fields) if payload is None else payload
+        return self.manager.invoke_sync(spec, chosen, scope=self._scope)
 
     async def ainvoke(
         self, hook: str | HookSpec[Any], payload: Any = None, /, **fields: Any
     ) -> HookResult[Any]:
         """`invoke` for async tests."""
-        chosen = sample(hook, **fields) if payload is None else payload
-        return await self.manager.invoke(hook, chosen, scope=self._scope)
+        spec = self.manager.spec(hook)
+        chosen = sample(spec, **fields) if payload is None else payload
+        return await self.manager.invoke(spec, chosen, scope=self._scope)
 
     @property
     def state(self) -> dict[str, dict[str, Any]]:

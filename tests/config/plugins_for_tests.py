@@ -63,3 +63,23 @@ def one_argument(payload: Any) -> None:
 def check_config(payload: Any, ctx: Any) -> None:
     """Reads ctx.config (a plain function's config)."""
     STARTED.append(f"config={dict(ctx.config)}")
+
+
+class NeedsKey:
+    """A plugin whose constructor echoes its (secret) argument in its error."""
+
+    def __init__(self, api_key: str) -> None:
+        raise ValueError(f"invalid api key {api_key!r}")
+
+
+@hook("message_received")
+def first(payload: Any, ctx: Any) -> None:
+    ORDER.append("first")
+
+
+@hook("message_received")
+def second(payload: Any, ctx: Any) -> None:
+    ORDER.append("second")
+
+
+ORDER: list[str] = []

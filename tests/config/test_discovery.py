@@ -130,3 +130,27 @@ def test_config_plugin_dirs_are_relative_to_the_file(tmp_path: Path) -> None:
 
     manager = load_config(config)
     assert manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("x")).blocked
+
+
+def test_a_broken_manifest_never_breaks_discovery(tmp_path: Path) -> None:
+    (tmp_path / "latin").mkdir()
+    (tmp_path / "latin" / "plugin.yaml").write_bytes(b"name: caf\xe9\nentry: a:b\n")
+    drop_in(tmp_path, "intkeys", "1: x\nfoo: y\nentry: a:b\n")
+    drop_in(tmp_path, "fine", "entry: code:gate\n", code=GATE)
+    found = discover([tmp_path])
+    assert set(found) == {"latin", "intkeys", "fine"}
+    with pytest.raises(PluginLoadError, match="cannot be read"):
+        found["latin"].load()
+    with pytest.raises(PluginLoadError, match="unknown keys"):
+        found["intkeys"].load()
+
+
+def test_same_module_names_in_two_projects_stay_apart(tmp_path: Path) -> None:
+    for project in ("one", "two"):
+        code = f"from interlock import hook\nWHO = {project!r}\n"
+        code += "@hook('turn_end')\ndef h(p, c): return None\n"
+        drop_in(tmp_path / project, "guard", "entry: code:h\n", code=code)
+    one = discover([tmp_path / "one"])["guard"].load()
+    two = discover([tmp_path / "two"])["guard"].load()
+    assert sys.modules[one.__module__].WHO == "one"
+    assert sys.modules[two.__module__].WHO == "two"

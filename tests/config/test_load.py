@@ -107,10 +107,10 @@ def test_options_config_and_construction() -> None:
             "sets:\n  s:\n    plugins: [ghost]\n",
             "test.yaml:3: set 's' lists 'ghost', which no entry",
         ),
-        ("plugins: [1, 2]\n", "test.yaml:1: plugin"),
+        ("plugins: [1, 2]\n", "test.yaml:1: each entry must be a mapping of keys to values; got 1"),
         (
             "plugins:\n  - name: a\n    use: x:y\n    name: b\n",
-            "test.yaml:4: the key 'name' appears twice",
+            "test.yaml:4: plugin 'b': the key 'name' appears twice",
         ),
         ("plugins:\n  - name: a\n    use: [x\n", "not valid YAML"),
         ("- just\n- a list\n", "the file must be a mapping"),

@@ -98,20 +98,25 @@ def run(
 
     Exits with 1 when the reply was not delivered or the turn did not end in an answer.
     """
-    from interlock.runtime import Agent
+    from interlock.runtime import Agent, ToolSet
 
     from ._trace import Trace
 
     console = _console(stderr=as_json)
+    if session is not None and not _storable(session):
+        raise typer.BadParameter(f"{session!r} is not valid UTF-8 text", param_hint="--session")
     backend = _backend(model, base_url)
     manager, tools, _ = _plugins(config, plugin or [])
+    try:
+        toolset = ToolSet(tools)
+    except ValueError as error:  # two drop-ins offer a tool of the same name
+        raise typer.BadParameter(str(error), param_hint="--config/--plugin") from None
     store = _open_store(_data_dir(data_dir) / "sessions.db")
     try:
-        agent = Agent(backend, tools=tools, manager=manager, system_prompt=system, store=store,
-                      stream=stream, on_event=Trace(console) if trace else None)  # fmt: skip
+        trace_view = Trace(console) if trace else None
+        agent = Agent(backend, tools=toolset.tools(), manager=manager, system_prompt=system,
+                      store=store, stream=stream, on_event=trace_view)  # fmt: skip
         result = asyncio.run(_run_once(agent, prompt, session))
-    except ValueError as error:  # a session id that cannot be stored
-        raise typer.BadParameter(str(error), param_hint="--session") from None
     finally:
         store.close()
     if as_json:
@@ -305,7 +310,7 @@ def _plugins(config: Path | None, extra: list[str]) -> tuple[Any, list[Any], Any
             raise typer.BadParameter(str(error), param_hint="--plugin") from None
         used.append(spec)
     tools = []
-    for name in used:
+    for name in dict.fromkeys(used):  # a drop-in used twice gives its tools once
         source = available.get(name)
         if source is not None and source.kind == "directory":
             try:
@@ -315,7 +320,18 @@ def _plugins(config: Path | None, extra: list[str]) -> tuple[Any, list[Any], Any
     return manager, tools, available
 
 
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _session_stats(directory: Path, session_id: str) -> list[Any]:
+    if not (directory / "sessions.db").exists():
+        typer.echo(f"no session log at {directory / 'sessions.db'} yet", err=True)
+        raise typer.Exit(1)
     store = _open_store(directory / "sessions.db")
     try:
         if not _known(store, session_id):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import keyword
 import re
+import sys
 from pathlib import Path
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
@@ -23,7 +26,7 @@ dependencies = ["interlock"]
 test = ["pytest>=8"]
 
 [project.entry-points."interlock.plugins"]
-{name} = "{package}:{cls}"
+{name} = "{package}:{cls}Plugin"
 
 [tool.hatch.build.targets.wheel]
 packages = ["src/{package}"]
@@ -42,21 +45,21 @@ from pydantic import BaseModel
 from interlock import Block, HookContext, Plugin, ToolCall
 
 
-class Config(BaseModel):
+class {cls}Config(BaseModel):
     """What operators set under `config:` in interlock.yaml."""
 
     blocked_tools: list[str] = ["shell"]
 
 
-class {cls}(Plugin):
+class {cls}Plugin(Plugin):
     """Blocks the tools named in its config."""
 
     name = "{name}"
     version = "0.1.0"
-    config_model = Config
+    config_model = {cls}Config
 
-    def __init__(self, config: Config | None = None) -> None:
-        self.config = config or Config()
+    def __init__(self, config: {cls}Config | None = None) -> None:
+        self.config = config or {cls}Config()
 
     def on_pre_tool_call(self, payload: ToolCall, ctx: HookContext) -> Block | None:
         if payload.tool_name in self.config.blocked_tools:
@@ -70,23 +73,23 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from interlock.testing import Harness
-from {package} import {cls}, Config
+from {package} import {cls}Config, {cls}Plugin
 
 
 def test_blocks_a_listed_tool() -> None:
-    with Harness({cls}(Config(blocked_tools=["shell"]))) as harness:
+    with Harness({cls}Plugin({cls}Config(blocked_tools=["shell"]))) as harness:
         result = harness.invoke("pre_tool_call", tool_name="shell")
     assert result.blocked
     assert result.reason == "{name} blocks the tool 'shell'"
 
 
 def test_lets_other_tools_through() -> None:
-    with Harness({cls}()) as harness:
+    with Harness({cls}Plugin()) as harness:
         assert not harness.invoke("pre_tool_call", tool_name="read_file").blocked
 
 
 def test_with_the_pytest_fixture(interlock_harness: Callable[..., Harness]) -> None:
-    harness = interlock_harness({cls}(Config(blocked_tools=[])))
+    harness = interlock_harness({cls}Plugin({cls}Config(blocked_tools=[])))
     assert not harness.invoke("pre_tool_call", tool_name="shell").blocked
 """
 
@@ -115,10 +118,16 @@ def scaffold(name: str, directory: Path) -> Path:
             f"{name!r} is not a plugin name: use lower-case letters, digits and dashes, "
             "starting with a letter (e.g. no-sudo)"
         )
+    package = name.replace("-", "_")
+    if keyword.iskeyword(package) or package in sys.stdlib_module_names:
+        raise ValueError(f"{name!r} would make a package named {package!r}, which Python "
+                         "already uses; choose another name")  # fmt: skip
+    if importlib.util.find_spec(package) is not None:
+        raise ValueError(f"a module named {package!r} is already installed here, which a "
+                         "plugin package of that name would hide; choose another name")  # fmt: skip
     root = directory / name
     if root.exists():
         raise ValueError(f"{root} already exists; choose another name or directory")
-    package = name.replace("-", "_")
     cls = "".join(part.capitalize() for part in name.split("-"))
     values = {"name": name, "package": package, "cls": cls}
     files = {

@@ -97,6 +97,10 @@ class ToolSet:
         """The tool names, in the order given."""
         return tuple(self._tools)
 
+    def tools(self) -> tuple[Tool, ...]:
+        """The tools, in the order given."""
+        return tuple(self._tools.values())
+
     async def run(self, call: ToolCall) -> ToolResult:
         """Run the tool `call` names; an unknown tool is an error result."""
         tool = self._tools.get(call.tool_name)

@@ -1,0 +1,134 @@
+"""`interlock.yaml`: turn plugins on and off, order them and scope them without code.
+
+    manager = interlock.load_config("interlock.yaml")
+
+A file is checked as a whole before anything is registered: every problem is reported at
+once in one `ConfigError`, each with the file, line, entry and the fix, and nothing from a
+bad file is registered. `${VAR}` (or `${VAR:-default}`; `$${` for a literal `${`) in a
+string takes the value of an environment variable; values that came from the environment
+never appear in messages. The format is in docs/config.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .. import ConfigError, ConfigProblem, PluginManager
+from ..discovery import PluginSource, discover, plugin_directories
+from ._load import Problem, construct, import_target, register, resolve, validate
+from ._schema import ConfigFile, Entry, External, Options, SetEntry, parse_duration
+from ._source import Source, parse
+
+__all__ = [
+    "ConfigFile",
+    "Entry",
+    "External",
+    "Options",
+    "SetEntry",
+    "check",
+    "load_config",
+    "load_config_text",
+    "load_plugin",
+    "parse_duration",
+    "plugin_sources",
+]
+
+
+def load_config(
+    path: str | Path,
+    *,
+    manager: PluginManager | None = None,
+    environ: Mapping[str, str] | None = None,
+    plugins: Mapping[str, PluginSource] | None = None,
+) -> PluginManager:
+    """Load a config file into `manager` (a new one by default) and return it.
+
+    `environ` replaces `os.environ` for `${VAR}`; `plugins` replaces discovery (what
+    `use: name` can name besides import paths). Raises `ConfigError` listing every
+    problem; on error nothing is registered.
+    """
+    return load_config_text(_read(path), file=str(path), manager=manager, environ=environ,
+                            plugins=plugins)  # fmt: skip
+
+
+def load_config_text(
+    text: str,
+    *,
+    file: str = "<config>",
+    manager: PluginManager | None = None,
+    environ: Mapping[str, str] | None = None,
+    plugins: Mapping[str, PluginSource] | None = None,
+) -> PluginManager:
+    """`load_config` for text already in memory; `file` names it in messages."""
+    source = parse(text, file, os.environ if environ is None else environ)
+    checked = validate(source)
+    available = plugin_sources(checked.config, file) if plugins is None else plugins
+    loaded = resolve(checked, source, available)
+    target = manager if manager is not None else PluginManager()
+    # A dry run in a manager of its own first: nothing reaches `target` unless all is well.
+    scratch = PluginManager(specs=[s for s in target.specs() if s not in _catalog()])
+    checked.problems += register(checked, source, loaded, scratch)
+    scratch.close()
+    if checked.problems:
+        raise ConfigError(checked.problems)
+    problems = register(checked, source, loaded, target)  # only clashes with what it holds
+    if problems:
+        raise ConfigError(problems)
+    return target
+
+
+def check(
+    text: str, *, file: str = "<config>", environ: Mapping[str, str] | None = None
+) -> tuple[Source, ConfigFile]:
+    """Parse and validate a config without importing any plugin; raises `ConfigError`."""
+    source = parse(text, file, os.environ if environ is None else environ)
+    checked = validate(source)
+    if checked.problems:
+        raise ConfigError(checked.problems)
+    return source, checked.config.model_copy(update={"plugins": list(checked.entries.values())})
+
+
+def plugin_sources(config: ConfigFile, file: str) -> dict[str, PluginSource]:
+    """What `use: name` can name: drop-ins in the file's `plugin_dirs` (relative to the
+    file), then the usual discovery (project and user folders, entry points)."""
+    base = Path(file).parent
+    return discover([*(base / d for d in config.plugin_dirs), *plugin_directories()])
+
+
+def load_plugin(
+    use: str,
+    *,
+    config: Mapping[str, Any] | None = None,
+    plugins: Mapping[str, PluginSource] | None = None,
+) -> Any:
+    """Import and construct one plugin as a config entry's `use:` (and `config:`) would.
+
+    Raises `ConfigError` (one problem) when it cannot.
+    """
+    if not use:
+        raise ConfigError([ConfigProblem("--plugin", None, None, "give an import path "
+                                         "(module:attribute) or a plugin name")])  # fmt: skip
+    entry = Entry(name=use, use=use, config=dict(config or {}))
+    try:
+        return construct(import_target(use, discover() if plugins is None else plugins), entry)
+    except Problem as problem:
+        raise ConfigError([ConfigProblem("--plugin", None, use, problem.message)]) from None
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else str(error)
+        raise ConfigError(
+            [ConfigProblem(str(path), None, None, f"cannot read the file: {reason}")]
+        ) from None
+
+
+def _catalog() -> set[Any]:
+    from ..hooks import CATALOG
+
+    return set(CATALOG)

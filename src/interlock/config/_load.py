@@ -1,0 +1,317 @@
+"""Checking a parsed config, constructing its plugins, and registering them all or none."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel
+
+from .. import ConfigProblem, HookSpec, InterlockError, Member, PluginManager, PluginSet
+from ..discovery import PluginLoadError, PluginSource
+from ._schema import ConfigFile, Entry, External, Options, SetEntry
+from ._source import Source
+
+_CONTEXT_ROOTS = frozenset({"session", "hook", "turn"})
+
+
+@dataclass
+class Checked:
+    """What validation kept: the valid entries (by file index) and the problems found."""
+
+    config: ConfigFile
+    entries: dict[int, Entry] = field(default_factory=dict)
+    problems: list[ConfigProblem] = field(default_factory=list)
+
+    def index_of(self, name: str) -> int | None:
+        return next((i for i, e in self.entries.items() if e.name == name), None)
+
+
+def validate(source: Source) -> Checked:
+    """Validate every entry on its own, so that one bad entry hides no other problem."""
+    data = source.data
+    raw_plugins = data.get("plugins", [])
+    problems: list[ConfigProblem] = []
+    try:
+        config = ConfigFile.model_validate({**data, "plugins": []})
+    except pydantic.ValidationError as error:
+        problems += [_explain(e, source) for e in error.errors()]
+        config = ConfigFile()
+    checked = Checked(config, problems=problems)
+    if not isinstance(raw_plugins, list):
+        checked.problems.append(source.problem(("plugins",), "'plugins' must be a list of entries"))
+        return checked
+    for index, raw in enumerate(raw_plugins):
+        try:
+            checked.entries[index] = Entry.model_validate(raw)
+        except pydantic.ValidationError as error:
+            for e in error.errors():
+                e["loc"] = ("plugins", index, *e["loc"])
+                checked.problems.append(_explain(e, source))
+    checked.problems += _relations(checked, source)
+    return checked
+
+
+def _explain(error: Any, source: Source) -> ConfigProblem:
+    path = tuple(error["loc"])
+    kind = error["type"]
+    field_name = path[-1] if path else "file"
+    shown = repr(error.get("input"))
+    if kind == "extra_forbidden":
+        return source.problem(path, f"unknown key {field_name!r}{_suggest(field_name, path)}")
+    if kind == "missing":
+        return source.problem(path, f"{field_name!r} is missing")
+    if kind == "literal_error":
+        allowed = error.get("ctx", {}).get("expected", "")
+        return source.problem(path, f"{field_name} must be one of {allowed}; got {shown}")
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        what = "each entry" if path[:1] == ("plugins",) and len(path) == 2 else str(field_name)
+        return source.problem(path, f"{what} must be a mapping of keys to values; got {shown}")
+    if kind == "value_error":
+        return source.problem(
+            path, f"{field_name}: {error.get('ctx', {}).get('error', error['msg'])}"
+        )
+    inner = path[2:] if path[:1] == ("plugins",) else path
+    where = ".".join(map(str, inner)) or "file"
+    return source.problem(path, f"{where}: {error['msg']}; got {shown}")
+
+
+def _suggest(key: Any, path: tuple[Any, ...]) -> str:
+    model: type[BaseModel] = ConfigFile
+    if len(path) > 2 and path[-2] == "external":
+        model = External
+    elif path[:1] == ("plugins",):
+        model = Entry
+    elif path[:1] == ("sets",):
+        model = SetEntry
+    elif path[:1] == ("defaults",):
+        model = Options
+    close = difflib.get_close_matches(str(key), list(model.model_fields), n=1)
+    return (
+        f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(model.model_fields)}"
+    )
+
+
+def _relations(checked: Checked, source: Source) -> list[ConfigProblem]:
+    """Names unique, exactly one source per entry, sets naming real entries once."""
+    problems = []
+    first_line: dict[str, int | None] = {}
+    for index, entry in checked.entries.items():
+        path = ("plugins", index)
+        if entry.name in first_line:
+            message = (
+                f"the name {entry.name!r} is used twice (also on line {first_line[entry.name]})"
+            )
+            problems.append(source.problem((*path, "name"), message))
+        first_line.setdefault(entry.name, source.line(path))
+        if (entry.use is None) == (entry.external is None):
+            message = "give exactly one of 'use' (an import path or a plugin name) and 'external'"
+            problems.append(source.problem(path, message))
+        if entry.external is not None:
+            given = [k for k in ("stdio", "http", "command") if getattr(entry.external, k)]
+            if len(given) != 1:
+                message = "external takes exactly one of stdio, http and command"
+                problems.append(source.problem((*path, "external"), message))
+    members: dict[str, str] = {}
+    for set_name, group in checked.config.sets.items():
+        where = ("sets", set_name)
+        if set_name in first_line:
+            problems.append(source.problem(where, f"the set name {set_name!r} is also a plugin's"))
+        for member in group.plugins:
+            if member not in first_line:
+                message = f"set {set_name!r} lists {member!r}, which no entry is named"
+                problems.append(source.problem((*where, "plugins"), message))
+            elif member in members:
+                message = f"{member!r} is in two sets: {members[member]!r} and {set_name!r}"
+                problems.append(source.problem((*where, "plugins"), message))
+            members[member] = set_name
+    return problems
+
+
+# -- construction ---------------------------------------------------------------------------
+
+
+class Problem(Exception):
+    """A problem with one entry, found while importing or constructing it (private)."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+        self.message = message
+
+
+def resolve(
+    checked: Checked, source: Source, available: Mapping[str, PluginSource]
+) -> dict[str, Any]:
+    """Import and construct every enabled, valid entry; problems go to `checked`."""
+    loaded: dict[str, Any] = {}
+    for index, entry in checked.entries.items():
+        if not entry.enabled:
+            continue
+        path = ("plugins", index)
+        if entry.external is not None:
+            message = ("external plugins need interlock's out-of-process transports, which "
+                       "this version does not have yet")  # fmt: skip
+            checked.problems.append(source.problem((*path, "external"), message))
+            continue
+        try:
+            loaded[entry.name] = construct(import_target(str(entry.use), available), entry)
+        except Problem as problem:
+            checked.problems.append(source.problem((*path, problem.field), problem.message))
+    return loaded
+
+
+def import_target(use: str, available: Mapping[str, PluginSource]) -> Any:
+    """What `use:` names: `module:attribute`, or a discovered plugin's name."""
+    if ":" not in use:
+        source = available.get(use)
+        if source is None:
+            known = ", ".join(sorted(available)) or "none installed"
+            raise Problem("use", f"no plugin named {use!r}: not an import path "
+                          f"('module:attribute'), an installed entry point or a drop-in plugin "
+                          f"(available: {known})")  # fmt: skip
+        try:
+            return source.load()
+        except PluginLoadError as error:
+            raise Problem("use", str(error)) from None
+    module_name, _, attribute = use.partition(":")
+    try:
+        target: Any = __import__(module_name, fromlist=["_"])
+    except (Exception, SystemExit) as error:
+        message = f"cannot import {module_name!r}: {type(error).__name__}: {error}"
+        raise Problem("use", message) from None
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise Problem("use", f"module {module_name!r} has no {attribute!r}") from None
+    return target
+
+
+def construct(target: Any, entry: Entry) -> Any:
+    """A plugin object from what `use:` named: classes are constructed with the config."""
+    if not inspect.isclass(target):
+        return target  # a function, module or instance; config reaches it as ctx.config
+    cls: Any = target
+    model = getattr(cls, "config_model", None)
+    try:
+        if model is not None:
+            return cls(model.model_validate(entry.config))
+        inspect.signature(cls).bind(**entry.config)
+        return cls(**entry.config)
+    except pydantic.ValidationError as error:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}"
+                           for e in error.errors())  # fmt: skip
+        raise Problem(
+            "config", f"config does not fit {cls.__name__}.config_model: {detail}"
+        ) from None
+    except TypeError as error:
+        raise Problem("config", f"{cls.__name__} cannot take this config: {error}") from None
+    except (Exception, SystemExit) as error:
+        message = f"{cls.__name__} failed to start: {type(error).__name__}: {error}"
+        raise Problem("use", message) from None
+
+
+# -- registration ---------------------------------------------------------------------------
+
+
+def register(
+    checked: Checked, source: Source, loaded: Mapping[str, Any], manager: PluginManager
+) -> list[ConfigProblem]:
+    """Register in file order (a set where its first member stands). On any problem, undo
+    what was done and return every problem found."""
+    config = checked.config
+    set_of = {member: name for name, group in config.sets.items() for member in group.plugins}
+    done: list[str] = []
+    tried: set[str] = set()
+    problems: list[ConfigProblem] = []
+    for index, entry in sorted(checked.entries.items()):
+        group_name = set_of.get(entry.name)
+        if entry.name not in loaded or group_name in tried:
+            continue
+        try:
+            if group_name is None:
+                options = _options(config.defaults, entry, _hooks_of(loaded, [entry]))
+                manager.register(loaded[entry.name], name=entry.name, hook=entry.hook,
+                                 config=entry.config, **options)  # fmt: skip
+            else:
+                tried.add(group_name)
+                members = _members(checked, group_name, loaded)
+                options = _options(
+                    config.defaults, config.sets[group_name], _hooks_of(loaded, members)
+                )
+                manager.register(PluginSet(group_name, [m for _, m in members]), **options)
+        except (InterlockError, TypeError, ValueError) as error:
+            plugin = getattr(error, "plugin", None)
+            culprit = checked.index_of(plugin) if isinstance(plugin, str) else None
+            path = ("plugins", index if culprit is None else culprit)
+            problems.append(source.problem(path, str(error), entry=plugin))
+            continue
+        done.append(group_name or entry.name)
+    if problems:
+        for name in reversed(done):
+            manager.unregister(name)
+    return problems
+
+
+def _members(
+    checked: Checked, group_name: str, loaded: Mapping[str, Any]
+) -> list[tuple[Entry, Member]]:
+    """A set's entries in file order, as `Member`s with their own options."""
+    members = []
+    for _, entry in sorted(checked.entries.items()):
+        if entry.name in checked.config.sets[group_name].plugins and entry.name in loaded:
+            options = entry.given()
+            for key in ("capabilities", "writable"):
+                if key in options:
+                    options[key] = tuple(options[key])
+            member = Member(loaded[entry.name], name=entry.name, hook=entry.hook,
+                            config=entry.config, **options)  # fmt: skip
+            members.append((entry, member))
+    return members
+
+
+def _options(defaults: Options, options: Options, specs: list[HookSpec[Any]]) -> dict[str, Any]:
+    """`options` over the file's defaults. Defaults for `when`, `capabilities` and
+    `writable` keep only what applies to the plugin's hooks (`specs`)."""
+    merged = _applicable(defaults.given(), specs)
+    merged.update(options.given())
+    return merged
+
+
+def _hooks_of(loaded: Mapping[str, Any], entries: list[Any]) -> list[HookSpec[Any]]:
+    """The hooks the plugins of `entries` (entries or (entry, member) pairs) handle."""
+    probe = PluginManager()
+    specs: list[HookSpec[Any]] = []
+    for item in entries:
+        entry = item[0] if isinstance(item, tuple) else item
+        try:
+            handle = probe.register(loaded[entry.name], name=entry.name, hook=entry.hook)
+        except (InterlockError, TypeError, ValueError):
+            continue  # registering for real reports the problem
+        specs += [r.hook for r in handle.registrations]
+    return specs
+
+
+def _applicable(options: dict[str, Any], specs: list[HookSpec[Any]]) -> dict[str, Any]:
+    if "when" in options:
+        when = {k: v for k, v in options["when"].items()
+                if any(_has_key(k, spec) for spec in specs)}  # fmt: skip
+        options["when"] = when or None
+    if "capabilities" in options:
+        offered = {c for spec in specs for c in spec.capabilities}
+        options["capabilities"] = [c for c in options["capabilities"] if c in offered]
+    if "writable" in options:
+        grantable = {g for spec in specs if spec.kind == "modify"
+                     for g in (*spec.fields, *(rule.name for rule in spec.rules))}  # fmt: skip
+        options["writable"] = [w for w in options["writable"] if w in grantable]
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _has_key(key: str, spec: HookSpec[Any]) -> bool:
+    root = key.split(".")[0]
+    return root in _CONTEXT_ROOTS or not spec.fields or root in spec.fields

@@ -1,0 +1,92 @@
+"""The shape of `interlock.yaml`, as pydantic models, and durations."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """`"250ms"`, `"2s"`, `"1.5m"`, a number of seconds, or `"none"` (no timeout: inf)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip().lower() in ("none", "inf", "never"):
+        return math.inf
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError(f"expected a duration like '250ms', '2s', '1m' or 'none', got {value!r}")
+    if not seconds > 0 or math.isnan(seconds):
+        raise ValueError(f"a duration must be more than zero, got {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, pydantic.BeforeValidator(parse_duration)]
+Glob = str | list[str]
+
+
+class Options(BaseModel):
+    """Registration options, as `PluginManager.register` takes them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["enforce", "permissive", "disabled"] | None = None
+    on_error: Literal["ignore", "block"] | None = None
+    priority: int | None = None
+    timeout: Duration | None = None
+    when: dict[str, Glob] | None = None
+    background: bool | None = None
+    thread: bool | None = None
+    capabilities: list[str] | None = None
+    writable: list[str] | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The options set here, as `register` keyword arguments."""
+        return {k: v for k, v in self.model_dump(include=set(Options.model_fields)).items()
+                if v is not None}  # fmt: skip
+
+
+class External(BaseModel):
+    """An out-of-process plugin: a child process over stdio, HTTP servers, or a command."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stdio: list[str] | None = None
+    http: list[str] | None = None
+    command: list[str] | None = None
+
+
+class Entry(Options):
+    """One plugin: where it comes from (`use` or `external`) and how it is registered."""
+
+    name: str = Field(min_length=1)
+    use: str | None = Field(default=None, min_length=1)
+    external: External | None = None
+    hook: str | None = None
+    enabled: bool = True
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class SetEntry(Options):
+    """A named group of entries that registers as one `PluginSet`."""
+
+    plugins: list[str] = Field(min_length=1)
+
+
+class ConfigFile(BaseModel):
+    """The whole file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    plugin_dirs: list[str] = Field(default_factory=list)
+    defaults: Options = Field(default_factory=Options)
+    plugins: list[Entry] = Field(default_factory=list)
+    sets: dict[str, SetEntry] = Field(default_factory=dict)
