@@ -25,7 +25,7 @@ EXPECTED = {
     "SessionEnd", "TurnEnd", "ErrorEvent", "FrozenDict", "JsonValue",
     # errors
     "InterlockError", "SpecError", "UnknownHookError", "UnknownPluginError",
-    "PayloadTypeError", "PortalError", "CapabilityError", "RegistrationError",
+    "PayloadTypeError", "PortalError", "CapabilityError", "ProtocolError", "RegistrationError",
     "HandlerSignatureError",
     "IncompatiblePluginError", "DuplicatePluginError", "ConditionError",
     "HandlerFailureError", "InvalidActionError", "HookTimeoutError", "CircuitOpenError",

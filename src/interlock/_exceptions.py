@@ -10,6 +10,7 @@ The tree::
     ├── PortalError                invoke_sync called where it would deadlock
     ├── CapabilityError            a capability handle misused: bad arguments, or after its call
     ├── ConfigError                a config file that cannot be loaded: every problem, with lines
+    ├── ProtocolError              an out-of-process plugin broke the wire protocol or went away
     ├── RegistrationError          a plugin that cannot be registered as given (also ValueError)
     │   ├── HandlerSignatureError  a handler that does not take (payload, ctx) of the hook's type
     │   ├── IncompatiblePluginError  a plugin built for another plugin API version
@@ -98,6 +99,11 @@ class ConfigError(InterlockError, ValueError):
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in the config"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class ProtocolError(InterlockError):
+    """An out-of-process plugin broke the protocol, crashed, or could not be reached. Raised
+    inside its handler, so it is recorded as that plugin's failure."""
 
 
 class RegistrationError(InterlockError, ValueError):

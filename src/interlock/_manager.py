@@ -29,7 +29,8 @@ from ._exceptions import (
     UnknownPluginError,
 )
 from ._frozen import JsonValue
-from ._plugin import HookRef, Member, PluginSet, collect, plugin_name
+from ._log import logger
+from ._plugin import HookRef, Member, Plugin, PluginSet, collect, plugin_name
 from ._portal import Portal
 from ._registry import (
     CLOSED,
@@ -55,13 +56,14 @@ class PluginHandle:
     """What `register` returns: the plugin's name and its registrations.
 
     Pass it (or the name) to `unregister`. For a `PluginSet`, `plugins` lists the set's
-    members, which register and unregister together.
+    members, which register and unregister together; `objects` are the plugin objects.
     """
 
     name: str
     plugins: tuple[str, ...]
     registrations: tuple[Registration, ...]
     scope: str | None = None
+    objects: tuple[object, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,13 +425,18 @@ class PluginManager:
         return self._background.drain_sync(timeout)
 
     async def aclose(self, timeout: float | None = None) -> None:
-        """Drain background work (up to `timeout`), then stop interlock's helper thread."""
+        """Drain background work (up to `timeout`), close the registered plugins (their
+        `Plugin.aclose`: processes, connections), then stop interlock's helper thread."""
         await self.drain(timeout)
+        await self._close_plugins(self._closable())
         await asyncio.to_thread(self._portal.close)
 
     def close(self, timeout: float | None = None) -> None:
         """Sync `aclose`."""
         self.drain_sync(timeout)
+        plugins = self._closable()
+        if plugins:
+            self._portal.run(self._close_plugins(plugins))
         self._portal.close()
 
     async def __aenter__(self) -> PluginManager:
@@ -457,6 +464,28 @@ class PluginManager:
         )
 
     # -- internals ----------------------------------------------------------------------
+
+    def _closable(self) -> list[Plugin]:
+        """Global plugins that hold something to release, each once."""
+        with self._lock:
+            objects = {id(o): o for h in self._handles.values() for o in h.objects}
+        return [
+            o
+            for o in objects.values()
+            if isinstance(o, Plugin) and type(o).aclose is not Plugin.aclose
+        ]
+
+    async def _close_plugins(self, plugins: list[Plugin]) -> None:
+        """A failure is logged, not raised: one plugin cannot keep the others (or the
+        host) from closing."""
+        for plugin in plugins:
+            try:
+                await plugin.aclose()
+            except Exception:
+                name = plugin_name(plugin)
+                logger.exception(
+                    "plugin %r failed to close", name, extra={"interlock_plugin": name}
+                )
 
     def _undeclared(self, hook: HookRef) -> HookResult[Any]:
         if isinstance(hook, HookSpec):
@@ -550,6 +579,7 @@ class PluginManager:
                 plugins=tuple(p for m in members for p in (m.name, *m.plugins)),
                 registrations=tuple(r for m in members for r in m.registrations),
                 scope=scope,
+                objects=tuple(o for m in members for o in m.objects),
             )
         handlers = collect(obj, self.spec, name=name, hook=request.hook)
         operator = request.options
@@ -573,7 +603,7 @@ class PluginManager:
             )
             for h in handlers
         )
-        return PluginHandle(name=name, plugins=(), registrations=registrations, scope=scope)
+        return PluginHandle(name, (), registrations, scope, (obj,))
 
     def _build_member(
         self, member: object, request: _Request, scope: str | None, taken: set[str]

@@ -107,6 +107,14 @@ class Plugin:
     """A pydantic model for the plugin's configuration; when set, a config file's
     `config:` is validated against it and the model instance is passed to `__init__`."""
 
+    async def aclose(self) -> None:
+        """Release what the plugin holds: processes, connections, open files.
+
+        `PluginManager.aclose()` / `close()` call it once for each plugin registered
+        outside a session scope (session plugins are the host's to close). The default
+        does nothing; an error here is logged, never raised into the host.
+        """
+
 
 class PluginSet:
     """A named group of plugins that registers and unregisters as one; sets nest.

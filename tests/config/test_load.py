@@ -36,10 +36,12 @@ def test_the_example_file_loads() -> None:
     assert regs[("workspace", "post_tool_call")].capabilities == {"system_items"}
     assert regs[("workspace", "post_tool_call")].timeout == 0.5
     assert ("audit-later", "turn_end") not in regs  # disabled: never imported
+    hook_script = regs[("claude-guard", "pre_tool_call")]
+    assert (hook_script.priority, hook_script.on_error) == (20, "block")
     blocked = manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "sudo ls"}))
     assert blocked.blocked and "sudo *" in (blocked.reason or "")
     manager.unregister("safety")  # the set registered as one
-    assert {r.plugin for r in manager.registrations()} == {"workspace"}
+    assert {r.plugin for r in manager.registrations()} == {"workspace", "claude-guard"}
 
 
 def test_environment_values_fill_in_and_defaults_apply() -> None:
@@ -150,7 +152,15 @@ def test_schema_problems_name_the_line_the_entry_and_the_fix(text: str, expected
             f"use: {P}:Counter\n    capabilities: [system_items, notify, files]",
             "capability 'files' is not offered by any of its hooks",
         ),
-        ("external: {stdio: [node, guard.js]}", "external plugins need interlock's out-of-process"),
+        (
+            "external: {stdio: [no-such-program-anywhere]}",
+            "could not start 'no-such-program-anywhere'",
+        ),
+        ("external: {command: [./hook.sh]}", "say for which with hooks: [pre_tool_call, ...]"),
+        ("external: {stdio: [x], token: t}", "token is for http plugins only"),
+        ("external: {http: [u], cwd: here}", "cwd is for plugins interlock starts"),
+        ("external: {http: [ftp://x]}", "'ftp://x' is not an http:// or https:// URL"),
+        ("external: {command: [x], hooks: [pre_tool_cal]}", "no hook is called 'pre_tool_cal'"),
     ],
 )
 def test_plugin_problems_name_the_entry(entry: str, expected: str) -> None:

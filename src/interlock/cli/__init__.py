@@ -193,7 +193,11 @@ def plugins(
 
     manager, _, available = _plugins(config, []) if config is not None else (None, [], discover())
     stats = _session_stats(_data_dir(data_dir), session) if session is not None else None
-    show_plugins(_console(), available, manager, stats, as_json=as_json)
+    try:
+        show_plugins(_console(), available, manager, stats, as_json=as_json)
+    finally:
+        if manager is not None:
+            manager.close()  # stops any external plugin the config started
 
 
 @app.command()
@@ -214,6 +218,41 @@ def check(file: Annotated[Path, typer.Argument(help="The config file to check.")
     typer.echo(f"ok: {file}: {len(names)} plugin{'s' if len(names) != 1 else ''}"
                f"{': ' + ', '.join(names) if names else ''}")  # fmt: skip
     manager.close()
+
+
+@app.command()
+def serve(
+    target: Annotated[
+        str, typer.Argument(help="The plugin: module:attribute, or an installed plugin's name.")
+    ],
+    stdio: Annotated[bool, typer.Option("--stdio", help="Serve one host on stdin/stdout.")] = False,
+    http: Annotated[
+        str | None,
+        typer.Option("--http", metavar="HOST:PORT", help="Serve over HTTP (port 0: any free one)."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="INTERLOCK_TOKEN", help="HTTP: the bearer token callers must send."),
+    ] = None,
+    plugin_config: Annotated[
+        str | None, typer.Option("--plugin-config", metavar="JSON", help="The plugin's config.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="The name to serve it under.")] = None,
+) -> None:
+    """Serve a Python plugin out of process, over stdio (for one host) or HTTP (for many).
+
+    The same plugin class then runs in process or out of it, unchanged. Over HTTP the
+    address is printed once the server listens.
+    """
+    from ._serve import serve_http, serve_stdio
+
+    if stdio == (http is not None):
+        raise typer.BadParameter("give exactly one of --stdio and --http HOST:PORT")
+    plugin = _load_served(target, plugin_config)
+    if http is not None:
+        serve_http(plugin, http, token=token, name=name)
+    else:
+        serve_stdio(plugin, name=name)
 
 
 @app.command("new-plugin")
@@ -318,6 +357,22 @@ def _plugins(config: Path | None, extra: list[str]) -> tuple[Any, list[Any], Any
             except PluginLoadError as error:
                 raise typer.BadParameter(str(error), param_hint="--plugin") from None
     return manager, tools, available
+
+
+def _load_served(target: str, raw: str | None) -> Any:
+    from interlock.config import load_plugin
+
+    try:
+        config = json.loads(raw) if raw else {}
+    except ValueError as error:
+        raise typer.BadParameter(f"not JSON: {error}", param_hint="--plugin-config") from None
+    if not isinstance(config, dict):
+        raise typer.BadParameter("give a JSON object", param_hint="--plugin-config")
+    try:
+        return load_plugin(target, config=config)
+    except interlock.ConfigError as error:
+        message = "; ".join(p.message for p in error.problems)
+        raise typer.BadParameter(message, param_hint="TARGET") from None
 
 
 def _storable(text: str) -> bool:

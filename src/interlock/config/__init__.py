@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import ConfigError, ConfigProblem, PluginManager
 from ..discovery import PluginSource, discover, plugin_directories
-from ._load import Problem, construct, import_target, register, resolve, validate
+from ._load import Problem, construct, discard, import_target, register, resolve, validate
 from ._schema import ConfigFile, Entry, External, Options, SetEntry, parse_duration
 from ._source import Source, parse
 
@@ -69,14 +69,14 @@ def load_config_text(
     loaded = resolve(checked, source, available)
     target = manager if manager is not None else PluginManager()
     # A dry run in a manager of its own first: nothing reaches `target` unless all is well.
+    # (It is never closed: closing would close the plugins, which `target` is to keep.)
     scratch = PluginManager(specs=[s for s in target.specs() if s not in _catalog()])
     checked.problems += register(checked, source, loaded, scratch)
-    scratch.close()
+    if not checked.problems:
+        checked.problems += register(checked, source, loaded, target)  # clashes with its own
     if checked.problems:
+        discard(loaded)
         raise ConfigError(checked.problems)
-    problems = register(checked, source, loaded, target)  # only clashes with what it holds
-    if problems:
-        raise ConfigError(problems)
     return target
 
 

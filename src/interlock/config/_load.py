@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pydantic
 from pydantic import BaseModel
 
-from .. import ConfigProblem, HookSpec, InterlockError, Member, PluginManager, PluginSet
+from .. import (
+    ConfigProblem,
+    HookSpec,
+    InterlockError,
+    Member,
+    PluginManager,
+    PluginSet,
+    UnknownHookError,
+)
 from ..discovery import PluginLoadError, PluginSource
 from ._schema import ConfigFile, Entry, External, Options, SetEntry
 from ._source import Source
+
+logger = logging.getLogger("interlock.config")
 
 _CONTEXT_ROOTS = frozenset({"session", "hook", "turn"})
 
@@ -112,10 +124,7 @@ def _relations(checked: Checked, source: Source) -> list[ConfigProblem]:
             message = "give exactly one of 'use' (an import path or a plugin name) and 'external'"
             problems.append(source.problem(path, message))
         if entry.external is not None:
-            given = [k for k in ("stdio", "http", "command") if getattr(entry.external, k)]
-            if len(given) != 1:
-                message = "external takes exactly one of stdio, http and command"
-                problems.append(source.problem((*path, "external"), message))
+            problems += _external_relations(entry.external, source, (*path, "external"))
     members: dict[str, str] = {}
     for set_name, group in checked.config.sets.items():
         where = ("sets", set_name)
@@ -129,6 +138,29 @@ def _relations(checked: Checked, source: Source) -> list[ConfigProblem]:
                 message = f"{member!r} is in two sets: {members[member]!r} and {set_name!r}"
                 problems.append(source.problem((*where, "plugins"), message))
             members[member] = set_name
+    return problems
+
+
+def _external_relations(
+    external: External, source: Source, path: tuple[Any, ...]
+) -> list[ConfigProblem]:
+    kind = external.kind()
+    if kind is None:
+        return [source.problem(path, "external takes exactly one of stdio, http and command")]
+    problems = []
+    if kind == "command" and external.hooks is None:
+        message = "a command runs per event: say for which with hooks: [pre_tool_call, ...]"
+        problems.append(source.problem(path, message))
+    if external.token is not None and kind != "http":
+        problems.append(source.problem((*path, "token"), "token is for http plugins only"))
+    for url in external.http or ():
+        if not url.startswith(("http://", "https://")):
+            message = f"{url!r} is not an http:// or https:// URL"
+            problems.append(source.problem((*path, "http"), message))
+    for key in ("cwd", "env"):
+        if getattr(external, key) is not None and kind == "http":
+            message = f"{key} is for plugins interlock starts (stdio, command), not http"
+            problems.append(source.problem((*path, key), message))
     return problems
 
 
@@ -153,16 +185,78 @@ def resolve(
         if not entry.enabled:
             continue
         path = ("plugins", index)
-        if entry.external is not None:
-            message = ("external plugins need interlock's out-of-process transports, which "
-                       "this version does not have yet")  # fmt: skip
-            checked.problems.append(source.problem((*path, "external"), message))
-            continue
+        if entry.external is not None and (
+            entry.use is not None or _external_relations(entry.external, source, path)
+        ):
+            continue  # already reported by validate()
         try:
-            loaded[entry.name] = construct(import_target(str(entry.use), available), entry)
+            if entry.external is not None:
+                loaded[entry.name] = external_plugin(entry, entry.external, source.file)
+            else:
+                loaded[entry.name] = construct(import_target(str(entry.use), available), entry)
         except Problem as problem:
             checked.problems.append(source.problem((*path, problem.field), problem.message))
     return loaded
+
+
+def external_plugin(entry: Entry, external: External, file: str) -> Any:
+    """The plugin an `external:` entry describes. A stdio or HTTP plugin without `hooks`
+    is asked for them now (its process starts); otherwise nothing starts until used."""
+    from ..external import (
+        CommandRunner,
+        HttpTransport,
+        StdioTransport,
+        command_plugin,
+        connect,
+    )
+
+    cwd = Path(file).parent / (external.cwd or ".")
+    limit = external.max_message_bytes
+    transport: Any = None
+    try:
+        if external.command:
+            runner = CommandRunner(external.command, name=entry.name, cwd=cwd,
+                                   env=external.env, limit=limit)  # fmt: skip
+            return command_plugin(runner, name=entry.name, hooks=external.hooks or ())
+        if external.stdio:
+            transport = StdioTransport(external.stdio, name=entry.name, cwd=cwd,
+                                       env=external.env, limit=limit)  # fmt: skip
+        else:
+            transport = HttpTransport(external.http or (), name=entry.name, token=external.token,
+                                      limit=limit)  # fmt: skip
+        plugin = connect(transport, name=entry.name, hooks=external.hooks, config=entry.config,
+                         timeout=external.handshake_timeout)  # fmt: skip
+    except ImportError as error:
+        raise Problem("external", str(error)) from None
+    except UnknownHookError as error:
+        raise Problem("external", str(error)) from None
+    except InterlockError as error:  # the handshake failed
+        _close(transport)
+        raise Problem("external", f"{error}; check the command and that it speaks interlock's "
+                                  "protocol (docs/protocol.md)") from None  # fmt: skip
+    ungranted = sorted(set(plugin.requested) - set(entry.capabilities or ()))
+    if ungranted:
+        logger.warning(
+            "plugin %r asks for capabilities %s, which its config does not grant; add "
+            "capabilities: [%s] to let it use them",
+            entry.name,
+            ", ".join(ungranted),
+            ", ".join(ungranted),
+            extra={"interlock_plugin": entry.name},
+        )
+    return plugin
+
+
+def discard(loaded: Mapping[str, Any]) -> None:
+    """Stop what constructing these plugins started (a config that failed to load)."""
+    for plugin in loaded.values():
+        _close(getattr(plugin, "transport", None))
+
+
+def _close(transport: Any) -> None:
+    close = getattr(transport, "close", None)
+    if close is not None:
+        close()
 
 
 def import_target(use: str, available: Mapping[str, PluginSource]) -> Any:

@@ -54,13 +54,29 @@ class Options(BaseModel):
 
 
 class External(BaseModel):
-    """An out-of-process plugin: a child process over stdio, HTTP servers, or a command."""
+    """An out-of-process plugin: a child process over stdio, HTTP servers, or a command.
+
+    `hooks` says which hooks it handles; without it a stdio or HTTP plugin is asked
+    (`initialize`) when the config loads. `cwd` (stdio, command) is relative to the
+    config file; `token` is the HTTP bearer token, best given as `${VAR}`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    stdio: list[str] | None = None
-    http: list[str] | None = None
-    command: list[str] | None = None
+    stdio: list[str] | None = Field(default=None, min_length=1)
+    http: list[str] | None = Field(default=None, min_length=1)
+    command: list[str] | None = Field(default=None, min_length=1)
+    hooks: list[str] | None = Field(default=None, min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+    token: str | None = None
+    max_message_bytes: int = Field(default=1_000_000, gt=0)
+    handshake_timeout: Duration = 10.0
+
+    def kind(self) -> str | None:
+        """Which transport: "stdio", "http" or "command" (None unless exactly one)."""
+        given = [k for k in ("stdio", "http", "command") if getattr(self, k)]
+        return given[0] if len(given) == 1 else None
 
 
 class Entry(Options):

@@ -1,0 +1,210 @@
+"""`ExternalPlugin`: an out-of-process plugin as a manager sees it, one handler per hook.
+
+The handlers are ordinary async handlers, so everything the core does for any plugin
+applies: priorities, conditions, timeouts, fail-closed gates, the circuit breaker,
+statistics. What a remote plugin sends back is checked twice: by the protocol (is it an
+action, does the payload fit its schema?) and by the core (does the hook accept it, are
+the changed fields writable?).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from .. import HookContext, HookSpec, Plugin, hook
+from .._spec import unknown_hook
+from ..hooks import CATALOG
+from .command import CommandRunner
+from .protocol import (
+    PROTOCOL_VERSION,
+    HookOffer,
+    Request,
+    dump_context,
+    dump_payload,
+    load_hello,
+    load_result,
+)
+
+logger = logging.getLogger("interlock.external")
+
+T = TypeVar("T", bound="_Remote")
+
+
+class Transport(Protocol):
+    """What carries requests to a plugin: `StdioTransport`, `HttpTransport` or your own."""
+
+    async def call(self, method: str, params: Any) -> Any:
+        """Send one request; its result, or `ProtocolError`."""
+        ...
+
+    def call_sync(self, method: str, params: Any, timeout: float = 10.0) -> Any:
+        """`call` for code without an event loop (the handshake)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop the process or close the connections."""
+        ...
+
+
+class _Remote(Plugin):
+    """A plugin whose decisions are made elsewhere; one handler per hook it offers."""
+
+    async def ask(self, spec: HookSpec[Any], payload: Any, ctx: HookContext) -> Any:
+        """The plugin's action and capability requests for one event."""
+        raise NotImplementedError
+
+    async def invoke(self, spec: HookSpec[Any], payload: Any, ctx: HookContext) -> Any:
+        """Ask the plugin about one event; carry out the capability requests it may make."""
+        action, requests = await self.ask(spec, payload, ctx)
+        for request in requests:
+            grant(request, ctx)
+        return action
+
+
+class ExternalPlugin(_Remote):
+    """An out-of-process plugin (stdio or HTTP), ready to register. Build one with
+    `connect`; `requested` are the capabilities it asked for in `initialize`."""
+
+    name = "external"
+
+    def __init__(self, transport: Transport, *, requested: Iterable[str] = ()) -> None:
+        self.transport = transport
+        self.requested = tuple(requested)
+
+    async def ask(self, spec: HookSpec[Any], payload: Any, ctx: HookContext) -> Any:
+        """One `invoke` request, its result checked against the hook's schema."""
+        params = {
+            "hook": spec.name,
+            "payload": dump_payload(spec, payload),
+            "context": dump_context(ctx),
+        }
+        return load_result(spec, await self.transport.call("invoke", params))
+
+    def close(self) -> None:
+        """Stop the plugin's process now, for code without an event loop."""
+        close = getattr(self.transport, "close", None)
+        if close is not None:
+            close()
+
+    async def aclose(self) -> None:
+        """Stop the plugin's process or connections (`PluginManager.aclose` calls it)."""
+        await self.transport.aclose()
+
+
+class CommandPlugin(_Remote):
+    """A command hook: one process per event (see `interlock.external.command`). Build
+    one with `command_plugin`."""
+
+    name = "command"
+
+    def __init__(self, runner: CommandRunner) -> None:
+        self.runner = runner
+
+    async def ask(self, spec: HookSpec[Any], payload: Any, ctx: HookContext) -> Any:
+        """Run the command for one event."""
+        return await self.runner.run(spec, payload, ctx)
+
+
+def connect(
+    transport: Transport,
+    *,
+    name: str,
+    hooks: Iterable[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    specs: Mapping[str, HookSpec[Any]] | None = None,
+    timeout: float = 10.0,
+) -> ExternalPlugin:
+    """An `ExternalPlugin` for `transport`, ready to register.
+
+    Without `hooks`, the plugin is asked now which hooks it handles (`initialize`, given
+    `config`); with them, nothing starts until the first call. `specs` are the hook points
+    it may name (the catalog by default). Raises `ProtocolError` when the handshake fails.
+
+        plugin = connect(StdioTransport(["node", "guard.js"]), name="guard")
+        manager.register(plugin, capabilities=["notify"])
+    """
+    known = _index(specs)
+    if hooks is not None:
+        offers = tuple(HookOffer(_known(h, known)) for h in hooks)
+        return _build(ExternalPlugin, name, offers, known)(transport)
+    params = {"protocol": PROTOCOL_VERSION, "host": {"name": "interlock", "version": _version()},
+              "plugin": name, "config": dict(config or {})}  # fmt: skip
+    hello = load_hello(transport.call_sync("initialize", params, timeout), known)
+    cls = _build(ExternalPlugin, name, hello.hooks, known)
+    return cls(transport, requested=hello.capabilities)
+
+
+def command_plugin(
+    runner: CommandRunner,
+    *,
+    name: str,
+    hooks: Iterable[str],
+    specs: Mapping[str, HookSpec[Any]] | None = None,
+) -> CommandPlugin:
+    """A `CommandPlugin` running `runner` once for each event of `hooks`.
+
+    guard = command_plugin(CommandRunner(["./guard.sh"]), name="guard",
+                           hooks=["pre_tool_call"])
+    """
+    known = _index(specs)
+    offers = tuple(HookOffer(_known(h, known)) for h in hooks)
+    if not offers:
+        raise ValueError(f"command hook {name!r}: say which hooks it runs for (hooks: [...])")
+    return _build(CommandPlugin, name, offers, known)(runner)
+
+
+def grant(request: Request, ctx: HookContext) -> None:
+    """Carry out a capability request if this registration holds the capability here."""
+    fields = request.fields
+    if request.capability == "system_items" and ctx.system_items is not None:
+        ctx.system_items.append(fields.get("kind"), fields.get("text"))  # type: ignore[arg-type]
+    elif request.capability == "notify" and ctx.notify is not None:
+        ctx.notify.notify(fields.get("text"), level=fields.get("level", "info"))  # type: ignore[arg-type]
+    else:
+        logger.warning(
+            "plugin %r asked for the %s capability, which it is not granted at hook %r; refused",
+            ctx.plugin,
+            request.capability,
+            ctx.hook.name,
+            extra={"interlock_plugin": ctx.plugin, "interlock_hook": ctx.hook.name},
+        )
+
+
+def _build(
+    base: type[T], name: str, offers: Iterable[HookOffer], known: Mapping[str, HookSpec[Any]]
+) -> type[T]:
+    """A plugin class with one handler per offered hook, made once, at connect time."""
+    methods: dict[str, Any] = {"name": name}
+    for offer in offers:
+        spec = known[offer.name]
+
+        async def handler(
+            self: _Remote, payload: Any, ctx: HookContext, _spec: HookSpec[Any] = spec
+        ) -> Any:
+            return await self.invoke(_spec, payload, ctx)
+
+        methods[f"handle_{spec.name}"] = hook(spec, priority=offer.priority)(handler)
+    safe = re.sub(r"\W", "_", name)
+    return type(f"{base.__name__}_{safe}", (base,), methods)
+
+
+def _index(specs: Mapping[str, HookSpec[Any]] | None) -> dict[str, HookSpec[Any]]:
+    if specs is not None:
+        return dict(specs)
+    return {key: spec for spec in CATALOG for key in spec.keys}
+
+
+def _known(hook_name: str, known: Mapping[str, HookSpec[Any]]) -> str:
+    spec = known.get(hook_name)
+    if spec is None:
+        raise unknown_hook(hook_name, known)
+    return spec.name
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

@@ -1,0 +1,176 @@
+"""Command hooks: one process per event, the event as JSON on stdin, the answer on stdout.
+
+The answer is JSON: interlock's own (`{"action": {...}, "requests": [...]}`) or Claude
+Code's hook output (`decision`, `hookSpecificOutput.permissionDecision`, `updatedInput`,
+`continue`, `systemMessage`, `additionalContext`). Exit code 2 blocks, with stderr as the
+reason; any other non-zero exit is a failure. Empty output lets the event pass. The
+event carries Claude Code's fields too (`hook_event_name`, `session_id`, `tool_name`,
+`tool_input`, `tool_response`, `prompt`), so existing Claude Code hook scripts run as
+they are. A command past its timeout is killed with its whole process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import Ask, Block, HookContext, HookSpec, Modify, ProtocolError
+from .protocol import MAX_MESSAGE_BYTES, Request, dump_context, dump_payload, load_result
+
+logger = logging.getLogger("interlock.external")
+
+CLAUDE_EVENTS = {
+    "pre_tool_call": "PreToolUse",
+    "post_tool_call": "PostToolUse",
+    "message_received": "UserPromptSubmit",
+    "session_start": "SessionStart",
+    "session_end": "SessionEnd",
+    "turn_end": "Stop",
+}
+"""The Claude Code event name each interlock hook is announced as."""
+
+
+class CommandRunner:
+    """Runs one command per event and turns its answer into an action and requests."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        name: str = "",
+        cwd: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        limit: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        if not command:
+            raise ValueError("a command hook needs a command to run")
+        self.command = tuple(command)
+        self.name = name or self.command[0]
+        self.cwd = None if cwd is None else str(cwd)
+        self.env = None if env is None else {**os.environ, **env}
+        self.limit = limit
+
+    async def run(
+        self, spec: HookSpec[Any], payload: Any, ctx: HookContext
+    ) -> tuple[Any, tuple[Request, ...]]:
+        """Run the command for one event; its action and capability requests."""
+        event = json.dumps(event_json(spec, payload, ctx), ensure_ascii=False).encode()
+        code, out, err = await self._execute(event)
+        if code == 2:
+            reason = err.decode(errors="replace").strip()
+            return Block(reason or f"command {self.name!r} blocked (exit code 2)"), ()
+        if code != 0:
+            tail = err.decode(errors="replace").strip()[-300:]
+            raise ProtocolError(f"command {self.name!r} failed with exit code {code}: {tail}")
+        return read_output(spec, payload, out)
+
+    async def _execute(self, event: bytes) -> tuple[int, bytes, bytes]:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=self.cwd,
+                env=self.env,
+                start_new_session=True,  # its own process group: a timeout kills all of it
+            )
+        except OSError as error:
+            raise ProtocolError(f"command {self.name!r} could not start: {error}") from None
+        try:
+            out, err = await process.communicate(event)
+        except BaseException:  # cancelled (its timeout) or interrupted: no orphans left
+            _kill_group(process.pid)
+            await process.wait()
+            raise
+        if len(out) > self.limit:
+            raise ProtocolError(f"command {self.name!r} wrote {len(out)} bytes, over the "
+                                f"{self.limit}-byte limit")  # fmt: skip
+        return process.returncode or 0, out, err
+
+
+def event_json(spec: HookSpec[Any], payload: Any, ctx: HookContext) -> dict[str, Any]:
+    """The event as a command gets it: interlock's fields and Claude Code's."""
+    data = dump_payload(spec, payload)
+    event: dict[str, Any] = {
+        "hook": spec.name,
+        "payload": data,
+        "context": dump_context(ctx),
+        "hook_event_name": CLAUDE_EVENTS.get(spec.name, spec.name),
+        "session_id": ctx.session.id if ctx.session else "",
+        "cwd": os.getcwd(),
+    }
+    if spec.name in ("pre_tool_call", "post_tool_call"):
+        event["tool_name"] = data["tool_name"]
+        event["tool_input"] = data["arguments"]
+    if spec.name == "post_tool_call":
+        event["tool_response"] = data["output"]
+    if spec.name == "message_received":
+        event["prompt"] = data["content"]
+    return event
+
+
+def read_output(spec: HookSpec[Any], payload: Any, out: bytes) -> tuple[Any, tuple[Request, ...]]:
+    """A command's stdout as an action: interlock's shape or Claude Code's."""
+    text = out.decode(errors="replace").strip()
+    if not text:
+        return None, ()
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        logger.info("command hook output that is not JSON, ignored: %s", text[:200])
+        return None, ()
+    if not isinstance(answer, Mapping):
+        raise ProtocolError(f"a command's JSON output must be an object, got {text[:80]!r}")
+    if "action" in answer or "requests" in answer:  # interlock's own shape
+        return load_result(spec, answer)
+    return _claude(spec, payload, answer)
+
+
+def _claude(
+    spec: HookSpec[Any], payload: Any, answer: Mapping[str, Any]
+) -> tuple[Any, tuple[Request, ...]]:
+    requests: list[Request] = []
+    if isinstance(answer.get("systemMessage"), str):
+        requests.append(Request("notify", {"text": answer["systemMessage"], "level": "info"}))
+    specific = answer.get("hookSpecificOutput") or {}
+    if not isinstance(specific, Mapping):
+        raise ProtocolError("hookSpecificOutput must be an object")
+    context = specific.get("additionalContext")
+    if isinstance(context, str) and context:
+        requests.append(Request("system_items", {"kind": "context", "text": context}))
+    action: Any = None
+    decision = specific.get("permissionDecision")
+    reason = specific.get("permissionDecisionReason") or answer.get("reason")
+    if answer.get("continue") is False:
+        action = Block(str(answer.get("stopReason") or "stopped by a command hook"))
+    elif answer.get("decision") == "block" or decision == "deny":
+        action = Block(str(reason) if reason else None)
+    elif decision == "ask":
+        action = Ask(str(reason) if reason else f"allow {spec.name}?")
+    elif decision not in (None, "allow") or answer.get("decision") not in (
+        None,
+        "approve",
+        "allow",
+    ):
+        raise ProtocolError(
+            f"unknown decision in the command's output: {decision or answer.get('decision')!r}"
+        )
+    updated = specific.get("updatedInput")
+    if action is None and updated is not None:
+        if spec.name != "pre_tool_call" or not isinstance(updated, Mapping):
+            raise ProtocolError("updatedInput is an object, and only for pre_tool_call")
+        action = Modify(payload.replace(arguments=dict(updated)))
+    return action, tuple(requests)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,169 @@
+"""Command hooks: a process per event; Claude Code hook scripts work unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import select
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from interlock import PluginManager, ToolCall, ToolResult, hooks
+from interlock.external import CommandRunner, command_plugin
+from interlock.runtime import Agent, ScriptedBackend, SessionStore, Step
+from interlock.testing import Harness
+
+from .conftest import PLUGINS
+
+CLAUDE_GUARD = [str(PLUGINS / "claude_guard.sh")]
+
+
+@pytest.fixture
+def guard() -> Iterator[Harness]:
+    plugin = command_plugin(
+        CommandRunner(CLAUDE_GUARD, name="claude-guard"), name="claude-guard",
+        hooks=["pre_tool_call"],
+    )  # fmt: skip
+    with Harness(plugin) as harness:
+        yield harness
+
+
+def bash(command: str) -> ToolCall:
+    return ToolCall("Bash", {"command": command}, call_id="c1")
+
+
+async def test_claude_code_deny_blocks_with_its_reason(guard: Harness) -> None:
+    result = await guard.ainvoke(hooks.PRE_TOOL_CALL, bash("rm -rf /"))
+    assert result.blocked and result.blocked_by == "claude-guard"
+    assert result.reason == "Destructive command blocked by claude_guard.sh"
+
+
+async def test_claude_code_ask_goes_to_the_approver(guard: Harness) -> None:
+    result = await guard.ainvoke(hooks.PRE_TOOL_CALL, bash("git push origin main"))
+    assert not result.blocked
+    assert result.asks == (("claude-guard", "Pushing changes: are you sure?"),)
+
+
+async def test_claude_code_updated_input_rewrites_the_arguments(guard: Harness) -> None:
+    result = await guard.ainvoke(hooks.PRE_TOOL_CALL, bash("ls"))
+    assert result.payload == ToolCall("Bash", {"command": "ls --color=never"}, call_id="c1")
+    assert guard.notifications == [("rewrote ls", "info")]  # its systemMessage
+
+
+async def test_exit_code_2_blocks_with_stderr_as_the_reason(guard: Harness) -> None:
+    result = await guard.ainvoke(hooks.PRE_TOOL_CALL, bash("curl example.com"))
+    assert result.blocked
+    assert result.reason == "network access is not allowed from this project"
+
+
+async def test_the_older_decision_shape_blocks_too(guard: Harness) -> None:
+    result = await guard.ainvoke(hooks.PRE_TOOL_CALL, bash("legacy thing"))
+    assert result.blocked and result.reason == "legacy decision shape"
+
+
+async def test_other_exit_codes_are_failures_attributed_to_the_hook(guard: Harness) -> None:
+    result = await guard.ainvoke(hooks.PRE_TOOL_CALL, bash("broken"))
+    [failure] = result.errors
+    assert failure.plugin == "claude-guard"
+    assert "exit code 1" in failure.message and "internal failure in the hook" in failure.message
+    assert result.blocked  # pre_tool_call fails closed
+
+
+async def test_no_output_lets_the_event_pass(guard: Harness) -> None:
+    result = await guard.ainvoke(hooks.PRE_TOOL_CALL, ToolCall("Read", {"path": "x"}))
+    assert result.empty
+
+
+def sh(script: str) -> list[str]:
+    return ["/bin/sh", "-c", script]
+
+
+async def test_interlock_shaped_answers_and_events_for_any_hook() -> None:
+    # The event has interlock's own fields; the answer can be interlock's action shape.
+    script = sh(
+        'event=$(cat); case "$event" in *\'"hook": "post_tool_call"\'*) ;; *) exit 1;; esac;'
+        ' echo \'{"action": {"type": "modify", "payload": {"tool_name": "t",'
+        ' "output": "[redacted]"}}, "requests": [{"capability": "system_items",'
+        ' "kind": "note", "text": "redacted one result"}]}\''
+    )
+    plugin = command_plugin(CommandRunner(script), name="redact", hooks=["post_tool_call"])
+    with Harness(plugin) as harness:
+        result = await harness.ainvoke(hooks.POST_TOOL_CALL, ToolResult("t", output="secret"))
+    assert result.payload is not None and result.payload.output == "[redacted]"
+    assert harness.system_items == [("note", "redacted one result")]
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        ('{"action": {"type": "explode"}}', "an action must be an object with a type among"),
+        ('{"hookSpecificOutput": {"permissionDecision": "maybe"}}', "unknown decision"),
+        ('{"hookSpecificOutput": {"updatedInput": "rm"}}', "updatedInput is an object"),
+        ("[1, 2]", "must be an object"),
+    ],
+)
+async def test_answers_that_do_not_fit_are_the_hooks_failure(answer: str, problem: str) -> None:
+    plugin = command_plugin(
+        CommandRunner(sh(f"echo '{answer}'")), name="odd", hooks=["pre_tool_call"]
+    )
+    with Harness(plugin, on_error="ignore") as harness:
+        result = await harness.ainvoke(hooks.PRE_TOOL_CALL, bash("ls"))
+    [failure] = result.errors
+    assert failure.plugin == "odd" and problem in failure.message
+    assert not result.blocked and result.payload is None
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs pidfd_open (Linux)")
+async def test_a_command_given_up_on_is_killed_with_its_whole_process_group(
+    tmp_path: Path,
+) -> None:
+    fifo = tmp_path / "child.pid"
+    os.mkfifo(fifo)
+    runner = CommandRunner(CLAUDE_GUARD, env={"HOOK_CHILD_PID_FILE": str(fifo)})
+    plugin = command_plugin(runner, name="slow", hooks=["pre_tool_call"])
+    with Harness(plugin, timeout=math.inf, on_error="ignore") as harness:
+        task = asyncio.ensure_future(harness.ainvoke(hooks.PRE_TOOL_CALL, bash("sleep")))
+        # The script writes its background child's pid into the fifo: the hook is running.
+        child = int(await asyncio.to_thread(fifo.read_text))
+        pidfd = os.pidfd_open(child)
+        try:
+            task.cancel()  # what a timeout does
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            ended, _, _ = await asyncio.to_thread(select.select, [pidfd], [], [], 30)
+            assert ended == [pidfd]  # the grandchild is gone too
+        finally:
+            os.close(pidfd)
+
+
+async def test_a_claude_code_script_guards_the_reference_runtime(tmp_path: Path) -> None:
+    plugin = command_plugin(CommandRunner(CLAUDE_GUARD), name="claude-guard",
+                            hooks=["pre_tool_call"])  # fmt: skip
+    questions: list[str] = []
+
+    def Bash(command: str) -> str:
+        """Pretend to run a shell command."""
+        return f"ran: {command}"
+
+    def approver(call: ToolCall, question: str) -> bool:
+        questions.append(question)
+        return False
+
+    manager = PluginManager()
+    manager.register(plugin)
+    store = SessionStore()
+    script = [Step(tool_calls=(("Bash", {"command": c}),)) for c in ("ls", "rm -rf /", "git push")]
+    agent = Agent(ScriptedBackend([*script, "done"]), tools=[Bash], manager=manager,
+                  store=store, approver=approver)  # fmt: skip
+    result = await agent.run("clean up", session_id="s")
+    await agent.aclose()
+    outputs = [dict(r.data)["output"] for r in store.records("s") if r.kind == "tool_result"]
+    store.close()
+
+    assert result.reply == "done"
+    assert outputs[0] == "ran: ls --color=never"
+    assert "Destructive command blocked by claude_guard.sh" in outputs[1]
+    assert questions == ["Pushing changes: are you sure?"] and "ran:" not in outputs[2]

@@ -1,0 +1,91 @@
+"""One plugin class, three ways: in process, `interlock serve --stdio`, `--http`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from interlock import PluginManager
+from interlock.cli import app
+from interlock.external import HttpTransport, StdioTransport, connect
+from interlock.runtime import Agent, ScriptedBackend, SessionStore, Step
+
+from .conftest import ENV, ROOT, Served, serve_command
+from .served import Guard
+
+SCRIPT = [
+    Step(tool_calls=(("shell", {"command": "ls"}),)),
+    Step(tool_calls=(("shell", {"command": "cat notes"}),)),
+    Step(tool_calls=(("shell", {"command": "rm -rf /"}),)),
+    Step(tool_calls=(("shell", {"command": "git push"}),)),
+    Step(tool_calls=(("shell", {"command": "make test"}),)),
+    "done",
+]
+
+
+def shell(command: str, seen: int = 0) -> str:
+    """Pretend to run a command."""
+    return f"ran {command} (seen {seen})" + (": a secret" if "cat" in command else "")
+
+
+async def session_with(plugin: object) -> tuple[Any, list[tuple[Any, ...]]]:
+    manager = PluginManager()
+    manager.register(plugin, name="guard", capabilities=["system_items", "notify"])
+    store = SessionStore()
+    agent = Agent(
+        ScriptedBackend(SCRIPT),
+        tools=[shell],
+        manager=manager,
+        store=store,
+        approver=lambda call, question: False,
+    )
+    try:
+        result = await agent.run("tidy up", session_id="s-1")
+    finally:
+        await agent.aclose()
+    records = [(r.kind, r.turn, dict(r.data)) for r in store.records("s-1") if r.kind != "stats"]
+    store.close()
+    return result, records
+
+
+async def test_one_plugin_in_process_over_stdio_and_over_http_gives_identical_sessions(
+    serve_http: Callable[..., Served],
+) -> None:
+    expected = await session_with(Guard())
+    over_stdio = connect(
+        StdioTransport(serve_command("Guard", "--stdio"), env=ENV, cwd=ROOT), name="guard"
+    )
+    over_http = connect(HttpTransport([serve_http("Guard").url]), name="guard")
+
+    assert await session_with(over_stdio) == expected
+    assert await session_with(over_http) == expected
+
+    result, records = expected  # and the session is the one the plugin should produce
+    assert result.reply == "done"
+    kinds = [kind for kind, _, _ in records]
+    assert "system_item" in kinds and "notification" in kinds
+    outputs = [d["output"] for k, _, d in records if k == "tool_result"]
+    assert outputs[0] == "ran ls (seen 1)"
+    assert outputs[1] == "ran cat notes (seen 2): a [hidden]"
+    assert "rm -rf is not allowed" in outputs[2]
+    assert outputs[4] == "ran make test (seen 3)"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tests.external.served:Guard"], "give exactly one of --stdio and --http"),
+        (["tests.external.served:Guard", "--stdio", "--http", "x:1"], "exactly one of"),
+        (["tests.external.served:Guard", "--http", "nowhere"], "give HOST:PORT"),
+        (["tests.external.served:Nothing", "--stdio"], "has no 'Nothing'"),
+        (["tests.external.served:Guard", "--stdio", "--plugin-config", "{"], "not JSON"),
+        (["tests.external.served:Guard", "--stdio", "--plugin-config", "[1]"], "a JSON object"),
+    ],
+)
+def test_serve_explains_what_is_wrong(args: list[str], message: str) -> None:
+    out = CliRunner().invoke(app, ["serve", *args])
+    assert out.exit_code == 2
+    assert message in " ".join(out.output.split()).replace("│", "")

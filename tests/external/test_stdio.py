@@ -1,0 +1,198 @@
+"""The stdio transport with a plugin written in JavaScript (tests/external/plugins/guard.js)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from interlock import HookTimeoutError, PluginManager, ProtocolError, ToolCall, hooks
+from interlock.external import StdioTransport, connect
+from interlock.testing import sample
+
+from .conftest import ENV, NODE, PLUGINS, ROOT, LogWatch, needs_node, serve_command
+
+GUARD = [str(NODE), str(PLUGINS / "guard.js")]
+
+
+@pytest.fixture
+def guard() -> Iterator[StdioTransport]:
+    transport = StdioTransport(GUARD, name="guard", backoff=(0, 0))
+    yield transport
+    transport.close()
+
+
+def reaped(pid: int) -> bool:
+    """True when `pid` is no child of ours any more (exited and waited for)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+@needs_node
+async def test_a_node_plugin_blocks_modifies_and_starts_lazily(
+    guard: StdioTransport, manager: PluginManager
+) -> None:
+    plugin = connect(guard, name="guard", hooks=["pre_tool_call"])
+    assert guard.pid is None  # nothing runs until the first call
+    manager.register(plugin)
+
+    blocked = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "rm -rf /"}))
+    changed = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
+
+    assert blocked.blocked and blocked.blocked_by == "guard"
+    assert blocked.reason == "guard.js: rm -rf is not allowed"
+    assert changed.payload == ToolCall("shell", {"command": "ls", "checked_by": "guard.js"})
+    assert guard.starts == 1
+
+
+@needs_node
+def test_the_handshake_tells_hooks_priority_and_requested_capabilities(
+    guard: StdioTransport,
+) -> None:
+    plugin = connect(guard, name="guard")
+    manager = PluginManager()
+    handle = manager.register(plugin)
+    [registration] = handle.registrations
+    assert registration.hook is hooks.PRE_TOOL_CALL
+    assert registration.priority == -10
+    assert plugin.requested == ("system_items", "notify")
+    manager.close()
+
+
+@needs_node
+def test_many_calls_in_flight_are_matched_to_their_callers(guard: StdioTransport) -> None:
+    manager = PluginManager()
+    manager.register(connect(guard, name="guard", hooks=["pre_tool_call"]))
+
+    async def many() -> list[object]:
+        calls = [ToolCall("shell", {"command": f"echo {i}"}) for i in range(200)]
+        results = await asyncio.gather(*(manager.invoke(hooks.PRE_TOOL_CALL, c) for c in calls))
+        return [r.payload.arguments["command"] for r in results if r.payload is not None]
+
+    assert asyncio.run(many()) == [f"echo {i}" for i in range(200)]
+    manager.close()
+
+
+@needs_node
+def test_sync_hosts_call_external_plugins_too(guard: StdioTransport) -> None:
+    manager = PluginManager()
+    manager.register(connect(guard, name="guard", hooks=["pre_tool_call"]))
+    result = manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "rm -rf x"}))
+    assert result.blocked
+    manager.close()
+    assert guard.pid is None
+
+
+@needs_node
+async def test_kill_9_mid_call_reports_that_call_and_the_next_one_restarts_it(
+    guard: StdioTransport, manager: PluginManager, log_watch: LogWatch
+) -> None:
+    manager.register(connect(guard, name="guard", hooks=["pre_tool_call"]), timeout=60)
+    arrived = log_watch.expect("hanging on purpose")  # guard.js says so on stderr
+    pending = asyncio.ensure_future(manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("hang")))
+    assert await asyncio.to_thread(arrived.wait, 30)
+    first = guard.pid
+    assert first is not None
+
+    os.kill(first, signal.SIGKILL)
+    result = await pending
+
+    # pre_tool_call fails closed: the call in flight is blocked, attributed, explained.
+    assert result.blocked and result.blocked_by == "guard"
+    [failure] = result.errors
+    assert failure.plugin == "guard" and "closed its output" in failure.message
+    assert reaped(first)  # no zombie left behind
+
+    after = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
+    assert not after.errors and after.payload is not None
+    assert guard.starts == 2 and guard.pid not in (None, first)
+    assert any("stopped" in m and "exit code -9" in m for m in log_watch.messages)
+
+
+@needs_node
+async def test_a_plugin_that_hangs_times_out_and_is_replaced(
+    guard: StdioTransport, manager: PluginManager
+) -> None:
+    manager.register(
+        connect(guard, name="guard", hooks=["pre_tool_call"]), timeout=0.2, on_error="ignore"
+    )
+    hung = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
+    first = guard.pid
+    assert first is not None and not hung.errors
+
+    result = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("hang"))
+
+    [failure] = result.errors
+    assert failure.kind == "timeout" and isinstance(failure.error, HookTimeoutError)
+    assert not result.blocked  # on_error=ignore: the host goes on
+    assert reaped(first)  # the stuck process was killed and waited for
+    again = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
+    assert not again.errors and guard.starts == 2
+
+
+@needs_node
+async def test_crashes_back_off_before_the_next_start(manager: PluginManager) -> None:
+    now = [100.0]
+    transport = StdioTransport(GUARD, name="guard", backoff=(1.0, 4.0), clock=lambda: now[0])
+    manager.register(connect(transport, name="guard", hooks=["pre_tool_call"]), on_error="ignore")
+    try:
+        crashed = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("crash"))
+        assert "closed its output" in crashed.errors[0].message
+        waiting = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell"))
+        assert "starts again in 1.00s" in waiting.errors[0].message
+        assert transport.starts == 1
+
+        now[0] += 1.0
+        await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("crash"))
+        now[0] += 1.0  # the second crash in a row waits twice as long
+        still = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell"))
+        assert "starts again in 1.00s" in still.errors[0].message
+
+        now[0] += 1.0
+        fine = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
+        assert not fine.errors and transport.starts == 3
+    finally:
+        transport.close()
+
+
+def test_a_command_that_cannot_start_fails_the_call_not_the_host(manager: PluginManager) -> None:
+    transport = StdioTransport(["no-such-program-anywhere"], name="ghost")
+    manager.register(connect(transport, name="ghost", hooks=["pre_tool_call"]))
+    result = manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("shell"))
+    assert (
+        result.blocked and "could not start 'no-such-program-anywhere'" in result.errors[0].message
+    )
+    with pytest.raises(ProtocolError, match="could not start"):
+        connect(StdioTransport(["no-such-program-anywhere"]), name="ghost")
+
+
+def test_stderr_goes_to_the_log_and_stdout_noise_stays_off_the_pipe(log_watch: LogWatch) -> None:
+    # `serve --stdio` moves the plugin's own prints to stderr, which the host logs.
+    transport = StdioTransport(serve_command("Noisy", "--stdio"), env=ENV, cwd=ROOT)
+    manager = PluginManager()
+    manager.register(connect(transport, name="noisy"))
+    noise = log_watch.expect("noise on stdout")
+    result = manager.invoke_sync(hooks.TURN_END, sample(hooks.TURN_END))
+    assert not result.errors
+    assert noise.wait(30)
+    manager.close()
+    assert transport.pid is None
+
+
+def test_close_asks_the_plugin_to_shut_down_and_leaves_no_process() -> None:
+    transport = StdioTransport(serve_command("Guard", "--stdio"), env=ENV, cwd=ROOT)
+    plugin = connect(transport, name="guard")
+    pid = transport.pid
+    assert pid is not None
+    manager = PluginManager()
+    manager.register(plugin)
+    manager.close()
+    assert transport.pid is None and reaped(pid)
+    with pytest.raises(ProtocolError, match="was closed"):
+        transport.call_sync("invoke", {})
