@@ -21,6 +21,7 @@ from interlock import (
     hook,
     hooks,
 )
+from interlock.testing import Harness, sample
 
 
 class Sink:
@@ -170,6 +171,7 @@ async def test_a_context_exposes_no_host_objects(manager: PluginManager) -> None
     await manager.invoke(hooks.LLM_STREAM_CHUNK, StreamChunk("m", 0), capabilities={"x": 1})
     public = {name for name in dir(contexts[0].ctx) if not name.startswith("_")}
     assert public == {
+        "capabilities",
         "capability",
         "config",
         "hook",
@@ -183,3 +185,19 @@ async def test_a_context_exposes_no_host_objects(manager: PluginManager) -> None
     }
     with pytest.raises(AttributeError):
         contexts[0].ctx.manager  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_a_context_names_the_capabilities_usable_here() -> None:
+    seen: list[frozenset[str]] = []
+
+    @hook("pre_tool_call")
+    def look(payload: object, ctx: HookContext) -> None:
+        seen.append(ctx.capabilities)
+
+    with Harness(look, capabilities=["notify"]) as harness:  # granted notify only
+        harness.invoke("pre_tool_call")
+    manager = PluginManager()
+    manager.register(look, capabilities=["notify", "system_items"])
+    manager.invoke_sync(hooks.PRE_TOOL_CALL, sample("pre_tool_call"))  # no host writers
+    manager.close()
+    assert seen == [frozenset({"notify"}), frozenset()]

@@ -155,6 +155,13 @@ class HookContext:
         return handle
 
     @property
+    def capabilities(self) -> frozenset[str]:
+        """The capabilities this handler can use here: granted to the registration and
+        provided by the host for this call (empty once the call is over)."""
+        handles = self._call.handles
+        return frozenset(c for c in self._reg.capabilities if handles.get(c) is not None)
+
+    @property
     def result(self) -> HookResult[Any] | None:
         """For background handlers, the outcome of the invocation they follow; else `None`."""
         return self._call.result

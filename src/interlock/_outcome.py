@@ -32,6 +32,7 @@ from ._exceptions import (
 from ._log import logger
 
 if TYPE_CHECKING:
+    from ._context import HookContext
     from ._registry import Registration
     from ._spec import HookSpec
 
@@ -206,6 +207,14 @@ class Outcome:
                     f"it with writable={{{rule.name!r}}} when registering if the plugin should"
                 )
         return None
+
+
+def check_action(ctx: HookContext, payload: Any, action: Any) -> str | None:
+    """What is wrong with `action` as the answer of `ctx`'s handler to `payload`, or None:
+    the checks every answer gets, for callers that must know before acting on it."""
+    if action is None:
+        return None
+    return Outcome(ctx.hook, payload)._invalid(ctx._reg, action)
 
 
 def account(

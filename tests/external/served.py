@@ -64,3 +64,35 @@ class Failing(interlock.Plugin):
 
     def on_pre_tool_call(self, call: ToolCall, ctx: interlock.HookContext) -> None:
         raise RuntimeError("the policy service is down")
+
+
+class Deny(interlock.Plugin):
+    """Blocks commands its config lists: `Deny(deny=[...])`."""
+
+    name = "deny"
+
+    def __init__(self, deny: list[str] | None = None) -> None:
+        self.deny = deny or []
+
+    def on_pre_tool_call(self, call: ToolCall, ctx: interlock.HookContext) -> Any:
+        command = str(call.arguments.get("command", ""))
+        if any(word in command for word in self.deny):
+            return Block(f"denied by config: {command}")
+        return None
+
+
+class Waiter(interlock.Plugin):
+    """Counts calls per session; tool "wait" waits until `release` is set."""
+
+    name = "waiter"
+
+    def __init__(self) -> None:
+        self.waiting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def on_pre_tool_call(self, call: ToolCall, ctx: interlock.HookContext) -> Any:
+        if call.tool_name == "wait":
+            self.waiting.set()
+            await self.release.wait()
+        seen = ctx.state["seen"] = ctx.state.get("seen", 0) + 1
+        return Modify(call.replace(arguments={"seen": seen}))

@@ -58,7 +58,10 @@ def answering(answer: object) -> CommandRunner:
     [
         # A field the hook does not let plugins write.
         (
-            {"action": {"type": "modify", "payload": {"tool_name": "other", "arguments": {}}}},
+            {
+                "action": {"type": "modify", "payload": {"tool_name": "other", "arguments": {}}},
+                "requests": [{"capability": "system_items", "kind": "k", "text": "never"}],
+            },
             "changed field 'tool_name'",
         ),
         # An action the hook does not accept.
@@ -79,6 +82,7 @@ async def test_replies_that_do_not_fit_are_the_plugins_error(answer: object, pro
         result = await harness.ainvoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
     [failure] = result.errors
     assert failure.plugin == "sly" and problem in failure.message
+    # Nothing of a reply that does not fit takes effect, its requests included.
     assert result.payload is None and not result.blocked and harness.system_items == []
 
 

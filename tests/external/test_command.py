@@ -167,3 +167,36 @@ async def test_a_claude_code_script_guards_the_reference_runtime(tmp_path: Path)
     assert outputs[0] == "ran: ls --color=never"
     assert "Destructive command blocked by claude_guard.sh" in outputs[1]
     assert questions == ["Pushing changes: are you sure?"] and "ran:" not in outputs[2]
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs pidfd_open (Linux)")
+async def test_what_a_command_leaves_running_is_ended_with_it(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child"
+    script = sh(f"sleep 600 >/dev/null 2>&1 & echo $! > {pid_file}; exit 0")
+    plugin = command_plugin(CommandRunner(script), name="leaky", hooks=["pre_tool_call"])
+    with Harness(plugin) as harness:
+        result = await harness.ainvoke(hooks.PRE_TOOL_CALL, bash("ls"))
+    assert result.empty
+    pidfd = os.pidfd_open(int(pid_file.read_text()))
+    try:
+        ended, _, _ = await asyncio.to_thread(select.select, [pidfd], [], [], 30)
+        assert ended == [pidfd]
+    finally:
+        os.close(pidfd)
+
+
+async def test_output_over_the_limit_is_a_failure_not_a_memory_bill() -> None:
+    runner = CommandRunner(sh("head -c 50000000 /dev/zero"), limit=1000)
+    plugin = command_plugin(runner, name="chatty", hooks=["pre_tool_call"])
+    with Harness(plugin, on_error="ignore") as harness:
+        result = await harness.ainvoke(hooks.PRE_TOOL_CALL, bash("ls"))
+    [failure] = result.errors
+    assert "wrote more than 1000 bytes" in failure.message
+
+
+async def test_output_that_means_to_be_json_but_is_not_is_a_failure() -> None:
+    plugin = command_plugin(CommandRunner(sh("echo '{\"decision\": '")), name="broken",
+                            hooks=["pre_tool_call"])  # fmt: skip
+    with Harness(plugin) as harness:
+        result = await harness.ainvoke(hooks.PRE_TOOL_CALL, bash("rm -rf /"))
+    assert result.blocked and "not valid JSON" in result.errors[0].message  # fails closed

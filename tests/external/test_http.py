@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -108,6 +110,7 @@ async def test_the_server_validates_every_request(app_client: httpx.AsyncClient)
 
     unauthorized = await app_client.post("/", content=b"{}", headers={"Authorization": "x"})
     assert unauthorized.status_code == 401 and "token" in unauthorized.json()["error"]["message"]
+    assert (await app_client.get("/", headers={"Authorization": "x"})).status_code == 401
 
     too_big = await app_client.post("/", content=b"x" * 3000)
     assert too_big.status_code == 413
@@ -124,3 +127,35 @@ async def test_the_server_validates_every_request(app_client: httpx.AsyncClient)
 
     fine = await app_client.post("/", json=invoke(2, {"tool_name": "x"}))
     assert fine.json()["result"]["action"]["type"] == "modify"
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux", reason="relies on Linux dropping SYNs to a full backlog"
+)
+async def test_a_replica_that_drops_connections_silently_is_skipped(
+    serve_http: Callable[..., Served],
+) -> None:
+    alive = serve_http("Replica")
+    # A listener that never accepts, its backlog full: connecting to it just hangs, as to a
+    # dead machine or through a firewall that drops packets.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(0)
+        fillers = [socket.socket() for _ in range(3)]
+        for filler in fillers:
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(silent.getsockname())
+        dead = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        transport = HttpTransport([dead, alive.url], connect_timeout=0.2, name="pair")
+        manager = PluginManager()
+        manager.register(connect(transport, name="pair", hooks=["pre_tool_call"]), timeout=30)
+        try:
+            results = [
+                await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell")) for _ in range(4)
+            ]
+        finally:
+            await manager.aclose()
+            for filler in fillers:
+                filler.close()
+    assert [served_by(r) for r in results] == [alive.pid] * 4

@@ -239,3 +239,28 @@ def test_a_handshake_that_does_not_fit_is_refused(hello: dict[str, Any], problem
     known = {key: spec for spec in hooks.CATALOG for key in spec.keys}
     with pytest.raises(ProtocolError, match=problem):
         load_hello(hello, known)
+
+
+def test_a_reply_nested_too_deeply_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        decode(b"[" * 200_000)
+
+
+def test_an_error_without_an_id_fails_the_waiting_calls_at_once() -> None:
+    # What a server answers to a request it could not read: it cannot say whose it was.
+    unreadable = b'{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "bad"}}\n'
+    replies = iter([unreadable])
+    plugin = FakePlugin(lambda request: next(replies, None) or good(request))
+    try:
+        with pytest.raises(ProtocolError, match="an error for a request it could not read: bad"):
+            plugin.channel.call_sync("invoke", {}, 10)
+        assert plugin.channel.call_sync("invoke", {}, 10) == "ok"
+    finally:
+        plugin.close()
+
+
+async def test_notifications_get_no_answer_even_when_they_fail() -> None:
+    server = PluginServer(Guard())
+    assert await server.handle({"jsonrpc": "2.0", "method": "dance"}) is None
+    assert await server.handle({"jsonrpc": "2.0", "method": "shutdown"}) is None
+    await server.aclose()

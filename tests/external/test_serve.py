@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from interlock import PluginManager
+from interlock import PluginManager, ProtocolError, ToolCall, hooks
 from interlock.cli import app
-from interlock.external import HttpTransport, StdioTransport, connect
+from interlock.external import HttpTransport, PluginServer, StdioTransport, connect
 from interlock.runtime import Agent, ScriptedBackend, SessionStore, Step
 
 from .conftest import ENV, ROOT, Served, serve_command
-from .served import Guard
+from .served import Guard, Waiter
 
 SCRIPT = [
     Step(tool_calls=(("shell", {"command": "ls"}),)),
@@ -83,9 +84,59 @@ async def test_one_plugin_in_process_over_stdio_and_over_http_gives_identical_se
         (["tests.external.served:Nothing", "--stdio"], "has no 'Nothing'"),
         (["tests.external.served:Guard", "--stdio", "--plugin-config", "{"], "not JSON"),
         (["tests.external.served:Guard", "--stdio", "--plugin-config", "[1]"], "a JSON object"),
+        (["tests.external.served:Guard", "--stdio", "--token", "t"], "a token is for --http"),
     ],
 )
 def test_serve_explains_what_is_wrong(args: list[str], message: str) -> None:
     out = CliRunner().invoke(app, ["serve", *args])
     assert out.exit_code == 2
     assert message in " ".join(out.output.split()).replace("│", "")
+
+
+async def test_serve_stdio_builds_the_plugin_with_the_config_the_host_sends() -> None:
+    command = serve_command("Deny", "--stdio")
+    manager = PluginManager()
+    plugin = connect(StdioTransport(command, env=ENV, cwd=ROOT), name="deny",
+                     config={"deny": ["rm -rf"]})  # fmt: skip
+    manager.register(plugin, config={"deny": ["rm -rf"]})
+    result = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "rm -rf /"}))
+    await manager.aclose()
+    assert result.reason == "denied by config: rm -rf /"
+
+
+async def test_a_server_refuses_a_host_config_other_than_its_own(
+    serve_http: Callable[..., Served],
+) -> None:
+    url = serve_http("Deny", "--plugin-config", '{"deny": ["sudo"]}').url
+    with pytest.raises(ProtocolError, match="served with another config than the host's entry"):
+        connect(HttpTransport([url]), name="deny", config={"deny": ["rm"]})
+    same = connect(HttpTransport([url]), name="deny", config={"deny": ["sudo"]})
+    manager = PluginManager()
+    manager.register(same)
+    result = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "sudo ls"}))
+    await manager.aclose()
+    assert result.blocked
+
+
+async def test_busy_sessions_are_never_dropped_to_make_room() -> None:
+    plugin = Waiter()
+    server = PluginServer(plugin, max_sessions=1)
+
+    def call(session: str, tool: str = "ls") -> Any:
+        params = {"hook": "pre_tool_call", "payload": {"tool_name": tool},
+                  "context": {"session": {"id": session}}}  # fmt: skip
+        return server.handle({"jsonrpc": "2.0", "id": 1, "method": "invoke", "params": params})
+
+    async def seen(session: str, tool: str = "ls") -> int:
+        reply = await call(session, tool)
+        return int(reply["result"]["action"]["payload"]["arguments"]["seen"])
+
+    assert await seen("a") == 1
+    waiting = asyncio.ensure_future(seen("a", "wait"))
+    await plugin.waiting.wait()  # its call is running inside the plugin
+    assert await seen("b") == 1  # a second session, over the bound of one
+    plugin.release.set()
+    assert await waiting == 2  # session a kept its state: it was busy
+    assert await seen("c") == 1  # now the idle ones make room
+    assert await seen("a") == 1  # a was dropped (least recently used, idle)
+    await server.aclose()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import select
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -196,3 +200,84 @@ def test_close_asks_the_plugin_to_shut_down_and_leaves_no_process() -> None:
     assert transport.pid is None and reaped(pid)
     with pytest.raises(ProtocolError, match="was closed"):
         transport.call_sync("invoke", {})
+
+
+@needs_node
+async def test_every_new_process_is_greeted_before_its_first_call(
+    guard: StdioTransport, manager: PluginManager
+) -> None:
+    # guard.js refuses calls before `initialize`; the host never told it its hooks' names
+    # was enough: each process it starts gets the handshake first.
+    manager.register(connect(guard, name="guard", hooks=["pre_tool_call"]), on_error="ignore")
+    first = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
+    crashed = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("crash"))
+    again = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
+    assert not first.errors and first.payload is not None
+    assert "exit code 3" in crashed.errors[0].message
+    assert not again.errors and again.payload is not None and guard.starts == 2
+
+
+@needs_node
+async def test_a_slow_call_given_up_on_does_not_restart_a_plugin_that_answers(
+    guard: StdioTransport, manager: PluginManager, log_watch: LogWatch
+) -> None:
+    manager.register(connect(guard, name="guard", hooks=["pre_tool_call"]), timeout=math.inf)
+    arrived = log_watch.expect("hanging on purpose")
+    slow = asyncio.ensure_future(manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("hang")))
+    assert await asyncio.to_thread(arrived.wait, 30)
+    answered = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
+    assert answered.payload is not None  # it answers others after the slow call was sent
+
+    slow.cancel()  # what its timeout does
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+
+    later = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
+    assert later.payload is not None and guard.starts == 1  # the same process goes on
+
+
+@needs_node
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs pidfd_open (Linux)")
+async def test_closing_ends_what_the_plugin_started_too(log_watch: LogWatch) -> None:
+    transport = StdioTransport(GUARD, name="guard")
+    manager = PluginManager()
+    manager.register(connect(transport, name="guard", hooks=["pre_tool_call"]))
+    spawned = log_watch.expect("guard.js: child ")
+    await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("spawn"))
+    assert await asyncio.to_thread(spawned.wait, 30)
+    line = next(m for m in log_watch.messages if "guard.js: child " in m)
+    pidfd = os.pidfd_open(int(line.rsplit(" ", 1)[1]))
+    try:
+        await manager.aclose()
+        ended, _, _ = await asyncio.to_thread(select.select, [pidfd], [], [], 30)
+        assert ended == [pidfd]
+    finally:
+        os.close(pidfd)
+
+
+STUFFED = """
+import asyncio, sys
+from interlock import PluginManager, ToolCall, hooks
+from interlock.external import StdioTransport, connect
+
+async def main():
+    # A plugin that never reads its input: the pipe fills, and the host must not freeze.
+    transport = StdioTransport([sys.executable, "-c", "import time; time.sleep(600)"],
+                               limit=10_000_000)
+    manager = PluginManager()
+    manager.register(connect(transport, name="deaf", hooks=["pre_tool_call"]), timeout=0.5)
+    big = ToolCall("shell", {"command": "x" * 2_000_000})
+    result = await manager.invoke(hooks.PRE_TOOL_CALL, big)
+    print(result.errors[0].kind)
+    await manager.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_a_plugin_that_stops_reading_cannot_freeze_the_host() -> None:
+    # In a child process, so that a regression shows as a failure here, not as a hang.
+    out = subprocess.run([sys.executable, "-c", STUFFED], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "timeout"

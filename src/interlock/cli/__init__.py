@@ -238,21 +238,31 @@ def serve(
         str | None, typer.Option("--plugin-config", metavar="JSON", help="The plugin's config.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="The name to serve it under.")] = None,
+    max_message_bytes: Annotated[
+        int, typer.Option(min=1, help="The bound on one message, in bytes.")
+    ] = 1_000_000,
 ) -> None:
     """Serve a Python plugin out of process, over stdio (for one host) or HTTP (for many).
 
-    The same plugin class then runs in process or out of it, unchanged. Over HTTP the
-    address is printed once the server listens.
+    The same plugin class then runs in process or out of it, unchanged. Over stdio
+    without --plugin-config, the plugin is built with the config the host sends (its
+    entry's `config:`). Over HTTP the address is printed once the server listens.
     """
     from ._serve import serve_http, serve_stdio
 
     if stdio == (http is not None):
         raise typer.BadParameter("give exactly one of --stdio and --http HOST:PORT")
-    plugin = _load_served(target, plugin_config)
+    if stdio and token is not None:
+        raise typer.BadParameter("a token is for --http; over stdio the host is the parent")
+    config = _served_config(plugin_config)
+    plugin = _load_served(target, config or {})  # now: a wrong TARGET fails at once
     if http is not None:
-        serve_http(plugin, http, token=token, name=name)
+        serve_http(plugin, http, token=token, name=name, limit=max_message_bytes,
+                   config=config or {})  # fmt: skip
+    elif config is None:
+        serve_stdio(lambda sent: _load_served(target, sent), name=name, limit=max_message_bytes)
     else:
-        serve_stdio(plugin, name=name)
+        serve_stdio(plugin, name=name, limit=max_message_bytes, config=config)
 
 
 @app.command("new-plugin")
@@ -359,15 +369,21 @@ def _plugins(config: Path | None, extra: list[str]) -> tuple[Any, list[Any], Any
     return manager, tools, available
 
 
-def _load_served(target: str, raw: str | None) -> Any:
-    from interlock.config import load_plugin
-
+def _served_config(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
     try:
-        config = json.loads(raw) if raw else {}
+        config = json.loads(raw)
     except ValueError as error:
         raise typer.BadParameter(f"not JSON: {error}", param_hint="--plugin-config") from None
     if not isinstance(config, dict):
         raise typer.BadParameter("give a JSON object", param_hint="--plugin-config")
+    return config
+
+
+def _load_served(target: str, config: Any) -> Any:
+    from interlock.config import load_plugin
+
     try:
         return load_plugin(target, config=config)
     except interlock.ConfigError as error:

@@ -15,23 +15,41 @@ from interlock.external import PluginServer, http_app
 from interlock.external import serve_stdio as _serve_stdio
 
 
-def serve_stdio(plugin: Any, *, name: str | None) -> None:
-    """Serve on stdin/stdout. The plugin's own prints go to stderr (the host logs them),
-    so nothing but protocol messages ever reaches the host's end of the pipe."""
+def serve_stdio(
+    plugin: Any,
+    *,
+    name: str | None,
+    limit: int,
+    config: dict[str, Any] | None = None,
+) -> None:
+    """Serve on stdin/stdout; `plugin` is the plugin, or (without `config`) what builds it
+    from the host's config. The plugin's own prints go to stderr (the host logs them), so
+    nothing but protocol messages ever reaches the host's end of the pipe."""
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
     _log_to_stderr()
-    server = PluginServer(plugin, name=name)
+    if config is None:
+        server = PluginServer.later(plugin, name=name)
+    else:
+        server = PluginServer(plugin, name=name, config=config)
     try:
-        asyncio.run(_serve_stdio(server, sys.stdin.buffer, protocol_out))
+        asyncio.run(_serve_stdio(server, sys.stdin.buffer, protocol_out, limit=limit))
     except KeyboardInterrupt:
         pass
     finally:
         protocol_out.close()
 
 
-def serve_http(plugin: Any, address: str, *, token: str | None, name: str | None) -> None:
+def serve_http(
+    plugin: Any,
+    address: str,
+    *,
+    token: str | None,
+    name: str | None,
+    limit: int,
+    config: dict[str, Any],
+) -> None:
     """Serve over HTTP with uvicorn; prints `listening on URL` once connections are taken."""
     try:
         import uvicorn
@@ -53,15 +71,16 @@ def serve_http(plugin: Any, address: str, *, token: str | None, name: str | None
         ) from None
     sock.listen(128)
     _log_to_stderr()
-    server = PluginServer(plugin, name=name)
+    server = PluginServer(plugin, name=name, config=config)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    config = uvicorn.Config(http_app(server, token=token), log_level="warning", lifespan="off")
+    app = http_app(server, token=token, limit=limit)
+    settings = uvicorn.Config(app, log_level="warning", lifespan="off")
     # Bound and listening already: a caller who reads this line can connect at once.
     typer.echo(f"listening on http://{shown}:{bound}/")
     sys.stdout.flush()
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(settings).run(sockets=[sock])
     finally:
         sock.close()
 

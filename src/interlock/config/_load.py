@@ -230,10 +230,12 @@ def external_plugin(entry: Entry, external: External, file: str) -> Any:
         raise Problem("external", str(error)) from None
     except UnknownHookError as error:
         raise Problem("external", str(error)) from None
-    except InterlockError as error:  # the handshake failed
+    except Exception as error:  # the handshake failed, however it failed
         _close(transport)
-        raise Problem("external", f"{error}; check the command and that it speaks interlock's "
-                                  "protocol (docs/protocol.md)") from None  # fmt: skip
+        # The problem names the plugin already; so does the transport's message.
+        message = str(error).removeprefix(f"plugin {entry.name!r}: ")
+        raise Problem("external", f"{message}; check the command and that it speaks "
+                                  "interlock's protocol (docs/protocol.md)") from None  # fmt: skip
     ungranted = sorted(set(plugin.requested) - set(entry.capabilities or ()))
     if ungranted:
         logger.warning(

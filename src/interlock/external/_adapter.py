@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from .. import HookContext, HookSpec, Plugin, hook
+from .. import HookContext, HookSpec, InvalidActionError, Plugin, hook
+from .._outcome import check_action
 from .._spec import unknown_hook
 from ..hooks import CATALOG
 from .command import CommandRunner
@@ -27,6 +28,7 @@ from .protocol import (
     load_hello,
     load_result,
 )
+from .stdio import StdioTransport
 
 logger = logging.getLogger("interlock.external")
 
@@ -57,8 +59,12 @@ class _Remote(Plugin):
         raise NotImplementedError
 
     async def invoke(self, spec: HookSpec[Any], payload: Any, ctx: HookContext) -> Any:
-        """Ask the plugin about one event; carry out the capability requests it may make."""
+        """Ask the plugin about one event; if its action stands, carry out the capability
+        requests it may make (a reply that does not fit has no effect at all)."""
         action, requests = await self.ask(spec, payload, ctx)
+        problem = check_action(ctx, payload, action)
+        if problem is not None:
+            raise InvalidActionError(problem, plugin=ctx.plugin, hook=spec.name)
         for request in requests:
             grant(request, ctx)
         return action
@@ -127,12 +133,17 @@ def connect(
         manager.register(plugin, capabilities=["notify"])
     """
     known = _index(specs)
+    params = {"protocol": PROTOCOL_VERSION, "host": {"name": "interlock", "version": _version()},
+              "plugin": name, "config": dict(config or {})}  # fmt: skip
+    if isinstance(transport, StdioTransport):
+        transport.initialize = params  # every process it starts is greeted with it
     if hooks is not None:
         offers = tuple(HookOffer(_known(h, known)) for h in hooks)
         return _build(ExternalPlugin, name, offers, known)(transport)
-    params = {"protocol": PROTOCOL_VERSION, "host": {"name": "interlock", "version": _version()},
-              "plugin": name, "config": dict(config or {})}  # fmt: skip
     hello = load_hello(transport.call_sync("initialize", params, timeout), known)
+    logger.info("plugin %r is %s %s, handling %s", name, hello.name or "unnamed",
+                hello.version or "", ", ".join(o.name for o in hello.hooks),
+                extra={"interlock_plugin": name})  # fmt: skip
     cls = _build(ExternalPlugin, name, hello.hooks, known)
     return cls(transport, requested=hello.capabilities)
 

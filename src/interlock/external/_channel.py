@@ -1,12 +1,16 @@
-"""JSON-RPC over a pair of byte streams: requests written under a lock, replies read by a
-thread and matched to their callers by id.
+"""JSON-RPC over a pair of byte streams: requests written without ever blocking the
+caller, replies read by a thread and matched to their callers by id.
 
 A thread, not the event loop's pipes: a plugin serves async hosts on their loop and sync
 hosts on interlock's helper loop alike, and a channel bound to one loop could not.
 
-Both directions work in batches, which is what makes many calls in flight cheap: requests
-made in one turn of an event loop go out in one write, and the replies that arrive
-together are handed to each waiting loop in one wake-up.
+Writes never block the caller: the pipe is non-blocking, and what does not fit (a plugin
+that stopped reading its input) is left to a writer thread that waits for room. So a
+stuck plugin can hold its own calls, which time out as usual, never the event loop.
+
+Both directions work in batches, which is what makes many calls in flight cheap: the
+requests made in one turn of an event loop go out in one write, and the replies that
+arrive together are handed to each waiting loop in one wake-up.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import concurrent.futures
 import contextlib
 import itertools
 import logging
+import os
+import select
 import threading
+import time
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -26,8 +33,9 @@ from .protocol import MAX_MESSAGE_BYTES, decode, encode, request, result_of
 logger = logging.getLogger("interlock.external")
 
 _Loop = asyncio.AbstractEventLoop
-# A caller waiting for a reply: on an event loop (an asyncio future), or a thread.
-_Waiter = tuple[_Loop, "asyncio.Future[dict[str, Any]]"] | concurrent.futures.Future[dict[str, Any]]
+_Reply = dict[str, Any]
+# A caller waiting for a reply: on an event loop (an asyncio future), or anywhere else.
+_Waiter = tuple[_Loop, "asyncio.Future[_Reply]"] | concurrent.futures.Future[_Reply]
 
 
 class Channel:
@@ -49,14 +57,31 @@ class Channel:
         self._on_close = on_close
         self._ids = itertools.count(1)
         self._pending: dict[int, _Waiter] = {}
+        self._sent_at: dict[int, float] = {}
         self._lock = threading.Lock()
+        self._fd = writer.fileno()
+        os.set_blocking(self._fd, False)
+        self._outbox = bytearray()  # written yet to be: the writer thread's while `_backlog`
+        self._backlog = False
         self._flush_scheduled: set[_Loop] = set()
+        self._wake = threading.Condition(self._lock)
         self._closed: str | None = None
-        self._thread = threading.Thread(target=self._read, name=f"interlock-{name}", daemon=True)
+        self.last_reply = 0.0
+        """When the last reply arrived (monotonic seconds)."""
+        self.stuck = False
+        """Set when a call was given up on and nothing had been answered since it was sent:
+        the process looks hung (a slow call among answered ones does not set it)."""
+        self.greeting: concurrent.futures.Future[_Reply] | None = None
+        """The `initialize` call made when the process started, if any (see stdio)."""
+        self._threads = (
+            threading.Thread(target=self._read, name=f"interlock-{name}-read", daemon=True),
+            threading.Thread(target=self._write, name=f"interlock-{name}-write", daemon=True),
+        )
 
     def start(self) -> Channel:
-        """Start reading replies."""
-        self._thread.start()
+        """Start reading replies and writing requests."""
+        for thread in self._threads:
+            thread.start()
         return self
 
     @property
@@ -67,70 +92,118 @@ class Channel:
     async def call(self, method: str, params: Any) -> Any:
         """Send a request and wait for its reply's result (raises `ProtocolError`)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        id = self._send(method, params, (loop, future), flush=False)
-        self._schedule_flush(loop)
+        future: asyncio.Future[_Reply] = loop.create_future()
+        id = self._send(method, params, (loop, future))
+        if loop not in self._flush_scheduled:  # once per turn of the loop, for all its calls
+            self._flush_scheduled.add(loop)
+            loop.call_soon(self._flush_for, loop)
         try:
             reply = await future
+        except asyncio.CancelledError:
+            if self.silent_since(id):
+                self.stuck = True
+            raise
         finally:
-            self._pending.pop(id, None)
+            self._forget(id)
         return result_of(reply)
 
     def call_sync(self, method: str, params: Any, timeout: float | None) -> Any:
         """`call` for code without an event loop (the handshake while a config loads)."""
-        future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
-        id = self._send(method, params, future, flush=True)
+        return result_of(self.wait(self.request(method, params), method, timeout))
+
+    def request(self, method: str, params: Any) -> concurrent.futures.Future[_Reply]:
+        """Send a request; its reply, as a future any thread or loop can wait for."""
+        future: concurrent.futures.Future[_Reply] = concurrent.futures.Future()
+        self._send(method, params, future)
+        self._flush()
+        return future
+
+    def wait(
+        self, future: concurrent.futures.Future[_Reply], method: str, timeout: float | None
+    ) -> _Reply:
+        """The reply `future` (from `request`) brings, waiting at most `timeout` seconds."""
         try:
-            reply = future.result(timeout)
+            return future.result(timeout)
         except concurrent.futures.TimeoutError:
             raise ProtocolError(
                 f"plugin {self.name!r} did not answer {method} within {timeout:g}s"
             ) from None
-        finally:
-            self._pending.pop(id, None)
-        return result_of(reply)
+
+    def silent_since(self, id: int) -> bool:
+        """True when no reply has arrived since request `id` was sent."""
+        sent = self._sent_at.get(id)
+        return sent is not None and self.last_reply < sent
 
     def close(self, reason: str) -> None:
-        """Stop: fail every waiting call with `reason`."""
+        """Stop: fail every waiting call with `reason`, stop writing."""
         self._fail_all(reason)
-        with contextlib.suppress(OSError, ValueError):
-            self._writer.close()
+        with self._wake:
+            self._wake.notify()
 
     # -- writing ------------------------------------------------------------------------
 
-    def _send(self, method: str, params: Any, waiter: _Waiter, *, flush: bool) -> int:
-        if self._closed is not None:
-            raise ProtocolError(f"plugin {self.name!r}: {self._closed}")
+    def _send(self, method: str, params: Any, waiter: _Waiter) -> int:
         id = next(self._ids)
         data = encode(request(method, params, id))
         if len(data) > self._limit:
             raise ProtocolError(f"plugin {self.name!r}: a {method} request of {len(data)} bytes "
                                 f"is over the {self._limit}-byte limit")  # fmt: skip
-        self._pending[id] = waiter
-        try:
-            with self._lock:
-                self._writer.write(data)
-                if flush:
-                    self._writer.flush()
-        except (OSError, ValueError) as error:  # the process went away, or the pipe closed
-            self._pending.pop(id, None)
-            self._fail_all(f"cannot write to it ({error})")
-            raise ProtocolError(f"plugin {self.name!r}: {self._closed}") from None
+        with self._wake:  # closed and pending change together: no waiter is ever missed
+            if self._closed is not None:
+                raise ProtocolError(f"plugin {self.name!r}: {self._closed}")
+            self._pending[id] = waiter
+            self._sent_at[id] = time.monotonic()
+            self._outbox += data
         return id
 
-    def _schedule_flush(self, loop: _Loop) -> None:
-        """Flush once this turn of `loop` is over: its requests leave in one write."""
-        if loop not in self._flush_scheduled:
-            self._flush_scheduled.add(loop)
-            loop.call_soon(self._flush, loop)
-
-    def _flush(self, loop: _Loop) -> None:
+    def _flush_for(self, loop: _Loop) -> None:
         self._flush_scheduled.discard(loop)
-        try:
-            with self._lock:
-                self._writer.flush()
-        except (OSError, ValueError) as error:
-            self._fail_all(f"cannot write to it ({error})")
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what is queued, as far as the pipe takes it now; leave the rest to the
+        writer thread."""
+        failed = None
+        with self._wake:
+            if self._backlog or not self._outbox or self._closed is not None:
+                return
+            try:
+                written = os.write(self._fd, self._outbox)
+            except BlockingIOError:
+                written = 0
+            except OSError as error:  # the process went away
+                failed, written = f"cannot write to it ({error})", len(self._outbox)
+            del self._outbox[:written]
+            if self._outbox:
+                self._backlog = True
+                self._wake.notify()
+        if failed is not None:
+            self._fail_all(failed)
+
+    def _write(self) -> None:
+        """The writer thread: waits for room in the pipe while there is a backlog."""
+        while True:
+            with self._wake:
+                while not self._backlog and self._closed is None:
+                    self._wake.wait()
+                if self._closed is not None:
+                    break
+            try:
+                select.select([], [self._fd], [], 1.0)  # room, or a second to look again
+                with self._wake:
+                    del self._outbox[: os.write(self._fd, self._outbox)]
+                    self._backlog = bool(self._outbox)
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError) as error:  # the process went away
+                self._fail_all(f"cannot write to it ({error})")
+                break
+        with contextlib.suppress(OSError, ValueError):
+            self._writer.close()
+
+    def _forget(self, id: int) -> None:
+        self._pending.pop(id, None)
+        self._sent_at.pop(id, None)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -138,18 +211,18 @@ class Channel:
         reason = "it closed its output (exited or crashed)"
         try:
             self._read_batches()
-        except (OSError, ValueError) as error:
-            reason = f"reading from it failed ({error})"
+        except Exception as error:  # whatever happens here ends the channel, never hangs it
+            reason = f"reading from it failed ({type(error).__name__}: {error})"
         # Closed before anyone learns of it, and the process reaped before waiting calls
         # fail: a caller that sees the failure sees a transport ready to restart.
-        with self._lock:
+        with self._wake:
             self._closed = self._closed or reason
+            self._wake.notify()
         if self._on_close is not None:
             self._on_close(reason)
         self._fail_all(reason)
-        for stream in (self._writer, self._reader):
-            with contextlib.suppress(OSError, ValueError):
-                stream.close()
+        with contextlib.suppress(OSError, ValueError):
+            self._reader.close()
 
     def _read_batches(self) -> None:
         """Read what is there, split it into lines, deliver the lines as one batch."""
@@ -180,7 +253,7 @@ class Channel:
             self._deliver(lines)
 
     def _deliver(self, lines: list[bytes]) -> None:
-        by_loop: dict[_Loop, list[tuple[asyncio.Future[dict[str, Any]], dict[str, Any]]]] = {}
+        by_loop: dict[_Loop, list[tuple[asyncio.Future[_Reply], Any]]] = {}
         for line in lines:
             if not line.strip():
                 continue
@@ -189,8 +262,17 @@ class Channel:
             except ProtocolError as error:
                 self._fail_waiting(str(error))
                 continue
+            self.last_reply = time.monotonic()
             id = message.get("id")
-            waiter = self._pending.pop(id, None) if isinstance(id, int) else None
+            if id is None and isinstance(message.get("error"), dict):
+                # The answer to a request the plugin could not read: whose, it cannot say.
+                self._fail_waiting(f"an error for a request it could not read: "
+                                   f"{message['error'].get('message')}")  # fmt: skip
+                continue
+            waiter = None
+            if type(id) is int:  # the host's ids are integers (and never booleans)
+                waiter = self._pending.pop(id, None)
+                self._sent_at.pop(id, None)
             if waiter is None:
                 logger.warning(
                     "plugin %r sent a reply nobody waits for (id %r); ignored", self.name, id
@@ -200,7 +282,7 @@ class Channel:
             elif not waiter.done():
                 waiter.set_result(message)
         for loop, replies in by_loop.items():
-            _on_loop(loop, _settle, replies)
+            _on_loop(loop, replies)
 
     def _fail_waiting(self, problem: str) -> None:
         """A reply that cannot be matched to its caller fails every caller waiting."""
@@ -208,34 +290,35 @@ class Channel:
         self._fail(self._take_pending(), ProtocolError(f"plugin {self.name!r} sent {problem}"))
 
     def _fail_all(self, reason: str) -> None:
-        if self._closed is None:
-            self._closed = reason
+        with self._wake:
+            self._closed = self._closed or reason
         self._fail(self._take_pending(), ProtocolError(f"plugin {self.name!r}: {reason}"))
 
     def _fail(self, waiters: list[_Waiter], error: ProtocolError) -> None:
-        by_loop: dict[_Loop, list[tuple[asyncio.Future[dict[str, Any]], Exception]]] = {}
+        by_loop: dict[_Loop, list[tuple[asyncio.Future[_Reply], Any]]] = {}
         for waiter in waiters:
             if isinstance(waiter, tuple):
                 by_loop.setdefault(waiter[0], []).append((waiter[1], error))
             elif not waiter.done():
                 waiter.set_exception(error)
         for loop, failures in by_loop.items():
-            _on_loop(loop, _settle, failures)
+            _on_loop(loop, failures)
 
     def _take_pending(self) -> list[_Waiter]:
-        with self._lock:
+        with self._wake:
             waiting = list(self._pending.values())
             self._pending.clear()
+            self._sent_at.clear()
         return waiting
 
 
-def _on_loop(loop: _Loop, fn: Callable[..., None], *args: Any) -> None:
-    """Run `fn` on `loop` (from any thread); a loop already closed has nobody waiting."""
+def _on_loop(loop: _Loop, outcomes: list[tuple[asyncio.Future[_Reply], Any]]) -> None:
+    """Settle futures on their loop (from any thread); a closed loop has nobody waiting."""
     with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(fn, *args)
+        loop.call_soon_threadsafe(_settle, outcomes)
 
 
-def _settle(outcomes: list[tuple[asyncio.Future[dict[str, Any]], Any]]) -> None:
+def _settle(outcomes: list[tuple[asyncio.Future[_Reply], Any]]) -> None:
     for future, outcome in outcomes:
         if future.done():  # its caller gave up (timeout, cancellation)
             continue

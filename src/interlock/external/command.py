@@ -26,6 +26,7 @@ from .protocol import MAX_MESSAGE_BYTES, Request, dump_context, dump_payload, lo
 
 logger = logging.getLogger("interlock.external")
 
+_STDERR_KEEP = 4000  # bytes of stderr kept: a block reason, or the end of an error
 CLAUDE_EVENTS = {
     "pre_tool_call": "PreToolUse",
     "post_tool_call": "PostToolUse",
@@ -80,20 +81,27 @@ class CommandRunner:
                 stderr=asyncio.subprocess.PIPE,
                 cwd=self.cwd,
                 env=self.env,
-                start_new_session=True,  # its own process group: a timeout kills all of it
+                start_new_session=True,  # its own process group: ended as one
             )
         except OSError as error:
             raise ProtocolError(f"command {self.name!r} could not start: {error}") from None
+        feed = asyncio.ensure_future(_feed(process.stdin, event))
+        stderr = asyncio.ensure_future(_tail(process.stderr, _STDERR_KEEP))
+        helpers: list[asyncio.Future[Any]] = [feed, stderr]
         try:
-            out, err = await process.communicate(event)
-        except BaseException:  # cancelled (its timeout) or interrupted: no orphans left
+            out = await _read(process.stdout, self.limit)
+            if len(out) > self.limit:
+                raise ProtocolError(f"command {self.name!r} wrote more than {self.limit} bytes")
+            code = await process.wait()
+            err = await stderr
+        finally:  # done, failed, cancelled (its timeout): nothing it started lives on
             _kill_group(process.pid)
-            await process.wait()
-            raise
-        if len(out) > self.limit:
-            raise ProtocolError(f"command {self.name!r} wrote {len(out)} bytes, over the "
-                                f"{self.limit}-byte limit")  # fmt: skip
-        return process.returncode or 0, out, err
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            if process.returncode is None:
+                await process.wait()
+        return code, out, err
 
 
 def event_json(spec: HookSpec[Any], payload: Any, ctx: HookContext) -> dict[str, Any]:
@@ -124,7 +132,10 @@ def read_output(spec: HookSpec[Any], payload: Any, out: bytes) -> tuple[Any, tup
         return None, ()
     try:
         answer = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        if text.startswith(("{", "[")):  # meant as JSON: a broken answer must not pass
+            message = f"a command's output that is not valid JSON: {text[:80]!r}"
+            raise ProtocolError(message) from None
         logger.info("command hook output that is not JSON, ignored: %s", text[:200])
         return None, ()
     if not isinstance(answer, Mapping):
@@ -169,6 +180,37 @@ def _claude(
             raise ProtocolError("updatedInput is an object, and only for pre_tool_call")
         action = Modify(payload.replace(arguments=dict(updated)))
     return action, tuple(requests)
+
+
+async def _read(stream: asyncio.StreamReader | None, limit: int) -> bytes:
+    """Up to `limit` + 1 bytes of `stream` (one more than allowed shows it was too much)."""
+    data = bytearray()
+    while stream is not None and len(data) <= limit:
+        chunk = await stream.read(65536)
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+async def _tail(stream: asyncio.StreamReader | None, keep: int) -> bytes:
+    """All of `stream` read (so the command never blocks on it), its last `keep` bytes kept."""
+    data = b""
+    while stream is not None:
+        chunk = await stream.read(65536)
+        if not chunk:
+            break
+        data = (data + chunk)[-keep:]
+    return data
+
+
+async def _feed(stream: asyncio.StreamWriter | None, data: bytes) -> None:
+    if stream is None:
+        return
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it need not read it
+        stream.write(data)
+        await stream.drain()
+        stream.close()
 
 
 def _kill_group(pid: int) -> None:

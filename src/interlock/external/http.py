@@ -29,10 +29,17 @@ if TYPE_CHECKING:
     import aiohttp
 
 _UNAVAILABLE = {502, 503, 504}
+# No proxy from the environment, as for calls (aiohttp with trust_env=False): plugin
+# servers are reached directly, the same way for the handshake and every call.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class HttpTransport:
     """Calls to a plugin behind one or several URLs (replicas), with an optional token.
+
+    A replica that refuses or does not accept a connection within `connect_timeout`
+    seconds, or answers 502/503/504, is tried last for `cooldown` seconds. `timeout`
+    bounds a whole call (the registration's timeout usually ends it first).
 
     transport = HttpTransport(["http://10.0.0.5:8700/", "http://10.0.0.6:8700/"],
                               token=os.environ["GUARD_TOKEN"])
@@ -45,6 +52,7 @@ class HttpTransport:
         name: str = "",
         token: str | None = None,
         timeout: float = 30.0,
+        connect_timeout: float = 1.0,
         limit: int = MAX_MESSAGE_BYTES,
         cooldown: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -55,6 +63,7 @@ class HttpTransport:
         self.urls = tuple(urls)
         self.name = name or self.urls[0]
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.limit = limit
         self.cooldown = cooldown
         self._clock = clock
@@ -82,8 +91,8 @@ class HttpTransport:
                         continue
                     content = await self._read(response)
                     return self._result(url, response.status, content)
-            except aiohttp.ClientConnectorError as error:  # never reached it: try the next
-                self._mark_down(url)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
+                self._mark_down(url)  # never reached it (refused, unreachable, silent)
                 problems.append(f"{url}: {_reason(error)}")
             except (aiohttp.ClientError, TimeoutError) as error:
                 raise ProtocolError(
@@ -100,7 +109,7 @@ class HttpTransport:
         for url in self._order():
             post = urllib.request.Request(url, data=body, headers=self._headers, method="POST")
             try:
-                with urllib.request.urlopen(post, timeout=timeout) as response:
+                with _DIRECT.open(post, timeout=timeout) as response:
                     return self._result(url, response.status, response.read(self.limit + 1))
             except urllib.error.HTTPError as error:
                 if error.code in _UNAVAILABLE:
@@ -128,7 +137,9 @@ class HttpTransport:
         session = self._sessions.get(loop)
         if session is None or session.closed:
             aiohttp = _aiohttp()
-            timeout = aiohttp.ClientTimeout(total=self.timeout)
+            # A replica that drops connections silently (a dead machine, a firewall) is
+            # given up on after `connect_timeout`, well within a call's own timeout.
+            timeout = aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.connect_timeout)
             session = aiohttp.ClientSession(timeout=timeout, trust_env=False)
             self._sessions[loop] = session
         return session

@@ -83,6 +83,8 @@ def decode(line: bytes | str, limit: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
         raise ProtocolError(f"a message of {len(line)} bytes is over the {limit}-byte limit")
     try:
         message = json.loads(line)
+    except RecursionError:
+        raise ProtocolError(f"a message nested too deeply: {_brief(line)}") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise ProtocolError(f"a message that is not JSON: {_brief(line)} ({error})") from None
     if not isinstance(message, dict):
@@ -129,7 +131,7 @@ def dump_context(ctx: HookContext) -> dict[str, Any]:
         },
         "turn": ctx.turn,
         "config": dict(ctx.config),
-        "capabilities": sorted(c for c in ("system_items", "notify") if ctx.capability(c)),
+        "capabilities": sorted(ctx.capabilities),
     }  # fmt: skip
 
 
@@ -203,8 +205,11 @@ def load_hello(data: Any, known: Mapping[str, HookSpec[Any]]) -> Hello:
     if data.get("protocol") != PROTOCOL_VERSION:
         raise ProtocolError(f"the plugin speaks protocol {data.get('protocol')!r}; this host "
                             f"speaks {PROTOCOL_VERSION}")  # fmt: skip
+    raw = data.get("hooks") or []
+    if not isinstance(raw, list):
+        raise ProtocolError('\'hooks\' must be a list of hook names or {"name", "priority"}')
     hooks = []
-    for item in data.get("hooks") or ():
+    for item in raw:
         offer = HookOffer(item) if isinstance(item, str) else _offer(item)
         if offer.name not in known:
             raise ProtocolError(

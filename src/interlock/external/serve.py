@@ -22,7 +22,7 @@ import logging
 import math
 import sys
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from .. import (
@@ -74,8 +74,11 @@ class RpcError(Exception):
 class PluginServer:
     """One plugin behind the protocol, for any number of hosts and sessions.
 
-    `config` is the plugin's `ctx.config`; `max_sessions` bounds the per-session state
-    kept for sessions that have not ended (the oldest is dropped first).
+    `config` is what the plugin runs with (its `ctx.config`); a host that sends another
+    one (its entry's `config:`) is refused rather than silently served with this one.
+    `max_sessions` bounds the per-session state kept for sessions that have not ended
+    (the least recently used idle one is dropped first). See `PluginServer.later` for a
+    plugin built from the config the host sends.
     """
 
     def __init__(
@@ -87,49 +90,69 @@ class PluginServer:
         specs: tuple[HookSpec[Any], ...] = (),
         max_sessions: int = 1000,
     ) -> None:
-        self.manager = PluginManager(
-            specs=specs, default_timeout=math.inf, failure_threshold=_NEVER, cooldown=0
-        )
-        handle = self.manager.register(plugin, name=name, config=config)
-        offered = sorted({c for r in handle.registrations for c in r.hook.capabilities})
-        if offered:  # grant what its hooks offer; the host decides what reaches it
-            self.manager.unregister(handle)
-            handle = self.manager.register(plugin, name=name, config=config, capabilities=offered)
-        self.registration = handle
-        self.name = handle.name
-        self.version = str(getattr(plugin, "version", "0"))
-        self.capabilities = tuple(offered)
         self.max_sessions = max_sessions
-        self._sessions: OrderedDict[str, SessionScope] = OrderedDict()
+        self._name = name
+        self._specs = specs
+        self._build: Callable[[Mapping[str, Any]], object] | None = None
+        self._served: _Served | None = None
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        if plugin is not None:
+            self._served = _Served(plugin, name, dict(config or {}), specs)
+
+    @classmethod
+    def later(
+        cls,
+        build: Callable[[Mapping[str, Any]], object],
+        *,
+        name: str | None = None,
+        specs: tuple[HookSpec[Any], ...] = (),
+        max_sessions: int = 1000,
+    ) -> PluginServer:
+        """A server whose plugin is `build(config)`, with the config the host sends first
+        (in `initialize`, or with its first call): what `interlock serve --stdio` runs
+        when not given `--plugin-config`, so a config entry's `config:` reaches it."""
+        server = cls(None, name=name, specs=specs, max_sessions=max_sessions)
+        server._build = build
+        return server
+
+    @property
+    def served(self) -> _Served:
+        """The plugin as registered here (built on first use by `later` servers)."""
+        if self._served is None:
+            raise RpcError(INVALID_REQUEST, "the plugin is not started yet: send initialize")
+        return self._served
 
     def hello(self) -> dict[str, Any]:
         """The `initialize` result: who the plugin is and what it handles."""
+        served = self.served
         first: dict[str, int] = {}
-        for reg in self.registration.registrations:
+        for reg in served.registration.registrations:
             first[reg.hook.name] = min(first.get(reg.hook.name, reg.priority), reg.priority)
         return {
             "protocol": PROTOCOL_VERSION,
-            "name": self.name,
-            "version": self.version,
+            "name": served.name,
+            "version": served.version,
             "hooks": [{"name": n, "priority": p} for n, p in first.items()],
-            "capabilities": list(self.capabilities),
+            "capabilities": list(served.capabilities),
         }
 
     async def handle(self, message: Any) -> dict[str, Any] | None:
-        """Answer one JSON-RPC message (None for a notification, which has no id)."""
+        """Answer one JSON-RPC message; None for a notification (a request without an
+        id), which gets no answer even when it fails."""
         if not isinstance(message, Mapping):
             return _error(None, INVALID_REQUEST, "a request must be a JSON object")
         id = message.get("id")
-        if id is not None and (isinstance(id, bool) or not isinstance(id, int | str)):
+        if id is not None and (isinstance(id, bool) or not isinstance(id, int | float | str)):
             return _error(None, INVALID_REQUEST, "the id must be a number or a string")
         try:
             result = await self._dispatch(message)
         except RpcError as error:
-            return _error(id, error.code, error.message)
+            return None if _notification(message) else _error(id, error.code, error.message)
         except Exception as error:  # a bug here must not end the server
-            logger.exception("serving %r failed", self.name)
-            return _error(id, -32603, f"internal error: {type(error).__name__}: {error}")
-        if id is None:
+            logger.exception("serving the plugin failed")
+            problem = f"internal error: {type(error).__name__}: {error}"
+            return None if _notification(message) else _error(id, -32603, problem)
+        if _notification(message):
             return None
         return {"jsonrpc": "2.0", "id": id, "result": result}
 
@@ -144,10 +167,11 @@ class PluginServer:
 
     async def aclose(self) -> None:
         """End every session's state and close the plugin (`Plugin.aclose`)."""
-        for scope in self._sessions.values():
-            scope.close()
+        for session in self._sessions.values():
+            session.scope.close()
         self._sessions.clear()
-        await self.manager.aclose()
+        if self._served is not None:
+            await self._served.manager.aclose()
 
     async def _dispatch(self, message: Mapping[str, Any]) -> Any:
         if message.get("jsonrpc") != "2.0":
@@ -170,70 +194,136 @@ class PluginServer:
         if version != PROTOCOL_VERSION:
             raise RpcError(INVALID_PARAMS, f"this plugin speaks protocol {PROTOCOL_VERSION}, "
                                            f"the host sent {version!r}")  # fmt: skip
+        self._take_config(params.get("config"))
         return self.hello()
 
+    def _take_config(self, sent: Any) -> None:
+        """Build the plugin with the host's config, or check it is the one we run with."""
+        config = sent or {}
+        if not isinstance(config, Mapping):
+            raise RpcError(INVALID_PARAMS, "config must be an object")
+        if self._served is None and self._build is not None:
+            try:
+                plugin = self._build(config)
+                self._served = _Served(plugin, self._name, dict(config), self._specs)
+            except Exception as error:
+                raise RpcError(INVALID_PARAMS, f"the plugin cannot start with this config: "
+                                               f"{error}") from None  # fmt: skip
+            return
+        served = self.served
+        if config and dict(config) != served.config:
+            # (values unnamed: a config may hold secrets)
+            raise RpcError(INVALID_PARAMS, f"plugin {served.name!r} is served with another "
+                           "config than the host's entry gives: start the server with that "
+                           "--plugin-config, or leave config: out of the host's entry")  # fmt: skip
+
     async def _invoke(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        spec = self._spec(params.get("hook"))
+        context = params.get("context") or {}
+        if not isinstance(context, Mapping):
+            raise RpcError(INVALID_PARAMS, "context must be an object")
+        self._take_config(context.get("config"))
+        served = self.served
+        spec = served.spec(params.get("hook"))
         try:
             payload = load_payload(spec, params.get("payload"))
         except ProtocolError as error:
             raise RpcError(INVALID_PARAMS, str(error)) from None
-        context = params.get("context") or {}
-        if not isinstance(context, Mapping):
-            raise RpcError(INVALID_PARAMS, "context must be an object")
-        requests = _Requests()
-        granted = context.get("capabilities") or ()
-        handles = {c: requests for c in self.capabilities if c in granted}
-        scope = self._scope(context.get("session"))
         turn = context.get("turn")
         if turn is not None and (isinstance(turn, bool) or not isinstance(turn, int)):
             raise RpcError(INVALID_PARAMS, "context.turn must be an integer or null")
+        requests = _Requests()
+        granted = context.get("capabilities") or ()
+        handles = {c: requests for c in served.capabilities if c in granted}
+        session = self._session(context.get("session"))
         try:
-            result = await self.manager.invoke(
-                spec, payload, turn=turn, capabilities=handles, scope=scope
-            )
+            result = await served.manager.invoke(
+                spec, payload, turn=turn, capabilities=handles,
+                scope=None if session is None else session.scope,
+            )  # fmt: skip
         finally:
-            if scope is not None and spec is hooks.SESSION_END:
-                self._end(scope)
+            if session is not None:
+                session.active -= 1
+                if spec is hooks.SESSION_END:
+                    self._end(session)
         if result.errors:
-            failure = result.errors[0]
-            raise RpcError(HANDLER_FAILED, failure.message)
+            raise RpcError(HANDLER_FAILED, result.errors[0].message)
         return {"action": dump_action(spec, _action(result)), "requests": requests.items}
 
-    def _spec(self, name: Any) -> HookSpec[Any]:
-        if not isinstance(name, str):
-            raise RpcError(INVALID_PARAMS, "params.hook must be a hook name")
-        try:
-            spec = self.manager.spec(name)
-        except InterlockError as error:
-            raise RpcError(INVALID_PARAMS, str(error)) from None
-        if not any(r.hook is spec for r in self.registration.registrations):
-            raise RpcError(INVALID_PARAMS, f"plugin {self.name!r} does not handle {name!r}")
-        return spec
-
-    def _scope(self, session: Any) -> SessionScope | None:
+    def _session(self, session: Any) -> _Session | None:
         if session is None:
             return None
         if not isinstance(session, Mapping) or not isinstance(session.get("id"), str):
             raise RpcError(INVALID_PARAMS, "context.session must be null or have a text id")
-        scope = self._sessions.get(session["id"])
-        if scope is not None:
-            self._sessions.move_to_end(session["id"])
-            return scope
-        try:
-            scope = self.manager.session(
-                session["id"], tags=session.get("tags") or (), metadata=session.get("metadata")
-            ).open()
-        except (TypeError, ValueError) as error:
-            raise RpcError(INVALID_PARAMS, f"context.session: {error}") from None
-        self._sessions[session["id"]] = scope
-        while len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)[1].close()
-        return scope
+        known = self._sessions.get(session["id"])
+        if known is None:
+            try:
+                scope = self.served.manager.session(
+                    session["id"], tags=session.get("tags") or (), metadata=session.get("metadata")
+                ).open()
+            except (TypeError, ValueError) as error:
+                raise RpcError(INVALID_PARAMS, f"context.session: {error}") from None
+            known = self._sessions[session["id"]] = _Session(scope)
+        self._sessions.move_to_end(session["id"])
+        known.active += 1
+        self._evict()
+        return known
 
-    def _end(self, scope: SessionScope) -> None:
-        self._sessions.pop(scope.info.id, None)
-        scope.close()
+    def _evict(self) -> None:
+        """Drop the least recently used idle sessions over the bound (never a busy one)."""
+        idle = [key for key, s in self._sessions.items() if not s.active]
+        for key in idle[: max(0, len(self._sessions) - self.max_sessions)]:
+            self._sessions.pop(key).scope.close()
+
+    def _end(self, session: _Session) -> None:
+        if self._sessions.get(session.scope.info.id) is session:
+            del self._sessions[session.scope.info.id]
+        session.scope.close()
+
+
+class _Served:
+    """A plugin registered in a manager of its own, granted what its hooks offer."""
+
+    def __init__(
+        self,
+        plugin: object,
+        name: str | None,
+        config: dict[str, Any],
+        specs: tuple[HookSpec[Any], ...],
+    ) -> None:
+        self.config = config
+        self.manager = PluginManager(
+            specs=specs, default_timeout=math.inf, failure_threshold=_NEVER, cooldown=0
+        )
+        handle = self.manager.register(plugin, name=name, config=config)
+        offered = sorted({c for r in handle.registrations for c in r.hook.capabilities})
+        if offered:  # grant what its hooks offer; the host decides what reaches it
+            self.manager.unregister(handle)
+            handle = self.manager.register(plugin, name=name, config=config, capabilities=offered)
+        self.registration = handle
+        self.name = handle.name
+        self.version = str(getattr(plugin, "version", "0"))
+        self.capabilities = tuple(offered)
+        self._handled = {key: r.hook for r in handle.registrations for key in r.hook.keys}
+
+    def spec(self, name: Any) -> HookSpec[Any]:
+        spec = self._handled.get(name) if isinstance(name, str) else None
+        if spec is not None:
+            return spec
+        if not isinstance(name, str):
+            raise RpcError(INVALID_PARAMS, "params.hook must be a hook name")
+        try:
+            self.manager.spec(name)
+        except InterlockError as error:
+            raise RpcError(INVALID_PARAMS, str(error)) from None
+        raise RpcError(INVALID_PARAMS, f"plugin {self.name!r} does not handle {name!r}")
+
+
+class _Session:
+    """A session's scope on the server, and how many of its calls are running."""
+
+    def __init__(self, scope: SessionScope) -> None:
+        self.scope = scope
+        self.active = 0
 
 
 class _Requests:
@@ -261,6 +351,10 @@ def _action(result: HookResult[Any]) -> Any:
     if result.payload is not None:
         return Modify(result.payload)
     return None
+
+
+def _notification(message: Mapping[str, Any]) -> bool:
+    return "id" not in message
 
 
 def _error(id: Any, code: int, message: str) -> dict[str, Any]:
@@ -304,17 +398,26 @@ async def serve_stdio(
             flushing = True
             loop.call_soon(flush)
 
+    skipping = False  # inside a line over the limit: dropped up to its end
     try:
         while True:
             try:
-                line = await reader.readline()
-            except ValueError:  # longer than the limit; the reader dropped it
-                problem = f"a message over the {limit}-byte limit"
-                sink.write(encode(_error(None, INVALID_REQUEST, problem)))
-                sink.flush()
+                line = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as end:  # the input ended
+                line = b"" if skipping else end.partial
+                if not line:
+                    break
+            except asyncio.LimitOverrunError as over:
+                await reader.read(over.consumed)  # drop what is buffered of the long line
+                if not skipping:
+                    skipping = True
+                    problem = f"a message over the {limit}-byte limit"
+                    sink.write(encode(_error(None, INVALID_REQUEST, problem)))
+                    sink.flush()
                 continue
-            if not line:
-                break
+            if skipping:  # the end of the long line
+                skipping = False
+                continue
             if not line.strip():
                 continue
             if _is_shutdown(line):
@@ -335,7 +438,7 @@ def _is_shutdown(line: bytes) -> bool:
         return False
     try:
         return bool(json.loads(line).get("method") == "shutdown")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return False
 
 
@@ -347,7 +450,7 @@ def http_app(
 ) -> Starlette:
     """An ASGI app serving `server`: JSON-RPC on `POST /`, who it is on `GET /`.
 
-    With `token`, every POST must carry `Authorization: Bearer <token>` (else HTTP 401).
+    With `token`, every request must carry `Authorization: Bearer <token>` (else 401).
     Needs `pip install 'interlock[http]'`.
     """
     try:
@@ -361,22 +464,29 @@ def http_app(
         ) from None
     expected = f"Bearer {token}".encode() if token else None
 
+    def authorized(request: Request) -> bool:
+        given = request.headers.get("authorization", "").encode()
+        return expected is None or hmac.compare_digest(given, expected)
+
     async def rpc(request: Request) -> Response:
-        if expected is not None:
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                error = _error(None, INVALID_REQUEST, "missing or wrong bearer token")
-                return JSONResponse(error, status_code=401)
-        body = await request.body()
-        if len(body) > limit:
-            error = _error(None, INVALID_REQUEST, f"a message over the {limit}-byte limit")
-            return JSONResponse(error, status_code=413)
-        reply = await server.handle_bytes(body, limit)
+        if not authorized(request):
+            error = _error(None, INVALID_REQUEST, "missing or wrong bearer token")
+            return JSONResponse(error, status_code=401)
+        body = bytearray()
+        async for chunk in request.stream():  # bounded: never more than the limit in memory
+            body += chunk
+            if len(body) > limit:
+                error = _error(None, INVALID_REQUEST, f"a message over the {limit}-byte limit")
+                return JSONResponse(error, status_code=413)
+        reply = await server.handle_bytes(bytes(body), limit)
         if reply is None:
             return Response(status_code=204)
         return Response(reply, media_type="application/json")
 
     async def about(request: Request) -> Response:
+        if not authorized(request):
+            return JSONResponse(_error(None, INVALID_REQUEST, "missing or wrong bearer token"),
+                                status_code=401)  # fmt: skip
         return JSONResponse(server.hello())
 
     return Starlette(routes=[Route("/", rpc, methods=["POST"]), Route("/", about, methods=["GET"])])

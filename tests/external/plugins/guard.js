@@ -2,8 +2,12 @@
 // An interlock plugin in JavaScript, over stdio: newline-delimited JSON-RPC 2.0.
 // Written from docs/protocol.md alone. Blocks `rm -rf`, tags the arguments of other
 // shell calls, and asks for a system item when it sees a "todo" tool.
-// Test behaviours: tool "hang" is never answered; tool "crash" ends the process.
+// Test behaviours: tool "hang" is never answered; tool "crash" ends the process; tool
+// "spawn" starts a background child (its pid on stderr) that the host must end with it.
+// Calls before `initialize` are refused, as a plugin that needs its config would.
 "use strict";
+const { spawn } = require("child_process");
+let ready = false;
 const readline = require("readline");
 
 const input = readline.createInterface({ input: process.stdin });
@@ -33,6 +37,7 @@ input.on("line", (line) => {
   const message = JSON.parse(line);
   const { id, method, params } = message;
   if (method === "initialize") {
+    ready = true;
     reply(id, {
       protocol: 1,
       name: "guard-js",
@@ -40,8 +45,14 @@ input.on("line", (line) => {
       hooks: [{ name: "pre_tool_call", priority: -10 }],
       capabilities: ["system_items", "notify"],
     });
+  } else if (method === "invoke" && !ready) {
+    send({ jsonrpc: "2.0", id, error: { code: -32002, message: "not initialized" } });
   } else if (method === "invoke") {
     const tool = params.payload.tool_name;
+    if (tool === "spawn") {
+      const child = spawn("sleep", ["600"], { stdio: "ignore" });
+      process.stderr.write("guard.js: child " + child.pid + "\n");
+    }
     if (tool === "hang") {
       process.stderr.write("guard.js: hanging on purpose\n");
       return;
