@@ -67,12 +67,12 @@ class Failing(interlock.Plugin):
 
 
 class Deny(interlock.Plugin):
-    """Blocks commands its config lists: `Deny(deny=[...])`."""
+    """Blocks commands its config lists: `Deny(deny=[...])`, which it cannot do without."""
 
     name = "deny"
 
-    def __init__(self, deny: list[str] | None = None) -> None:
-        self.deny = deny or []
+    def __init__(self, deny: list[str]) -> None:
+        self.deny = deny
 
     def on_pre_tool_call(self, call: ToolCall, ctx: interlock.HookContext) -> Any:
         command = str(call.arguments.get("command", ""))

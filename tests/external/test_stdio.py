@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -123,6 +124,7 @@ async def test_kill_9_mid_call_reports_that_call_and_the_next_one_restarts_it(
 async def test_a_plugin_that_hangs_times_out_and_is_replaced(
     guard: StdioTransport, manager: PluginManager
 ) -> None:
+    guard.hang_after = 0.1  # silent for longer than this when a call is given up on: hung
     manager.register(
         connect(guard, name="guard", hooks=["pre_tool_call"]), timeout=0.2, on_error="ignore"
     )
@@ -281,3 +283,85 @@ def test_a_plugin_that_stops_reading_cannot_freeze_the_host() -> None:
                          timeout=60, cwd=ROOT)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "timeout"
+
+
+@needs_node
+async def test_a_call_cancelled_early_leaves_the_plugin_running(
+    guard: StdioTransport, manager: PluginManager, log_watch: LogWatch
+) -> None:
+    guard.hang_after = 3600  # the host gave up long before the plugin could look hung
+    manager.register(connect(guard, name="guard", hooks=["pre_tool_call"]), timeout=math.inf)
+    arrived = log_watch.expect("hanging on purpose")
+    aborted = asyncio.ensure_future(manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("hang")))
+    assert await asyncio.to_thread(arrived.wait, 30)
+    aborted.cancel()  # a host abandoning a turn
+    with pytest.raises(asyncio.CancelledError):
+        await aborted
+    after = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
+    assert after.payload is not None and guard.starts == 1
+
+
+REFUSES_ONCE = """
+import json, os, sys
+first = not os.path.exists(sys.argv[1])
+open(sys.argv[1], "a").close()
+for line in sys.stdin:
+    message = json.loads(line)
+    if message["method"] == "initialize" and first:
+        answer = {"error": {"code": -32000, "message": "not ready: no licence file"}}
+    elif message["method"] == "initialize":
+        answer = {"result": {"protocol": 1, "hooks": ["pre_tool_call"]}}
+    else:
+        answer = {"result": {"action": {"type": "block", "reason": "ready"}}}
+    print(json.dumps({"jsonrpc": "2.0", "id": message["id"], **answer}), flush=True)
+"""
+
+
+async def test_a_process_that_refuses_its_handshake_is_replaced(
+    tmp_path: Path, manager: PluginManager
+) -> None:
+    marker = tmp_path / "started-once"
+    command = [sys.executable, "-c", REFUSES_ONCE, str(marker)]
+    transport = StdioTransport(command, name="picky", backoff=(0, 0))
+    manager.register(connect(transport, name="picky", hooks=["pre_tool_call"]))
+    refused = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell"))
+    ready = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell"))
+    transport.close()
+    assert "not ready: no licence file" in refused.errors[0].message
+    assert ready.reason == "ready" and transport.starts == 2
+
+
+SLOW_START = """
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message["method"] == "initialize":
+        print("got initialize", file=sys.stderr, flush=True)
+        open(sys.argv[1]).read()  # answers only once the test says so (a slow start)
+        print(json.dumps({"jsonrpc": "2.0", "id": message["id"],
+                          "result": {"protocol": 1, "hooks": ["pre_tool_call"]}}), flush=True)
+    else:
+        print(json.dumps({"jsonrpc": "2.0", "id": message["id"],
+                          "result": {"action": {"type": "block", "reason": "up"}}}), flush=True)
+"""
+
+
+async def test_a_plugin_slow_to_start_is_waited_for_not_killed(
+    tmp_path: Path, manager: PluginManager, log_watch: LogWatch
+) -> None:
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    command = [sys.executable, "-c", SLOW_START, str(go)]
+    transport = StdioTransport(command, name="slow", hang_after=0)
+    manager.register(connect(transport, name="slow", hooks=["pre_tool_call"]), timeout=math.inf)
+    greeted = log_watch.expect("got initialize")
+    early = asyncio.ensure_future(manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell")))
+    assert await asyncio.to_thread(greeted.wait, 30)
+    early.cancel()  # a call's timeout passes while the plugin is still starting
+    with pytest.raises(asyncio.CancelledError):
+        await early
+    later = asyncio.ensure_future(manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell")))
+    await asyncio.to_thread(go.write_text, "go")  # now it has started
+    result = await later
+    transport.close()
+    assert result.reason == "up" and transport.starts == 1

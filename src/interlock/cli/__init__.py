@@ -6,6 +6,7 @@ import asyncio
 import json
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -255,12 +256,14 @@ def serve(
     if stdio and token is not None:
         raise typer.BadParameter("a token is for --http; over stdio the host is the parent")
     config = _served_config(plugin_config)
-    plugin = _load_served(target, config or {})  # now: a wrong TARGET fails at once
+    if stdio and config is None:  # built with the host's config; found now, so typos show
+        _found(target)
+        serve_stdio(lambda sent: _load_served(target, sent), name=name, limit=max_message_bytes)
+        return
+    plugin = _load_served(target, config or {})
     if http is not None:
         serve_http(plugin, http, token=token, name=name, limit=max_message_bytes,
                    config=config or {})  # fmt: skip
-    elif config is None:
-        serve_stdio(lambda sent: _load_served(target, sent), name=name, limit=max_message_bytes)
     else:
         serve_stdio(plugin, name=name, limit=max_message_bytes, config=config)
 
@@ -381,11 +384,22 @@ def _served_config(raw: str | None) -> dict[str, Any] | None:
     return config
 
 
+def _found(target: str) -> None:
+    from interlock.config import find_plugin
+
+    _as_parameter(lambda: find_plugin(target))
+
+
 def _load_served(target: str, config: Any) -> Any:
     from interlock.config import load_plugin
 
+    return _as_parameter(lambda: load_plugin(target, config=config))
+
+
+def _as_parameter(load: Callable[[], Any]) -> Any:
+    """A plugin that cannot be loaded, told as a bad TARGET."""
     try:
-        return load_plugin(target, config=config)
+        return load()
     except interlock.ConfigError as error:
         message = "; ".join(p.message for p in error.problems)
         raise typer.BadParameter(message, param_hint="TARGET") from None

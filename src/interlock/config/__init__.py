@@ -29,6 +29,7 @@ __all__ = [
     "Options",
     "SetEntry",
     "check",
+    "find_plugin",
     "load_config",
     "load_config_text",
     "load_plugin",
@@ -108,12 +109,23 @@ def load_plugin(
 
     Raises `ConfigError` (one problem) when it cannot.
     """
+    target = find_plugin(use, plugins=plugins)
+    try:
+        return construct(target, Entry(name=use, use=use, config=dict(config or {})))
+    except Problem as problem:
+        raise ConfigError([ConfigProblem("--plugin", None, use, problem.message)]) from None
+
+
+def find_plugin(use: str, *, plugins: Mapping[str, PluginSource] | None = None) -> Any:
+    """What `use:` names (a class, function, module or object), imported, not constructed.
+
+    Raises `ConfigError` (one problem) when it cannot be found or imported.
+    """
     if not use:
         raise ConfigError([ConfigProblem("--plugin", None, None, "give an import path "
                                          "(module:attribute) or a plugin name")])  # fmt: skip
-    entry = Entry(name=use, use=use, config=dict(config or {}))
     try:
-        return construct(import_target(use, discover() if plugins is None else plugins), entry)
+        return import_target(use, discover() if plugins is None else plugins)
     except Problem as problem:
         raise ConfigError([ConfigProblem("--plugin", None, use, problem.message)]) from None
 

@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import logging
 import os
-import select
+import selectors
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +32,7 @@ from .protocol import MAX_MESSAGE_BYTES, decode, encode, request, result_of
 
 logger = logging.getLogger("interlock.external")
 
+_BACKLOG = 4  # messages' worth of bytes that may wait for a plugin not reading its input
 _Loop = asyncio.AbstractEventLoop
 _Reply = dict[str, Any]
 # A caller waiting for a reply: on an event loop (an asyncio future), or anywhere else.
@@ -49,8 +50,10 @@ class Channel:
         name: str,
         limit: int = MAX_MESSAGE_BYTES,
         on_close: Callable[[str], None] | None = None,
+        hang_after: float = 1.0,
     ) -> None:
         self.name = name
+        self.hang_after = hang_after
         self._reader = reader
         self._writer = writer
         self._limit = limit
@@ -69,10 +72,9 @@ class Channel:
         self.last_reply = 0.0
         """When the last reply arrived (monotonic seconds)."""
         self.stuck = False
-        """Set when a call was given up on and nothing had been answered since it was sent:
-        the process looks hung (a slow call among answered ones does not set it)."""
-        self.greeting: concurrent.futures.Future[_Reply] | None = None
-        """The `initialize` call made when the process started, if any (see stdio)."""
+        """Set when a call was given up on after waiting `hang_after` seconds or more with
+        nothing answered since it was sent: the other end looks hung. (A call given up on
+        sooner, or a slow call among answered ones, does not set it.)"""
         self._threads = (
             threading.Thread(target=self._read, name=f"interlock-{name}-read", daemon=True),
             threading.Thread(target=self._write, name=f"interlock-{name}-write", daemon=True),
@@ -100,7 +102,8 @@ class Channel:
         try:
             reply = await future
         except asyncio.CancelledError:
-            if self.silent_since(id):
+            sent = self._sent_at.get(id)
+            if sent is not None and self.last_reply < sent <= time.monotonic() - self.hang_after:
                 self.stuck = True
             raise
         finally:
@@ -129,11 +132,6 @@ class Channel:
                 f"plugin {self.name!r} did not answer {method} within {timeout:g}s"
             ) from None
 
-    def silent_since(self, id: int) -> bool:
-        """True when no reply has arrived since request `id` was sent."""
-        sent = self._sent_at.get(id)
-        return sent is not None and self.last_reply < sent
-
     def close(self, reason: str) -> None:
         """Stop: fail every waiting call with `reason`, stop writing."""
         self._fail_all(reason)
@@ -151,6 +149,9 @@ class Channel:
         with self._wake:  # closed and pending change together: no waiter is ever missed
             if self._closed is not None:
                 raise ProtocolError(f"plugin {self.name!r}: {self._closed}")
+            if len(self._outbox) > _BACKLOG * self._limit:
+                raise ProtocolError(f"plugin {self.name!r} is not reading its input "
+                                    f"({len(self._outbox)} bytes wait for it)")  # fmt: skip
             self._pending[id] = waiter
             self._sent_at[id] = time.monotonic()
             self._outbox += data
@@ -182,6 +183,8 @@ class Channel:
 
     def _write(self) -> None:
         """The writer thread: waits for room in the pipe while there is a backlog."""
+        room = selectors.DefaultSelector()  # poll/epoll: any fd number
+        room.register(self._fd, selectors.EVENT_WRITE)
         while True:
             with self._wake:
                 while not self._backlog and self._closed is None:
@@ -189,7 +192,7 @@ class Channel:
                 if self._closed is not None:
                     break
             try:
-                select.select([], [self._fd], [], 1.0)  # room, or a second to look again
+                room.select(1.0)  # room in the pipe, or a second to look again
                 with self._wake:
                     del self._outbox[: os.write(self._fd, self._outbox)]
                     self._backlog = bool(self._outbox)
@@ -198,6 +201,7 @@ class Channel:
             except (OSError, ValueError) as error:  # the process went away
                 self._fail_all(f"cannot write to it ({error})")
                 break
+        room.close()
         with contextlib.suppress(OSError, ValueError):
             self._writer.close()
 

@@ -26,6 +26,7 @@ from .protocol import MAX_MESSAGE_BYTES, Request, dump_context, dump_payload, lo
 
 logger = logging.getLogger("interlock.external")
 
+_DRAIN_SECONDS = 2.0  # for what is left in the pipes of a command that was ended
 _STDERR_KEEP = 4000  # bytes of stderr kept: a block reason, or the end of an error
 CLAUDE_EVENTS = {
     "pre_tool_call": "PreToolUse",
@@ -86,21 +87,30 @@ class CommandRunner:
         except OSError as error:
             raise ProtocolError(f"command {self.name!r} could not start: {error}") from None
         feed = asyncio.ensure_future(_feed(process.stdin, event))
+        stdout = asyncio.ensure_future(_read(process.stdout, self.limit))
         stderr = asyncio.ensure_future(_tail(process.stderr, _STDERR_KEEP))
-        helpers: list[asyncio.Future[Any]] = [feed, stderr]
+        exited = asyncio.ensure_future(process.wait())
+        helpers: list[asyncio.Future[Any]] = [feed, stdout, stderr, exited]
         try:
-            out = await _read(process.stdout, self.limit)
+            # Until it exits, or has written more than it may (then it is stopped now).
+            await asyncio.wait([stdout, exited], return_when=asyncio.FIRST_COMPLETED)
+            if stdout.done() and len(stdout.result()) > self.limit:
+                raise ProtocolError(f"command {self.name!r} wrote more than {self.limit} bytes")
+            code = await exited
+            # What it left running goes now; pipes they held close, and reading ends.
+            _kill_group(process.pid)
+            out, err = await stdout, await stderr
             if len(out) > self.limit:
                 raise ProtocolError(f"command {self.name!r} wrote more than {self.limit} bytes")
-            code = await process.wait()
-            err = await stderr
         finally:  # done, failed, cancelled (its timeout): nothing it started lives on
             _kill_group(process.pid)
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-            if process.returncode is None:
-                await process.wait()
+            # Its pipes hold what it wrote past the limit: drain them to their end, or
+            # the process is never done; a group that is gone ends them at once.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_drained(process), _DRAIN_SECONDS)
         return code, out, err
 
 
@@ -191,6 +201,13 @@ async def _read(stream: asyncio.StreamReader | None, limit: int) -> bytes:
             break
         data += chunk
     return bytes(data)
+
+
+async def _drained(process: asyncio.subprocess.Process) -> None:
+    for stream in (process.stdout, process.stderr):
+        while stream is not None and await stream.read(65536):
+            pass
+    await process.wait()
 
 
 async def _tail(stream: asyncio.StreamReader | None, keep: int) -> bytes:

@@ -1,14 +1,16 @@
 """A plugin as a long-lived child process, speaking newline-delimited JSON-RPC on stdio.
 
 The process starts on first use, and each new process gets the `initialize` request
-first (once `connect` has set it). If it exits or crashes, the calls waiting on it fail
-(attributed to the plugin, per its registration's `on_error`, with the end of what it
-wrote on stderr), and the next call starts it again, after a back-off that doubles with
-each crash in a row. A call given up on (its timeout passed) restarts it too when the
-process had answered nothing since that call was sent: a plugin that does not answer
-cannot hold the host, and a plugin that is merely slow on one call keeps the others.
-What the process writes on stderr goes to the `interlock.external` logger. The process
-runs in a process group of its own, and the whole group is ended with it.
+first (once `connect` has set it), bounded by `handshake_timeout`: a plugin slow to start
+is waited for, not killed by a call's shorter timeout. If the process exits or crashes,
+or fails its handshake, the calls waiting on it fail (attributed to the plugin, per its
+registration's `on_error`, with its exit code and the end of what it wrote on stderr),
+and the next call starts it again, after a back-off that doubles with each failure in a
+row. A call given up on (its timeout passed) after waiting `hang_after` seconds with
+nothing answered since it was sent restarts it too: a plugin that does not answer cannot
+hold the host, while a call cancelled early, or a slow call among answered ones, leaves
+it running. What the process writes on stderr goes to the `interlock.external` logger.
+The process runs in a process group of its own, and the whole group is ended with it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -41,9 +44,10 @@ class StdioTransport:
     """Calls to one plugin process. `command` is its argv, e.g. `["node", "guard.js"]`.
 
     `initialize` holds the params of the handshake sent to every new process before any
-    other request (`connect` sets it); `backoff` is the first and the longest wait before
-    a restart after crashes in a row; `handshake_timeout` bounds `initialize` and
-    `shutdown`.
+    other request (`connect` sets it); `handshake_timeout` bounds it (and `shutdown`);
+    `backoff` is the first and the longest wait before a restart after failures in a
+    row; `hang_after` is how long a call given up on must have waited, with nothing
+    answered, for the process to be taken for hung and restarted.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class StdioTransport:
         limit: int = MAX_MESSAGE_BYTES,
         backoff: tuple[float, float] = (0.1, 5.0),
         handshake_timeout: float = 10.0,
+        hang_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not command:
@@ -67,18 +72,16 @@ class StdioTransport:
         self.limit = limit
         self.backoff = backoff
         self.handshake_timeout = handshake_timeout
+        self.hang_after = hang_after
         self.initialize: Mapping[str, Any] | None = None
         self.starts = 0
         """How many processes were started (the first, then each restart)."""
         self._clock = clock
         self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._channel: Channel | None = None
-        self._crashes = 0
+        self._run: _Run | None = None
+        self._failures = 0
         self._retry_at = 0.0
         self._closed = False
-        self._given_up: Channel | None = None
-        self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
         # The processes still to reap: a list the finalizer holds, never `self`.
         self._live: list[subprocess.Popen[bytes]] = []
         weakref.finalize(self, _stop, self._live)
@@ -86,68 +89,87 @@ class StdioTransport:
     @property
     def pid(self) -> int | None:
         """The running process's id, if there is one."""
-        process = self._process
-        return None if process is None or process.poll() is not None else process.pid
+        run = self._run
+        return None if run is None or run.process.poll() is not None else run.process.pid
 
     async def call(self, method: str, params: Any) -> Any:
         """One request, answered by the process (started or restarted first if needed)."""
-        channel = self._ensure()
-        greeting = None
+        run = self._ensure()
         try:
-            greeting = self._greeting(channel, method, params)
-            if greeting is not None:
-                # Awaited only while it is on its way: once done, read it (no loop trip).
-                reply = greeting.result() if greeting.done() else await _shared(greeting)
-                hello = result_of(reply)
-                if method == "initialize":
-                    return hello
-            result = await channel.call(method, params)
+            hello = await self._greet(run, method, params)
+            if method == "initialize":
+                return hello
+            result = await run.channel.call(method, params)
         except asyncio.CancelledError:
-            if channel.stuck or (greeting is not None and not greeting.done()):
-                self._restart(channel, "it answered nothing since a call it was given up on")
+            if run.channel.stuck:
+                self._restart(run, f"it answered nothing for {self.hang_after:g}s or more, "
+                                   "until a call was given up on")  # fmt: skip
             raise
         except ProtocolError as error:
-            raise self._explained(error, channel) from None
-        self._crashes = 0
+            raise self._explained(error, run) from None
+        self._failures = 0
         return result
 
     def call_sync(self, method: str, params: Any, timeout: float | None = None) -> Any:
         """`call` without an event loop: for the handshake while a config loads."""
-        limit = self.handshake_timeout if timeout is None else timeout
-        channel = self._ensure()
+        run = self._ensure()
         try:
-            greeting = self._greeting(channel, method, params)
+            greeting = self._greeting(run, method, params)
             if greeting is not None:
-                hello = result_of(channel.wait(greeting, "initialize", limit))
+                hello = self._greeted(run, run.channel.wait(greeting, "initialize", run.left()))
                 if method == "initialize":
                     return hello
-            return channel.call_sync(method, params, limit)
+            limit = self.handshake_timeout if timeout is None else timeout
+            return run.channel.call_sync(method, params, limit)
         except ProtocolError as error:
-            self._restart(channel, f"{method} failed")
-            raise self._explained(error, channel) from None
+            explained = self._explained(error, run)  # before a restart hides how it died
+            self._restart(run, f"{method} failed")
+            raise explained from None
 
     def close(self, timeout: float | None = None) -> None:
         """Ask the process to shut down, then make sure it and its group are gone."""
-        limit = self.handshake_timeout if timeout is None else timeout
+        limit = min(self.handshake_timeout if timeout is None else timeout, 2.0)
         with self._lock:
             self._closed = True
-            process, channel = self._process, self._channel
-            self._process = self._channel = None
-        if process is None or channel is None:
+            run, self._run = self._run, None
+        if run is None:
             return
-        if channel.closed is None:
+        run.given_up = True  # its end is ours, not a crash
+        # Asked to shut down, and given time to, if it ever answered anything at all.
+        polite = run.channel.closed is None and run.channel.last_reply > 0
+        if polite:
             with contextlib.suppress(ProtocolError):
-                channel.call_sync("shutdown", {}, min(limit, 2.0))
-        channel.close("the host closed it")
-        _end(process, min(limit, 2.0))
+                run.channel.call_sync("shutdown", {}, limit)
+        run.channel.close("the host closed it")
+        _end(run.process, limit if polite else 0.0)
 
     async def aclose(self) -> None:
         """`close` without blocking the event loop."""
         await asyncio.to_thread(self.close)
 
-    def _greeting(self, channel: Channel, method: str, params: Any) -> Any:
-        """The `initialize` call this process gets first, sent by whichever call comes first."""
-        greeting = channel.greeting
+    # -- the handshake --------------------------------------------------------------------
+
+    async def _greet(self, run: _Run, method: str, params: Any) -> Any:
+        """Wait for this process's handshake (sent by whichever call came first)."""
+        greeting = self._greeting(run, method, params)
+        if greeting is None:
+            return None
+        if greeting.done():  # the common case: read it, no trip through the loop
+            return self._greeted(run, greeting.result())
+        try:
+            # Shared by every call waiting here: bounded by the handshake's own timeout,
+            # never cancelled by one caller's.
+            reply = await asyncio.wait_for(_shared(greeting), run.left())
+        except TimeoutError:
+            message = f"plugin {self.name!r} did not answer initialize within "
+            self._restart(run, "it did not answer initialize", failure=True)
+            raise ProtocolError(f"{message}{self.handshake_timeout:g}s") from None
+        return self._greeted(run, reply)
+
+    def _greeting(
+        self, run: _Run, method: str, params: Any
+    ) -> concurrent.futures.Future[dict[str, Any]] | None:
+        greeting = run.greeting
         if greeting is not None and method != "initialize":
             return greeting  # the common case, without the lock
         with self._lock:
@@ -155,38 +177,37 @@ class StdioTransport:
                 self.initialize = params
             if self.initialize is None:
                 return None
-            if channel.greeting is None:
-                channel.greeting = channel.request("initialize", self.initialize)
-            return channel.greeting
+            if run.greeting is None:
+                run.greeted_at = time.monotonic()
+                run.greeting = run.channel.request("initialize", self.initialize)
+            return run.greeting
 
-    def _explained(self, error: ProtocolError, channel: Channel) -> ProtocolError:
-        """The error, with the exit code and the end of stderr when the process died."""
-        process = self._process if self._channel is channel else None
-        code = None if process is None else process.poll()
-        if channel.closed is None or channel is self._given_up:
-            return error  # running, or stopped by us: its exit code says nothing
-        if code is None and not self._stderr:
-            return error
-        tail = " | ".join(self._stderr)
-        detail = f" (exit code {code})" if code is not None else ""
-        detail += f"; its last words on stderr: {tail}" if tail else ""
-        return ProtocolError(f"{error}{detail}")
+    def _greeted(self, run: _Run, reply: dict[str, Any]) -> Any:
+        """The handshake's result; a process that refuses it is replaced."""
+        try:
+            return result_of(reply)
+        except ProtocolError:
+            self._restart(run, "it refused initialize", failure=True)
+            raise
 
-    def _ensure(self) -> Channel:
+    # -- processes ------------------------------------------------------------------------
+
+    def _ensure(self) -> _Run:
         with self._lock:
             if self._closed:
                 raise ProtocolError(f"plugin {self.name!r} was closed")
-            channel = self._channel
-            if channel is not None and channel.closed is None:
-                return channel
+            run = self._run
+            if run is not None and run.channel.closed is None:
+                return run
             wait = self._retry_at - self._clock()
             if wait > 0:
-                why = channel.closed if channel else "it crashed"
+                why = run.channel.closed if run else "it failed"
                 message = f"plugin {self.name!r} stopped ({why}); it starts again in {wait:.2f}s"
                 raise ProtocolError(message)
-            return self._start()
+            self._run = self._start()
+            return self._run
 
-    def _start(self) -> Channel:
+    def _start(self) -> _Run:
         try:
             process = subprocess.Popen(
                 self.command,
@@ -198,7 +219,7 @@ class StdioTransport:
                 start_new_session=True,  # its own group: the host's Ctrl-C is not its
             )
         except OSError as error:
-            self._note_crash()
+            self._note_failure()
             raise ProtocolError(
                 f"plugin {self.name!r} could not start {self.command[0]!r}: {error}"
             ) from None
@@ -206,54 +227,89 @@ class StdioTransport:
         if stdin is None or stdout is None or stderr is None:  # not with PIPE; for the types
             raise ProtocolError(f"plugin {self.name!r}: no pipes to the process")
         self._live.append(process)
-        self._stderr.clear()
         self.starts += 1
 
         def closed(reason: str) -> None:
-            self._on_close(process, channel, reason)
+            self._on_close(run, reason)
 
-        channel = Channel(stdout, stdin, name=self.name, limit=self.limit, on_close=closed)
-        self._process, self._channel = process, channel
-        threading.Thread(target=self._log_stderr, args=(stderr,), daemon=True,
+        channel = Channel(stdout, stdin, name=self.name, limit=self.limit, on_close=closed,
+                          hang_after=self.hang_after)  # fmt: skip
+        run = _Run(process, channel, self.handshake_timeout)
+        threading.Thread(target=self._log_stderr, args=(run, stderr), daemon=True,
                          name=f"interlock-{self.name}-stderr").start()  # fmt: skip
-        return channel.start()
+        channel.start()
+        return run
 
-    def _on_close(self, process: subprocess.Popen[bytes], channel: Channel, reason: str) -> None:
+    def _on_close(self, run: _Run, reason: str) -> None:
         """The process's output ended: it exited, crashed, or was stopped by us."""
-        _end(process, 1.0)
-        if process in self._live:
-            self._live.remove(process)
-        if self._closed or channel is self._given_up:
+        _end(run.process, 1.0)
+        if run.process in self._live:
+            self._live.remove(run.process)
+        if self._closed or run.given_up:
             return
-        tail = " | ".join(self._stderr)
+        tail = " | ".join(run.stderr)
         logger.warning("plugin %r stopped: %s (exit code %s)%s", self.name, reason,
-                       process.returncode, f"; stderr: {tail}" if tail else "",
+                       run.process.returncode, f"; stderr: {tail}" if tail else "",
                        extra={"interlock_plugin": self.name})  # fmt: skip
-        self._note_crash()
+        self._note_failure()
 
-    def _restart(self, channel: Channel, reason: str) -> None:
-        """Stop the process behind `channel` (it is stuck); the next call starts a new one."""
+    def _restart(self, run: _Run, reason: str, *, failure: bool = False) -> None:
+        """Stop `run`'s process (stuck, or failed its handshake); the next call starts a
+        new one (after the back-off, for a `failure`)."""
         with self._lock:
-            process = self._process if self._channel is channel else None
-            self._given_up = channel
-        channel.close(reason)
-        if process is not None:
-            _end(process, 0.0)
+            if run.given_up:
+                return
+            run.given_up = True
+        if failure:
+            self._note_failure()
+        run.channel.close(reason)
+        _end(run.process, 0.0)
 
-    def _note_crash(self) -> None:
+    def _note_failure(self) -> None:
         first, longest = self.backoff
-        delay = 0.0 if first <= 0 else min(first * 2**self._crashes, longest)
-        self._crashes += 1
+        delay = 0.0 if first <= 0 else min(first * 2**self._failures, longest)
+        self._failures += 1
         self._retry_at = self._clock() + delay
 
-    def _log_stderr(self, stream: Any) -> None:
+    def _explained(self, error: ProtocolError, run: _Run) -> ProtocolError:
+        """The error, with the exit code and the end of stderr when the process died."""
+        if run.channel.closed is None or run.given_up:
+            return error  # running, or stopped by us: its exit code says nothing
+        code = run.process.poll()
+        tail = " | ".join(run.stderr)
+        if code is None and not tail:
+            return error
+        detail = f" (exit code {code})" if code is not None else ""
+        detail += f"; its last words on stderr: {tail}" if tail else ""
+        return ProtocolError(f"{error}{detail}")
+
+    def _log_stderr(self, run: _Run, stream: Any) -> None:
         for raw in iter(stream.readline, b""):
             line = raw.decode(errors="replace").rstrip()
             if line:
-                self._stderr.append(line[:500])
+                run.stderr.append(line[:500])
                 logger.info("plugin %r: %s", self.name, line,
                             extra={"interlock_plugin": self.name})  # fmt: skip
         stream.close()
+
+
+class _Run:
+    """One process of the plugin: its channel, its handshake, the end of its stderr."""
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], channel: Channel, handshake_timeout: float
+    ) -> None:
+        self.process = process
+        self.channel = channel
+        self.handshake_timeout = handshake_timeout
+        self.greeting: concurrent.futures.Future[dict[str, Any]] | None = None
+        self.greeted_at = 0.0
+        self.given_up = False  # stopped by the host: its end is no crash
+        self.stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
+
+    def left(self) -> float:
+        """Seconds the handshake may still take."""
+        return max(0.0, self.greeted_at + self.handshake_timeout - time.monotonic())
 
 
 def _shared(future: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
@@ -265,14 +321,62 @@ def _shared(future: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
 
 
 def _end(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Wait for `process` up to `timeout`, then kill it; then end whatever it left in its
-    process group (helpers, `npx`/`sh` wrappers' children); always reap it."""
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(process.pid)
+    """Wait for `process` up to `timeout`, kill it if it is still there, and end whatever
+    it left in its process group (helpers, the children of `npx` or `sh` wrappers): all
+    while it is not yet reaped, so its group id cannot have gone to another process."""
+    with _ending(process):  # the reader thread and a restart may both end it
+        if process.returncode is None:
+            try:
+                if not _exited(process, timeout):
+                    _kill_group(process.pid)
+                _exited(process, None)
+                _kill_group(process.pid)
+            except (ChildProcessError, ProcessLookupError):
+                pass  # reaped elsewhere (`Popen.poll`): its group id is no longer ours
         process.wait()
-    _kill_group(process.pid)
+
+
+_ENDING: weakref.WeakKeyDictionary[subprocess.Popen[bytes], threading.Lock]
+_ENDING = weakref.WeakKeyDictionary()
+_ENDING_LOCK = threading.Lock()
+
+
+def _ending(process: subprocess.Popen[bytes]) -> threading.Lock:
+    with _ENDING_LOCK:
+        lock = _ENDING.get(process)
+        if lock is None:
+            lock = _ENDING[process] = threading.Lock()
+        return lock
+
+
+def _exited(process: subprocess.Popen[bytes], timeout: float | None) -> bool:
+    """Wait up to `timeout` (None: no limit) for `process` to exit, without reaping it.
+    Raises `ChildProcessError` or `ProcessLookupError` when it was reaped already."""
+    if timeout is None:
+        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+        return True
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, NotImplementedError):  # no pidfd here: poll, as Popen.wait does
+        return _poll_exit(process.pid, timeout)
+    try:
+        waiter = select.poll()
+        waiter.register(pidfd, select.POLLIN)
+        return bool(waiter.poll(timeout * 1000))
+    finally:
+        os.close(pidfd)
+
+
+def _poll_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.05)
+    return True
 
 
 def _kill_group(pid: int) -> None:
