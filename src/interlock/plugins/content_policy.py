@@ -1,0 +1,203 @@
+"""`content_policy`: redact personal data and secrets, and block what must never pass.
+
+On messages in and out and on the model's requests and answers. Detectors: e-mail
+addresses, phone numbers, payment card numbers (Luhn-checked), IBANs (check digits), US
+social security numbers, common API-key and secret formats, and regexes of your own.
+
+    plugins:
+      - name: content-policy
+        use: content-policy
+        capabilities: [notify]          # optional: tell the user what was redacted
+        config:
+          redact: [email, phone, card, iban, ssn]
+          deny: [api_key]               # a secret in a message blocks it
+          deny_patterns: ["(?i)internal use only"]
+          custom: {employee_id: "EMP-\\\\d{6}"}
+
+What it found is reported by kind and count (in the block reason, the log, a `notify`
+and, on messages, `metadata["content_policy"]`), never the value itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .. import (
+    Block,
+    HookContext,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    MessageEvent,
+    Modify,
+    Plugin,
+)
+from ._detectors import BUILT_IN, Detector, detectors, redact, scan
+
+logger = logging.getLogger("interlock.plugins.content_policy")
+
+Where = Literal["message_received", "message_sending", "pre_llm_call", "post_llm_call"]
+_EVERYWHERE: tuple[Where, ...] = (
+    "message_received",
+    "message_sending",
+    "pre_llm_call",
+    "post_llm_call",
+)
+
+
+class ContentPolicyConfig(BaseModel):
+    """What to redact, what to block, and where."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    redact: list[str] = Field(default_factory=lambda: [k for k in BUILT_IN if k != "api_key"])
+    """Kinds to replace with `replacement`: built-in detectors or keys of `custom`."""
+    deny: list[str] = Field(default_factory=lambda: ["api_key"])
+    """Kinds whose presence blocks the event (checked before redaction)."""
+    deny_patterns: list[str] = Field(default_factory=list)
+    """Regexes whose match blocks the event."""
+    custom: dict[str, str] = Field(default_factory=dict)
+    """Detectors of your own: kind -> regex."""
+    replacement: str = "[{kind}]"
+    """What a redacted value becomes; `{kind}` names what it was."""
+    where: list[Where] = Field(default_factory=lambda: list(_EVERYWHERE))
+    """The hooks it acts on."""
+
+    @field_validator("deny_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"{pattern!r} is not a regex: {error}") from None
+        return patterns
+
+
+class _Verdict:
+    """What one text holds: the redacted text, counts by kind, and a reason to block."""
+
+    __slots__ = ("counts", "denied", "text")
+
+    def __init__(self, text: str, counts: Counter[str], denied: str | None) -> None:
+        self.text = text
+        self.counts = counts
+        self.denied = denied
+
+
+class ContentPolicy(Plugin):
+    """Redacts and blocks by content; see the module documentation."""
+
+    name = "content-policy"
+    version = "1.0"
+    config_model = ContentPolicyConfig
+
+    def __init__(self, config: ContentPolicyConfig | None = None) -> None:
+        config = config or ContentPolicyConfig()
+        self.config = config
+        self._redact = detectors(config.redact, config.custom)
+        self._deny = detectors(config.deny, config.custom)
+        self._deny_patterns = [re.compile(p) for p in config.deny_patterns]
+        self._where = frozenset(config.where)
+        # The same texts come by again and again (the conversation, on every model
+        # call): judge each once.
+        self._judge = functools.lru_cache(maxsize=4096)(self._judge_text)
+
+    # -- the hooks ------------------------------------------------------------------------
+
+    def on_message_received(self, event: MessageEvent, ctx: HookContext) -> Any:
+        return self._message(event, ctx)
+
+    def on_message_sending(self, event: MessageEvent, ctx: HookContext) -> Any:
+        return self._message(event, ctx)
+
+    def on_pre_llm_call(self, request: LLMRequest, ctx: HookContext) -> Any:
+        if "pre_llm_call" not in self._where:
+            return None
+        counts: Counter[str] = Counter()
+        messages: list[Message] = []
+        for message in request.messages:
+            if message.role == "system":  # the host's own; plugins may not rewrite them
+                messages.append(message)
+                continue
+            verdict = self._judge(message.content)
+            if verdict.denied is not None:
+                return self._block(verdict, ctx)
+            counts += verdict.counts
+            changed = verdict.text != message.content
+            messages.append(message.replace(content=verdict.text) if changed else message)
+        if not counts:
+            return None
+        self._report(counts, ctx)
+        return Modify(request.replace(messages=tuple(messages)))
+
+    def on_post_llm_call(self, response: LLMResponse, ctx: HookContext) -> Any:
+        if "post_llm_call" not in self._where:
+            return None
+        verdict = self._judge(response.content)
+        if verdict.denied is not None:
+            return self._block(verdict, ctx)
+        if not verdict.counts:
+            return None
+        self._report(verdict.counts, ctx)
+        return Modify(response.replace(content=verdict.text))
+
+    # -- judging --------------------------------------------------------------------------
+
+    def _message(self, event: MessageEvent, ctx: HookContext) -> Any:
+        if ctx.hook.name not in self._where:
+            return None
+        verdict = self._judge(event.content)
+        if verdict.denied is not None:
+            return self._block(verdict, ctx)
+        if not verdict.counts:
+            return None
+        self._report(verdict.counts, ctx)
+        metadata = {**event.metadata, "content_policy": dict(verdict.counts)}
+        return Modify(event.replace(content=verdict.text, metadata=metadata))
+
+    def _judge_text(self, text: str) -> _Verdict:
+        if not text:
+            return _Verdict(text, Counter(), None)
+        denied = _denied(text, self._deny, self._deny_patterns)
+        if denied is not None:
+            return _Verdict(text, Counter(), denied)
+        found = scan(text, self._redact)
+        counts = Counter(kind for _, _, kind in found)
+        return _Verdict(redact(text, found, self.config.replacement), counts, None)
+
+    def _block(self, verdict: _Verdict, ctx: HookContext) -> Block:
+        reason = f"content policy: {verdict.denied}"
+        where = {"interlock_plugin": ctx.plugin, "interlock_hook": ctx.hook.name}
+        logger.info("%s at %s", reason, ctx.hook.name, extra=where)
+        return Block(reason)
+
+    def _report(self, counts: Mapping[str, int], ctx: HookContext) -> None:
+        summary = _summary(counts)
+        logger.info("redacted %s at %s", summary, ctx.hook.name,
+                    extra={"interlock_plugin": ctx.plugin, "interlock_hook": ctx.hook.name,
+                           "interlock_redacted": dict(counts)})  # fmt: skip
+        if ctx.notify is not None:
+            ctx.notify.notify(f"redacted {summary} ({ctx.hook.name})")
+
+
+def _denied(text: str, deny: list[Detector], patterns: list[re.Pattern[str]]) -> str | None:
+    """Why `text` may not pass (kinds and counts, never the values), or None."""
+    counts = Counter(d.kind for d in deny for _ in d.find(text))
+    if counts:
+        return f"it contains {_summary(counts)}"
+    for pattern in patterns:
+        if pattern.search(text):
+            return f"it matches the deny pattern {pattern.pattern!r}"
+    return None
+
+
+def _summary(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{kind} x{count}" for kind, count in sorted(counts.items()))

@@ -1,0 +1,69 @@
+"""tool_guard through the reference runtime, and its rule patterns."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from interlock import ToolCall
+from interlock.config import load_config_text
+from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig, parse
+from interlock.runtime import Step
+
+from .helpers import run
+
+CONFIG = """
+plugins:
+  - name: tool-guard
+    use: tool-guard
+    config:
+      rules:
+        - deny: 'shell(command: "rm -rf *")'
+          reason: destructive
+        - ask: 'shell(command: "git push*")'
+        - allow: 'shell(command: "ls*")'
+        - allow: 'read_*'
+      default: deny
+"""
+
+
+def calls(*commands: str) -> list[Step | str]:
+    return [Step(tool_calls=(("shell", {"command": c}),)) for c in commands] + ["done"]
+
+
+async def test_rules_decide_in_order_and_blocks_reach_the_model_with_the_rule() -> None:
+    manager = load_config_text(CONFIG)
+    result = await run([], calls("ls -la", "rm -rf /", "git push", "make"), ["go"],
+                       manager=manager)  # fmt: skip
+    outputs = [r["output"] for r in result.kinds("tool_result")]
+    assert outputs[0] == "ran: ls -la"
+    assert outputs[1].endswith('tool guard: rule 1 (deny: shell(command: "rm -rf *")): destructive')
+    assert 'tool guard asks: rule 2 (ask: shell(command: "git push*"))' in outputs[2]
+    assert "tool guard: no rule matched; the default is deny" in outputs[3]
+    sent = [m.content for m in result.model.requests[-1].messages if m.role == "tool"]
+    assert sent == outputs  # what the model was told
+
+
+@pytest.mark.parametrize(
+    ("pattern", "call", "matches"),
+    [
+        ('shell(command: "rm -rf *")', ToolCall("shell", {"command": "rm -rf /"}), True),
+        ('shell(command: "rm -rf *")', ToolCall("shell", {"command": "ls; rm -rf /"}), False),
+        ('shell(command: "rm -rf *")', ToolCall("shell", {}), False),
+        ("fs_*", ToolCall("fs_write", {"path": "x"}), True),
+        ("fs_*", ToolCall("shell"), False),
+        ('get(url: "https://*", n: "3")', ToolCall("get", {"url": "https://a", "n": 3}), True),
+        ("write(path: '/etc/*')", ToolCall("write", {"path": "/etc/passwd"}), True),
+        ('Shell(command: "*")', ToolCall("shell", {"command": "x"}), False),
+    ],
+)  # fmt: skip
+def test_patterns(pattern: str, call: ToolCall, matches: bool) -> None:
+    assert parse(pattern).matches(call) is matches
+
+
+def test_bad_rules_are_refused_with_what_to_write() -> None:
+    with pytest.raises(ValidationError, match="exactly one of allow, deny, ask"):
+        ToolGuardConfig.model_validate({"rules": [{"allow": "x", "deny": "y"}]})
+    with pytest.raises(ValidationError, match='write them as name: "glob"'):
+        ToolGuardConfig.model_validate({"rules": [{"deny": 'shell(command "x")'}]})
+    assert ToolGuard().config.default == "allow"
