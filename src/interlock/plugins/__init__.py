@@ -4,6 +4,10 @@
   and blocks by content.
 - `tool-guard` (`tool_guard.ToolGuard`): allows, denies or asks about tool calls by rules
   on the tool's name and arguments.
+- `token-budget` (`token_budget.TokenBudget`): budgets of tokens and cost per session and
+  per tag; blocks model calls past them, warns before.
+- `task-reminder` (`task_reminder.TaskReminder`): reminds the model of open todo items
+  through system items.
 
 Importing this package imports none of them: each loads when a config or a host uses it.
 """
