@@ -48,6 +48,7 @@ async def run(
     tools: Sequence[Any] = (shell,),
     tags: Sequence[str] = (),
     manager: PluginManager | None = None,
+    session_id: str = "s-1",
 ) -> Run:
     """One session of `prompts` with `plugins` registered (each with its options)."""
     manager = manager or PluginManager()
@@ -58,11 +59,11 @@ async def run(
     agent = Agent(model, tools=list(tools), manager=manager, store=store,
                   approver=lambda call, question: False)  # fmt: skip
     replies = []
-    async with agent.session("s-1", tags=list(tags)) as session:
+    async with agent.session(session_id, tags=list(tags)) as session:
         for prompt in prompts:
             replies.append(await session.send(prompt))
     await agent.aclose()
-    records = [(r.kind, dict(r.data)) for r in store.records("s-1")]
+    records = [(r.kind, dict(r.data)) for r in store.records(session_id)]
     store.close()
     notes = [str(data["text"]) for kind, data in records if kind == "notification"]
     return Run(replies, model, records, notes)

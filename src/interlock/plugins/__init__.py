@@ -8,6 +8,8 @@
   per tag; blocks model calls past them, warns before.
 - `task-reminder` (`task_reminder.TaskReminder`): reminds the model of open todo items
   through system items.
+- `rate-limit` (`rate_limit.RateLimit`): calls per interval per tool or model, per session
+  or across sessions; blocks or waits.
 
 Importing this package imports none of them: each loads when a config or a host uses it.
 """

@@ -1,0 +1,85 @@
+"""rate_limit through the reference runtime, on a clock the test moves."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from interlock.plugins.rate_limit import RateLimit, RateLimitConfig
+from interlock.runtime import Step
+
+from .helpers import run
+
+
+class Clock:
+    """A monotonic clock; `sleep` moves it instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def limited(clock: Clock, **config: object) -> RateLimit:
+    return RateLimit(RateLimitConfig.model_validate(config), clock=clock, sleep=clock.sleep)
+
+
+def shells(count: int) -> list[Step | str]:
+    return [Step(tool_calls=(("shell", {"command": f"echo {i}"}),)) for i in range(count)] + ["ok"]
+
+
+async def test_over_the_limit_a_tool_call_is_blocked_with_the_limit_named() -> None:
+    clock = Clock()
+    plugin = limited(clock, tools={"sh*": {"calls": 2, "per": "1m"}})
+    result = await run([(plugin, {})], shells(3), ["go"])
+    outputs = [r["output"] for r in result.kinds("tool_result")]
+    assert outputs[:2] == ["ran: echo 0", "ran: echo 1"]
+    assert outputs[2].endswith(
+        "rate limit: tool 'shell' may make 2 calls per 60s in this session ('sh*')"
+    )
+
+
+async def test_the_window_slides_and_sessions_count_apart_unless_shared() -> None:
+    clock = Clock()
+    own = limited(clock, tools={"shell": {"calls": 1, "per": 10}})
+    first = await run([(own, {})], shells(1), ["go"])
+    second = await run([(own, {})], shells(1), ["go"], session_id="s-2")  # its own window
+    assert [r["output"] for r in second.kinds("tool_result")] == ["ran: echo 0"]
+    assert [r["output"] for r in first.kinds("tool_result")] == ["ran: echo 0"]
+
+    shared = limited(clock, tools={"shell": {"calls": 1, "per": 10, "across_sessions": True}})
+    await run([(shared, {})], shells(1), ["go"])
+    blocked = await run([(shared, {})], shells(1), ["go"], session_id="s-2")
+    assert "across sessions" in blocked.kinds("tool_result")[0]["output"]
+    clock.now += 10  # the first call leaves the window
+    later = await run([(shared, {})], shells(1), ["go"])
+    assert later.kinds("tool_result")[0]["output"] == "ran: echo 0"
+
+
+async def test_wait_mode_waits_for_a_slot_up_to_max_wait() -> None:
+    clock = Clock()
+    plugin = limited(clock, tools={"shell": {"calls": 2, "per": 30}}, mode="wait", max_wait=45)
+    result = await run([(plugin, {})], shells(5), ["go"])
+    outputs = [r["output"] for r in result.kinds("tool_result")]
+    assert outputs == [f"ran: echo {i}" for i in range(5)]
+    assert clock.slept == [30.0, 30.0]  # the third and fifth waited for a slot
+
+    impatient = limited(clock, models={"scripted": {"calls": 1, "per": 60}}, mode="wait",
+                        max_wait=5)  # fmt: skip
+    blocked = await run([(impatient, {})], ["one", "two"], ["a", "b"])
+    assert blocked.replies[1].reason == (
+        "rate limit: model 'scripted' may make 1 calls per 60s in this session ('scripted')"
+    )
+
+
+def test_limits_need_positive_calls_and_a_duration() -> None:
+    with pytest.raises(ValidationError, match="greater than 0"):
+        RateLimitConfig.model_validate({"tools": {"x": {"calls": 0, "per": 1}}})
+    with pytest.raises(ValidationError, match="expected a duration"):
+        RateLimitConfig.model_validate({"tools": {"x": {"calls": 1, "per": "soon"}}})
