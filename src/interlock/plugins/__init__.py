@@ -10,6 +10,8 @@
   through system items.
 - `rate-limit` (`rate_limit.RateLimit`): calls per interval per tool or model, per session
   or across sessions; blocks or waits.
+- `audit-log` (`audit_log.AuditLog`): every hook outcome as a JSON line, with fsync
+  policy and size-based rotation.
 
 Importing this package imports none of them: each loads when a config or a host uses it.
 """

@@ -1,0 +1,264 @@
+"""`audit_log`: every hook outcome as a line of JSON, in an append-only file.
+
+    plugins:
+      - name: audit-log
+        use: audit-log
+        config:
+          path: logs/audit.jsonl
+          fsync: always            # always | interval | never
+          max_bytes: 10000000      # then audit.jsonl.1, .2, ... up to `keep`
+          keep: 5
+
+One record per invocation of every hook (or of `hooks:`), written in the background after
+the plugins have decided: when, the session and turn, the hook, the outcome (continued,
+modified, blocked, responded, asked, failed), which plugin did what, the reason, failures,
+permissive-mode violations, and a summary of the payload that names tools, models and
+roles but never quotes content (text becomes its length, mappings their keys).
+
+`fsync: always` makes each record durable before its handler returns: what the host has
+seen drained survives a killed process. `interval` syncs at most once per
+`fsync_interval`, `never` leaves it to the system. Records are written in the order of
+the invocations, by a thread of their own (the event loop never waits for the disk).
+Closing the manager drains pending records, writes them, then syncs and closes the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import IO, Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from .. import HookContext, HookResult, Plugin, hook, hooks
+from ..config import parse_duration
+
+logger = logging.getLogger("interlock.plugins.audit_log")
+
+_ALL = tuple(spec.name for spec in hooks.CATALOG)
+# Payload fields whose text is a name, not content: kept as they are.
+_NAMES = frozenset(
+    {"tool_name", "model", "role", "channel", "call_id", "finish_reason", "session_id",
+     "error_type", "stage", "plugin", "reason"}
+)  # fmt: skip
+
+
+class AuditLogConfig(BaseModel):
+    """Where the log goes, how durable each record is, and when it rotates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1)
+    fsync: Literal["always", "interval", "never"] = "interval"
+    fsync_interval: Annotated[float, BeforeValidator(parse_duration)] = 1.0
+    max_bytes: int = Field(default=10_000_000, gt=0)
+    keep: int = Field(default=5, ge=0)
+    hooks: list[str] = Field(default_factory=lambda: list(_ALL))
+
+
+class AuditLog(Plugin):
+    """Writes an audit record per hook outcome; see the module documentation."""
+
+    name = "audit-log"
+    version = "1.0"
+    config_model = AuditLogConfig
+
+    def __init__(self, config: AuditLogConfig) -> None:
+        self.config = config
+        self.path = Path(config.path)
+        self._hooks = frozenset(config.hooks)
+        unknown = self._hooks - set(_ALL)
+        if unknown:
+            raise ValueError(f"no hook {sorted(unknown)[0]!r}; hooks: {', '.join(_ALL)}")
+        self._writer = _Writer(self.path, config)
+
+    @hook(*_ALL, background=True)
+    async def record(self, payload: Any, ctx: HookContext) -> None:
+        """Queue the record of one invocation (a background handler: it runs after the
+        others). Records are queued in the order of the invocations and written in that
+        order by a thread of their own; with `fsync: always` this returns once the record
+        is on disk."""
+        if ctx.hook.name not in self._hooks:
+            return
+        line = json.dumps(entry(payload, ctx), ensure_ascii=False, default=str) + "\n"
+        written = self._writer.put(line.encode())
+        if self.config.fsync == "always":
+            await asyncio.wrap_future(written)
+
+    async def aclose(self) -> None:
+        """Write what is queued, sync and close the file."""
+        await asyncio.to_thread(self._writer.close)
+
+
+class _Writer:
+    """Appends records in order on a thread of its own: syncing, rotating."""
+
+    def __init__(self, path: Path, config: AuditLogConfig) -> None:
+        self.path = path
+        self.config = config
+        self._queue: queue.SimpleQueue[tuple[bytes, concurrent.futures.Future[None]] | None]
+        self._queue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._file: IO[bytes] | None = None
+        self._size = 0
+        self._synced = 0.0
+
+    def put(self, data: bytes) -> concurrent.futures.Future[None]:
+        """Queue `data`; the future is done once it is written (and synced, if always)."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="interlock-audit-log",
+                                                daemon=True)  # fmt: skip
+                self._thread.start()
+        self._queue.put((data, done))
+        return done
+
+    def close(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(None)
+        thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            data, done = item
+            try:
+                self._write(data)
+            except OSError as error:
+                logger.error("audit log %s: cannot write a record: %s", self.path, error)
+                done.set_exception(error)
+                continue
+            done.set_result(None)
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+    def _write(self, data: bytes) -> None:
+        file = self._open(len(data))
+        file.write(data)
+        file.flush()
+        self._size += len(data)
+        if self.config.fsync == "always":
+            os.fsync(file.fileno())
+        elif self.config.fsync == "interval":
+            now = time.monotonic()
+            if now - self._synced >= self.config.fsync_interval:
+                os.fsync(file.fileno())
+                self._synced = now
+
+    def _open(self, incoming: int) -> IO[bytes]:
+        """The file to append to, rotated first if this record would overflow it."""
+        if self._file is not None and self._size and self._size + incoming > self.config.max_bytes:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            self._rotate()
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab")  # noqa: SIM115 - held open across records
+            self._size = self._file.tell()
+        return self._file
+
+    def _rotate(self) -> None:
+        """audit.jsonl -> audit.jsonl.1 -> .2 ...; the oldest beyond `keep` goes."""
+        keep = self.config.keep
+        if keep == 0:
+            self.path.unlink(missing_ok=True)
+            return
+        self.path.with_name(f"{self.path.name}.{keep}").unlink(missing_ok=True)
+        for number in range(keep - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{number}")
+            if older.exists():
+                older.rename(self.path.with_name(f"{self.path.name}.{number + 1}"))
+        self.path.rename(self.path.with_name(f"{self.path.name}.1"))
+
+
+def entry(payload: Any, ctx: HookContext) -> dict[str, Any]:
+    """The audit record of one invocation, as its background handler sees it."""
+    result: HookResult[Any] | None = ctx.result
+    record: dict[str, Any] = {
+        "ts": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+        "session": ctx.session.id if ctx.session is not None else None,
+        "turn": ctx.turn,
+        "hook": ctx.hook.name,
+        "outcome": outcome(result),
+    }
+    if result is not None and not result.empty:
+        record.update(_what_plugins_did(result))
+    record["payload"] = summary(payload)
+    return record
+
+
+def outcome(result: HookResult[Any] | None) -> str:
+    """One word for what the plugins decided."""
+    if result is None:
+        return "continued"
+    if result.blocked:
+        return "blocked"
+    if result.responded:
+        return "responded"
+    if result.asked:
+        return "asked"
+    if result.modified:
+        return "modified"
+    return "failed" if result.errors else "continued"
+
+
+def _what_plugins_did(result: HookResult[Any]) -> dict[str, Any]:
+    done: dict[str, Any] = {}
+    if result.modified_by:
+        done["modified_by"] = list(result.modified_by)
+    if result.blocked_by is not None:
+        done["blocked_by"] = result.blocked_by
+        done["reason"] = result.reason
+    if result.responded_by is not None:
+        done["responded_by"] = result.responded_by
+    if result.asks:
+        done["asks"] = [{"plugin": p, "question": q} for p, q in result.asks]
+    if result.errors:
+        done["errors"] = [{"plugin": e.plugin, "kind": e.kind, "message": e.message}
+                          for e in result.errors]  # fmt: skip
+    if result.violations:
+        done["violations"] = [{"plugin": v.plugin, "action": v.action, "reason": v.reason}
+                              for v in result.violations]  # fmt: skip
+    return done
+
+
+def summary(payload: Any) -> dict[str, Any]:
+    """The payload without its content: names kept, text as its length, mappings as their
+    keys, sequences as their length, numbers and flags as they are."""
+    if not dataclasses.is_dataclass(payload):
+        return {"type": type(payload).__name__}
+    out: dict[str, Any] = {"type": type(payload).__name__}
+    for field in dataclasses.fields(payload):
+        value = getattr(payload, field.name)
+        if isinstance(value, str):
+            out[field.name] = value if field.name in _NAMES else {"chars": len(value)}
+        elif isinstance(value, bool | int | float) or value is None:
+            out[field.name] = value
+        elif isinstance(value, dict):
+            out[field.name] = {"keys": sorted(map(str, value))}
+        elif isinstance(value, tuple | list):
+            out[field.name] = {"items": len(value)}
+        elif dataclasses.is_dataclass(value):
+            out[field.name] = summary(value)
+    return out
