@@ -13,6 +13,7 @@ from interlock import (
     MessageEvent,
     Notifier,
     PluginManager,
+    PluginSet,
     SessionInfo,
     SessionStart,
     StreamChunk,
@@ -180,6 +181,7 @@ async def test_a_context_exposes_no_host_objects(manager: PluginManager) -> None
         "result",
         "session",
         "state",
+        "stats",
         "system_items",
         "turn",
     }
@@ -201,3 +203,29 @@ def test_a_context_names_the_capabilities_usable_here() -> None:
     manager.invoke_sync(hooks.PRE_TOOL_CALL, sample("pre_tool_call"))  # no host writers
     manager.close()
     assert seen == [frozenset({"notify"}), frozenset()]
+
+
+def test_the_stats_capability_reads_the_sessions_counters_and_dies_with_the_call() -> None:
+    kept: list[Any] = []
+
+    @hook("pre_tool_call")
+    def gate(payload: object, ctx: HookContext) -> None:
+        return None
+
+    @hook("turn_end")
+    def report(payload: object, ctx: HookContext) -> None:
+        kept.append(ctx.stats)
+        if ctx.stats is not None:
+            kept.append(ctx.stats.registrations())
+
+    with Harness(PluginSet("both", [gate, report])) as harness:
+        harness.invoke("pre_tool_call")
+        harness.invoke("turn_end")
+    handle, seen = kept
+    assert {(s.plugin, s.hook, s.calls) for s in seen} >= {("gate", "pre_tool_call", 1)}
+    with pytest.raises(CapabilityError, match="after its call ended"):
+        handle.registrations()
+    kept.clear()
+    with Harness(report, capabilities=["notify"]) as harness:  # not granted: no handle
+        harness.invoke("turn_end")
+    assert kept == [None]

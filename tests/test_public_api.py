@@ -16,6 +16,7 @@ EXPECTED = {
     "Plugin", "PluginSet", "Member", "hook", "API_VERSION", "HookContext", "SessionInfo",
     "load_config", "ConfigError", "ConfigProblem",
     "SystemItemSink", "Notifier", "SystemItemWriter", "NotificationWriter", "Level",
+    "StatsView", "StatsReader",
     # actions and results
     "Action", "Continue", "Modify", "Block", "Respond", "Ask", "HookResult",
     "HandlerFailure", "FailureKind", "Violation", "ManagerStats", "RegistrationStats",

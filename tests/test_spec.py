@@ -20,7 +20,8 @@ from interlock import (
 # The catalog as DESIGN.md's table states it: kind, accepted actions, capabilities, aliases.
 TABLE = {
     "session_start": ("observe", set(), {"system_items", "notify"}, ("on_session_start",)),
-    "session_end": ("observe", set(), {"notify"}, ("on_session_end",)),
+    # + stats: a read-only capability added for reports and profilers (not in DESIGN.md)
+    "session_end": ("observe", set(), {"notify", "stats"}, ("on_session_end",)),
     "message_received": ("modify", {Modify, Block}, {"system_items", "notify"}, ()),
     "message_sending": ("modify", {Modify, Block}, {"notify"}, ()),
     "pre_llm_call": (
@@ -38,7 +39,7 @@ TABLE = {
         ("before_tool_call",),
     ),
     "post_tool_call": ("modify", {Modify, Block}, {"system_items", "notify"}, ("after_tool_call",)),
-    "turn_end": ("observe", set(), {"system_items", "notify"}, ()),
+    "turn_end": ("observe", set(), {"system_items", "notify", "stats"}, ()),
     "error": ("observe", set(), {"notify"}, ()),
 }
 

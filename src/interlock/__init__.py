@@ -28,7 +28,15 @@ from ._actions import (
     Respond,
     Violation,
 )
-from ._capabilities import Level, NotificationWriter, Notifier, SystemItemSink, SystemItemWriter
+from ._capabilities import (
+    Level,
+    NotificationWriter,
+    Notifier,
+    StatsReader,
+    StatsView,
+    SystemItemSink,
+    SystemItemWriter,
+)
 from ._context import HookContext, SessionInfo
 from ._exceptions import (
     CapabilityError,
@@ -137,6 +145,8 @@ __all__ = [
     "SessionScope",
     "SessionStart",
     "SpecError",
+    "StatsReader",
+    "StatsView",
     "StreamChunk",
     "SystemItemSink",
     "SystemItemWriter",

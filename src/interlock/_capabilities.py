@@ -19,6 +19,7 @@ from ._exceptions import CapabilityError
 
 if TYPE_CHECKING:
     from ._context import Call
+    from ._stats import RegistrationStats
 
 Level = Literal["info", "warning", "error"]
 _LEVELS = frozenset({"info", "warning", "error"})
@@ -43,6 +44,15 @@ class NotificationWriter(Protocol):
 
     def write_notification(self, text: str, *, level: Level, plugin: str) -> None:
         """Show one notification from `plugin`."""
+        ...
+
+
+@runtime_checkable
+class StatsReader(Protocol):
+    """The host's side of `stats`: the plugin statistics of the session (read-only)."""
+
+    def read_stats(self) -> tuple[RegistrationStats, ...]:
+        """Counters of the registrations this session runs: the global ones and its own."""
         ...
 
 
@@ -110,3 +120,21 @@ class Notifier(_Handle):
             )
         writer: NotificationWriter = self._writer  # type: ignore[assignment]
         writer.write_notification(text, level=level, plugin=self._plugin)
+
+
+@final
+class StatsView(_Handle):
+    """Capability: read what the plugins of this session have done (calls, errors, blocks,
+    time per registration). Read-only: a profiler's or a report's view, no side effect.
+
+        if ctx.stats is not None:
+            slowest = max(ctx.stats.registrations(), key=lambda s: s.time_max)
+    """
+
+    __slots__ = ()
+
+    def registrations(self) -> tuple[RegistrationStats, ...]:
+        """A snapshot of the counters of every registration of the session."""
+        self._check_live("stats")
+        reader: StatsReader = self._writer  # type: ignore[assignment]
+        return tuple(reader.read_stats())

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ._capabilities import Notifier, SystemItemSink
+from ._capabilities import Notifier, StatsView, SystemItemSink
 from ._frozen import EMPTY, JsonValue, freeze_items, freeze_mapping
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class SessionInfo:
 
 
 _REVOKED: Mapping[str, object] = MappingProxyType({})
-_BOUND = {"system_items": SystemItemSink, "notify": Notifier}
+_BOUND = {"system_items": SystemItemSink, "notify": Notifier, "stats": StatsView}
 
 
 class Call:
@@ -152,6 +152,12 @@ class HookContext:
     def notify(self) -> Notifier | None:
         """The user notifier, or `None` when not granted here."""
         handle: Notifier | None = self.capability("notify")
+        return handle
+
+    @property
+    def stats(self) -> StatsView | None:
+        """The session's plugin statistics (read-only), or `None` when not granted here."""
+        handle: StatsView | None = self.capability("stats")
         return handle
 
     @property

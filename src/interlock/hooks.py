@@ -58,6 +58,7 @@ __all__ = [
 
 _SYSTEM_ITEMS = "system_items"
 _NOTIFY = "notify"
+_STATS = "stats"
 
 
 def _system_messages_unchanged(old: LLMRequest, new: LLMRequest) -> str | None:
@@ -86,7 +87,7 @@ SESSION_START: HookSpec[SessionStart] = HookSpec(
 SESSION_END: HookSpec[SessionEnd] = HookSpec(
     "session_end",
     SessionEnd,
-    capabilities={_NOTIFY},
+    capabilities={_NOTIFY, _STATS},
     aliases=("on_session_end",),
     description="A session ended.",
 )
@@ -159,7 +160,7 @@ POST_TOOL_CALL: HookSpec[ToolResult] = HookSpec(
 TURN_END: HookSpec[TurnEnd] = HookSpec(
     "turn_end",
     TurnEnd,
-    capabilities={_SYSTEM_ITEMS, _NOTIFY},
+    capabilities={_SYSTEM_ITEMS, _NOTIFY, _STATS},
     description="One user message has been fully handled.",
 )
 ERROR: HookSpec[ErrorEvent] = HookSpec(

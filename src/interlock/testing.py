@@ -32,6 +32,7 @@ from . import (
     MessageEvent,
     Plugin,
     PluginManager,
+    RegistrationStats,
     SessionEnd,
     SessionStart,
     StreamChunk,
@@ -98,7 +99,7 @@ class Harness:
             options["capabilities"] = sorted(offered)
         self.handle = self.manager.register(plugin, **options)
         writers = _Writers(self)
-        handles = {"system_items": writers, "notify": writers}
+        handles = {"system_items": writers, "notify": writers, "stats": writers}
         self._scope = self.manager.session(session_id, capabilities=handles)
         self._scope.open()
 
@@ -153,6 +154,9 @@ class _Writers:
 
     def write_notification(self, text: str, *, level: Level, plugin: str) -> None:
         self._harness.notifications.append((text, level))
+
+    def read_stats(self) -> tuple[RegistrationStats, ...]:
+        return self._harness.manager.stats().registrations
 
 
 class RecordingPlugin(Plugin):

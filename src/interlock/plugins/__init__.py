@@ -12,6 +12,8 @@
   or across sessions; blocks or waits.
 - `audit-log` (`audit_log.AuditLog`): every hook outcome as a JSON line, with fsync
   policy and size-based rotation.
+- `profiler` (`profiler.Profiler`): time per model call, tool call, plugin and hook, as a
+  table at the end of the session.
 
 Importing this package imports none of them: each loads when a config or a host uses it.
 """

@@ -62,12 +62,12 @@ class Session:
         self.history: list[Message] = []
         self.turn = 0
         self._pending: list[Message] = []  # system items not yet in the model's context
-        writers = _Writers(self._write_system_item, self._write_notification)
+        writers = _Writers(self._write_system_item, self._write_notification, self._stats)
         self._scope = agent.manager.session(
             self.id,
             tags=tags,
             metadata=self.metadata,
-            capabilities={"system_items": writers, "notify": writers},
+            capabilities={"system_items": writers, "notify": writers, "stats": writers},
         )
         self._open = False
 
@@ -198,17 +198,23 @@ class Session:
 
 
 class _Writers:
-    """The host's side of `system_items` and `notify` for one session, and nothing else."""
+    """The host's side of `system_items`, `notify` and `stats` for one session, and
+    nothing else."""
 
-    __slots__ = ("_item", "_note")
+    __slots__ = ("_item", "_note", "_stats")
 
     def __init__(
         self,
         item: Callable[[str, str, str], None],
         note: Callable[[str, Level, str], None],
+        stats: Callable[[], list[RegistrationStats]],
     ) -> None:
         self._item = item
         self._note = note
+        self._stats = stats
+
+    def read_stats(self) -> tuple[RegistrationStats, ...]:
+        return tuple(self._stats())
 
     def write_system_item(self, kind: str, text: str, *, plugin: str) -> None:
         self._item(kind, text, plugin)

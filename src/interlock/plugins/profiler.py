@@ -1,0 +1,124 @@
+"""`profiler`: where a session's time went — model calls, tool calls, and each plugin at
+each hook — as a table at the end of the session.
+
+    plugins:
+      - name: profiler
+        use: profiler
+        capabilities: [notify, stats]     # the table goes to the user; stats is read-only
+
+It times each model call (from the last `pre_llm_call` handler to the first
+`post_llm_call` one) and each tool call (likewise, by call id), and at `session_end`
+reads the session's plugin statistics (`ctx.stats`) for the time spent per plugin and per
+hook. The table is sent as a notification: shown live, written to the session log, and
+listed by `interlock log`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from .. import (
+    HookContext,
+    LLMRequest,
+    LLMResponse,
+    Plugin,
+    RegistrationStats,
+    SessionEnd,
+    ToolCall,
+    ToolResult,
+    hook,
+)
+
+logger = logging.getLogger("interlock.plugins.profiler")
+
+_LAST = 1_000_000_000  # after every other plugin's handler: time the call itself
+_FIRST = -_LAST
+
+
+class Profiler(Plugin):
+    """Times model calls, tool calls and plugins; see the module documentation."""
+
+    name = "profiler"
+    version = "1.0"
+
+    def __init__(self, *, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock = clock
+
+    @hook("pre_llm_call", priority=_LAST)
+    def llm_starts(self, request: LLMRequest, ctx: HookContext) -> None:
+        ctx.state["llm_started"] = self._clock()
+
+    @hook("post_llm_call", priority=_FIRST)
+    def llm_ends(self, response: LLMResponse, ctx: HookContext) -> None:
+        started = ctx.state.pop("llm_started", None)
+        if started is not None:
+            ctx.state.setdefault("llm", []).append(self._clock() - started)
+
+    @hook("pre_tool_call", priority=_LAST)
+    def tool_starts(self, call: ToolCall, ctx: HookContext) -> None:
+        ctx.state.setdefault("tool_started", {})[call.call_id] = self._clock()
+
+    @hook("post_tool_call", priority=_FIRST)
+    def tool_ends(self, result: ToolResult, ctx: HookContext) -> None:
+        started = ctx.state.get("tool_started", {}).pop(result.call_id, None)
+        if started is not None:
+            tools = ctx.state.setdefault("tools", {})
+            tools.setdefault(result.tool_name, []).append(self._clock() - started)
+
+    def on_session_end(self, event: SessionEnd, ctx: HookContext) -> None:
+        plugins = ctx.stats.registrations() if ctx.stats is not None else ()
+        text = render(ctx.state.get("llm", []), ctx.state.get("tools", {}), plugins)
+        logger.info("session %s:\n%s", event.session_id, text,
+                    extra={"interlock_plugin": ctx.plugin})  # fmt: skip
+        if ctx.notify is not None:
+            ctx.notify.notify(text)
+
+
+def render(
+    llm: Sequence[float],
+    tools: dict[str, list[float]],
+    plugins: Sequence[RegistrationStats],
+) -> str:
+    """The profile as text: a table of calls, then one of plugins (times in ms)."""
+    calls = Table("where", "calls", "total ms", "mean ms", "p95 ms", "max ms",
+                  title="time per model and tool call")  # fmt: skip
+    if llm:
+        calls.add_row("model", *_times(llm))
+    for name, times in sorted(tools.items()):
+        calls.add_row(f"tool {name}", *_times(times))
+    by_plugin = Table("plugin", "hook", "calls", "total ms", "mean ms", "max ms", "errors",
+                      title="time per plugin and hook")  # fmt: skip
+    shown = sorted((s for s in plugins if s.calls), key=lambda s: -s.time_total)
+    for stats in shown:
+        by_plugin.add_row(
+            stats.plugin,
+            stats.hook,
+            str(stats.calls),
+            _ms(stats.time_total),
+            _ms(stats.time_mean),
+            _ms(stats.time_max),
+            str(stats.errors),
+        )
+    console = Console(width=100, record=True, file=io.StringIO(), color_system=None)
+    console.print(calls)
+    if shown:
+        console.print(by_plugin)
+    return console.export_text().rstrip()
+
+
+def _times(times: Sequence[float]) -> list[str]:
+    ordered = sorted(times)
+    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    return [str(len(times)), _ms(sum(times)), _ms(statistics.fmean(times)), _ms(p95),
+            _ms(ordered[-1])]  # fmt: skip
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f}"
