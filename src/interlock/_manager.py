@@ -142,6 +142,8 @@ class PluginManager:
         self._states: dict[str, dict[str, Any]] = {}
         self._background = Background(background_limit)
         self._portal = Portal()
+        # Set by `interlock.observability.instrument`: wraps each handler as registered.
+        self._wrap: Callable[[Registration], Callable[..., Any]] | None = None
         # A manager dropped without close() must not leave its helper thread behind.
         weakref.finalize(self, self._portal.close)
         self.declare(*CATALOG, *specs)
@@ -584,26 +586,34 @@ class PluginManager:
         handlers = collect(obj, self.spec, name=name, hook=request.hook)
         operator = request.options
         registrations = tuple(
-            build_registration(
-                plugin=name,
-                spec=h.spec,
-                fn=h.fn,
-                # The operator's options span the plugin: each hook takes the `when` keys
-                # it has (the author's own `when` is strict for its hook).
-                options=dataclasses.replace(operator, when=applicable(operator.when, h.spec)).over(
-                    h.options
-                ),
-                capabilities=request.capabilities,
-                writable=request.writable,
-                config=request.config,
-                scope=scope,
-                seq=next(self._seq),
-                default_timeout=self._default_timeout,
-                policy=self._policy,
+            self._instrumented(
+                build_registration(
+                    plugin=name,
+                    spec=h.spec,
+                    fn=h.fn,
+                    # The operator's options span the plugin: each hook takes the `when` keys
+                    # it has (the author's own `when` is strict for its hook).
+                    options=dataclasses.replace(
+                        operator, when=applicable(operator.when, h.spec)
+                    ).over(h.options),
+                    capabilities=request.capabilities,
+                    writable=request.writable,
+                    config=request.config,
+                    scope=scope,
+                    seq=next(self._seq),
+                    default_timeout=self._default_timeout,
+                    policy=self._policy,
+                )
             )
             for h in handlers
         )
         return PluginHandle(name, (), registrations, scope, (obj,))
+
+    def _instrumented(self, reg: Registration) -> Registration:
+        """`reg`, its handler wrapped by the manager's instrumentation, if it has one."""
+        if self._wrap is None:
+            return reg
+        return dataclasses.replace(reg, fn=self._wrap(reg))
 
     def _build_member(
         self, member: object, request: _Request, scope: str | None, taken: set[str]
