@@ -14,12 +14,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from interlock import HookContext, Plugin, PluginManager, hooks
 from interlock.cli._demo import plugins as demo_plugins
+from interlock.plugins.audit_log import AuditLog, AuditLogConfig
+from interlock.plugins.content_policy import ContentPolicy
+from interlock.plugins.profiler import Profiler
+from interlock.plugins.rate_limit import RateLimit, RateLimitConfig
+from interlock.plugins.task_reminder import TaskReminder
+from interlock.plugins.token_budget import TokenBudget, TokenBudgetConfig
+from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.runtime import Agent, ScriptedBackend, SessionStore, Step
 
 ROUNDS = 5
@@ -69,9 +80,10 @@ class Timed(PluginManager):
             self.calls += 1
 
 
-async def per_turn(
-    plugins: list[tuple[Any, dict[str, Any]]], sessions: int, stream: bool
-) -> tuple[float, float, float]:
+Plugins = Callable[[], list[tuple[Any, dict[str, Any]]]]
+
+
+async def per_turn(plugins: Plugins, sessions: int, stream: bool) -> tuple[float, float, float]:
     """Median µs per turn, median µs inside invoke per turn, and invocations per turn.
 
     Each session has TURNS turns, so the conversation (which the scripted model reads)
@@ -80,7 +92,7 @@ async def per_turn(
     whole, dispatch, calls = [], [], 0.0
     for _ in range(ROUNDS):
         manager = Timed()
-        for plugin, options in plugins:
+        for plugin, options in plugins():
             manager.register(plugin, **options)
         store = SessionStore(":memory:")
         agent = Agent(ScriptedBackend(SCRIPT * TURNS * sessions), tools=[shell],
@@ -98,6 +110,7 @@ async def per_turn(
         whole.append(elapsed / turns * 1e6)
         dispatch.append(spent / turns * 1e6)
         calls = invokes / turns
+        await manager.aclose()  # background work (the audit log) finishes here
         store.close()
     return statistics.median(whole), statistics.median(dispatch), calls
 
@@ -108,10 +121,12 @@ def main() -> None:
     args = parser.parse_args()
     sessions = 4 if args.quick else 60
 
-    configurations = {
-        "no plugins": [],
-        "one no-op plugin on every hook": [(NoOp(), {})],
-        "the demo's four plugins": demo_plugins(),
+    scratch = Path(tempfile.mkdtemp(prefix="interlock-bench-"))
+    configurations: dict[str, Plugins] = {
+        "no plugins": list,
+        "one no-op plugin on every hook": lambda: [(NoOp(), {})],
+        "the demo's six built-in plugins": lambda: demo_plugins(scratch),
+        "all seven built-in plugins": lambda: every_builtin(scratch),
     }
 
     async def run() -> None:
@@ -122,7 +137,30 @@ def main() -> None:
                 whole, dispatch, calls = await per_turn(plugins, sessions, stream)
                 print(f"  {name:34} {whole:9.1f} {dispatch:13.1f} {calls:8.0f}")
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        shutil.rmtree(scratch)
+
+
+def every_builtin(folder: Path) -> list[tuple[Any, dict[str, Any]]]:
+    """Every built-in plugin, configured as an operator might, none of them blocking here."""
+    guard = ToolGuardConfig.model_validate(
+        {"rules": [{"deny": 'shell(command: "rm -rf *")'}, {"allow": "shell"}]}
+    )
+    limits = RateLimitConfig.model_validate({"tools": {"*": {"calls": 10**9, "per": "1m"}}})
+    budget = TokenBudgetConfig.model_validate({"session": {"tokens": 10**12}})
+    audit = AuditLogConfig(path=str(folder / f"audit-{time.monotonic_ns()}.jsonl"))
+    notify = {"capabilities": ["notify"]}
+    return [
+        (ContentPolicy(), notify),
+        (ToolGuard(guard), {}),
+        (TokenBudget(budget), notify),
+        (TaskReminder(), {"capabilities": ["system_items"]}),
+        (RateLimit(limits), {}),
+        (AuditLog(audit), {}),
+        (Profiler(), {"capabilities": ["notify", "stats"]}),
+    ]
 
 
 if __name__ == "__main__":

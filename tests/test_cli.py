@@ -31,15 +31,19 @@ def test_demo_traces_every_step_and_logs_the_session(cli: CliRunner, tmp_path: P
     out = cli.invoke(app, ["demo"])
     assert out.exit_code == 0, out.output
     text = out.output
-    assert "message_received modified by redact-email" in text
-    assert "pre_tool_call blocked by tool-guard: destructive shell command (rm -rf)" in text
-    assert "system item (reminder, from reminder)" in text
-    assert "notice from token-counter: this session used" in text
+    assert "message_received modified by content-policy" in text
+    assert 'blocked by tool-guard: tool guard: rule 1 (deny: shell(command: "rm -rf *")): ' in text
+    assert "system item (reminder, from task-reminder): Still open on your todo list" in text
+    assert "notice from token-budget: the session has used" in text
     assert "its context held 2 system messages" in text  # the reminder reached the model
     assert "I will mail the summary to [email]" in text  # redacted on the way out
+    assert "notice from profiler:" in text and "time per model and tool call" in text
     [session] = sessions(cli)
     assert f"interlock log {session['id']}" in text
     assert (tmp_path / "sessions.db").exists()
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert any(r["hook"] == "pre_tool_call" and r["outcome"] == "blocked" for r in audit)
+    assert "ada@example.com" not in (tmp_path / "audit.jsonl").read_text()
 
 
 def test_log_shows_a_session_with_system_items_marked(cli: CliRunner) -> None:
@@ -47,7 +51,7 @@ def test_log_shows_a_session_with_system_items_marked(cli: CliRunner) -> None:
     session_id = str(sessions(cli)[0]["id"])
     out = cli.invoke(app, ["log", session_id])
     assert out.exit_code == 0, out.output
-    assert "SYSTEM ITEM [reminder] from reminder" in out.output
+    assert "SYSTEM ITEM [reminder] from task-reminder" in out.output
     assert 'tool call shell(command="rm -rf build/") refused' in out.output
     records = [
         json.loads(line)

@@ -47,11 +47,20 @@ def test_every_python_block_in_the_docs_runs(path: Path, index: int) -> None:
     run(blocks(path, "python")[index])
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/config.md"])
-def test_the_config_example_in_the_docs_is_the_checked_file(doc: str) -> None:
-    example = (ROOT / "examples" / "interlock.yaml").read_text()
+@pytest.mark.parametrize(
+    ("doc", "example"),
+    [("README.md", "interlock.yaml"), ("docs/config.md", "interlock.yaml"),
+     ("docs/builtins.md", "builtins.yaml")],
+)  # fmt: skip
+def test_the_config_examples_in_the_docs_are_the_checked_files(doc: str, example: str) -> None:
+    text = (ROOT / "examples" / example).read_text()
     yaml_blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / doc).read_text(), re.S)
-    assert example in yaml_blocks
+    assert text in yaml_blocks
+
+
+def test_the_builtins_example_prints_what_the_page_says() -> None:
+    page = ROOT / "docs" / "builtins.md"
+    assert run(blocks(page, "python")[0]) == blocks(page, "text")[0]
 
 
 def test_the_catalog_table_matches_the_code() -> None:

@@ -290,7 +290,7 @@ async def run_alone(
         else:
             action = reg.fn(payload, ctx)
             if reg.is_async:
-                action = await _within(action, reg, reg.timeout)
+                action = await _eagerly(action, reg, started)
     except BaseException as error:
         _reraise_if_fatal(error)
         return None, error, perf_counter() - started
@@ -368,6 +368,16 @@ def _settle_thread(
             future.cancel()
             return None, late(reg, reg.timeout or 0.0)
         return None, error
+
+
+async def _eagerly(coro: Coroutine[Any, Any, Any], reg: Registration, started: float) -> Any:
+    """Await `coro` with its first step run inline, as in a chain: a timeout scope only for
+    a handler that actually waits (most background handlers just record and return)."""
+    try:
+        suspended = coro.send(None)
+    except StopIteration as done:
+        return done.value
+    return await _within(_continue(coro, suspended), reg, _remaining(reg, started))
 
 
 def _remaining(reg: Registration, started: float) -> float | None:

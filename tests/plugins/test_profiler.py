@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from interlock.plugins.profiler import Profiler
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.runtime import Step
@@ -30,8 +32,8 @@ async def test_the_session_ends_with_a_table_of_calls_and_plugins() -> None:
         ["build"],
     )
     [table] = [n for n in result.notifications if "time per model and tool call" in n]
-    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines()]
-    rows = {row[0]: row[1:] for row in cells if row}
+    cells = [re.split(r"\s{2,}", line.strip()) for line in table.splitlines()]
+    rows = {row[0]: row[1:] for row in cells if len(row) > 2}
     # three model calls and two tool calls, each one tick of the clock long
     assert rows["model"][:2] == ["3", "3000.000"]
     assert rows["tool shell"][:2] == ["2", "2000.000"]

@@ -56,7 +56,7 @@ def _main(
 
 @app.command()
 def demo(data_dir: DataDir = None) -> None:
-    """Run a short offline agent session with example plugins, tracing every hook.
+    """Run a short offline agent session with the built-in plugins, tracing every hook.
 
     The model is scripted and the tools only pretend: no network, no API key. The
     session is logged under the data dir, like any other.
@@ -66,11 +66,12 @@ def demo(data_dir: DataDir = None) -> None:
     console = _console()
     directory = _data_dir(data_dir)
     console.print(Text("interlock demo", style="bold"),
-                  ": a scripted agent, four plugins, every hook traced")  # fmt: skip
+                  ": a scripted agent, six built-in plugins, every hook traced")  # fmt: skip
     session_id = asyncio.run(run(console, directory))
     console.print(Text.assemble(
         f"\nSession log: {directory / 'sessions.db'}\nShow it with: ",
         (f"interlock log {session_id}", "bold"),
+        f"\nAudit log: {directory / 'audit.jsonl'}",
     ))  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -44,6 +45,7 @@ from ..config import parse_duration
 
 logger = logging.getLogger("interlock.plugins.audit_log")
 
+_BATCH = 64  # hand-overs written (and synced) together at most
 _ALL = tuple(spec.name for spec in hooks.CATALOG)
 # Payload fields whose text is a name, not content: kept as they are.
 _NAMES = frozenset(
@@ -105,8 +107,12 @@ class _Writer:
     def __init__(self, path: Path, config: AuditLogConfig) -> None:
         self.path = path
         self.config = config
-        self._queue: queue.SimpleQueue[tuple[bytes, concurrent.futures.Future[None]] | None]
+        self._queue: queue.SimpleQueue[list[tuple[bytes, concurrent.futures.Future[None]]] | None]
         self._queue = queue.SimpleQueue()
+        self._batches: dict[
+            asyncio.AbstractEventLoop, list[tuple[bytes, concurrent.futures.Future[None]]]
+        ]
+        self._batches = {}
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._file: IO[bytes] | None = None
@@ -114,15 +120,27 @@ class _Writer:
         self._synced = 0.0
 
     def put(self, data: bytes) -> concurrent.futures.Future[None]:
-        """Queue `data`; the future is done once it is written (and synced, if always)."""
+        """Queue `data` (from an event loop); the future is done once it is written (and
+        synced, if always). The records of one turn of the loop go to the writer thread
+        together: one wake-up of it, not one per record."""
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        loop = asyncio.get_running_loop()
+        batch = self._batches.get(loop)
+        if batch is None:
+            batch = self._batches[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        batch.append((data, done))
+        return done
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._batches.pop(loop, [])
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="interlock-audit-log",
                                                 daemon=True)  # fmt: skip
                 self._thread.start()
-        self._queue.put((data, done))
-        return done
+        if batch:
+            self._queue.put(batch)
 
     def close(self) -> None:
         with self._lock:
@@ -133,29 +151,45 @@ class _Writer:
         thread.join()
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            data, done = item
+        """Write what is queued, a batch at a time: one flush (and sync) per batch."""
+        running = True
+        while running:
+            batches = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while len(batches) < _BATCH:
+                    batches.append(self._queue.get_nowait())
+            done: list[concurrent.futures.Future[None]] = []
             try:
-                self._write(data)
+                for batch in batches:
+                    if batch is None:
+                        running = False
+                        continue
+                    for data, future in batch:
+                        self._append(data)
+                        done.append(future)
+                self._flush()
             except OSError as error:
-                logger.error("audit log %s: cannot write a record: %s", self.path, error)
-                done.set_exception(error)
+                logger.error("audit log %s: cannot write records: %s", self.path, error)
+                for future in done:
+                    future.set_exception(error)
                 continue
-            done.set_result(None)
+            for future in done:
+                future.set_result(None)
         if self._file is not None:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
 
-    def _write(self, data: bytes) -> None:
-        file = self._open(len(data))
-        file.write(data)
-        file.flush()
+    def _append(self, data: bytes) -> None:
+        self._open(len(data)).write(data)
         self._size += len(data)
+
+    def _flush(self) -> None:
+        file = self._file
+        if file is None:
+            return
+        file.flush()
         if self.config.fsync == "always":
             os.fsync(file.fileno())
         elif self.config.fsync == "interval":
@@ -246,19 +280,26 @@ def _what_plugins_did(result: HookResult[Any]) -> dict[str, Any]:
 def summary(payload: Any) -> dict[str, Any]:
     """The payload without its content: names kept, text as its length, mappings as their
     keys, sequences as their length, numbers and flags as they are."""
-    if not dataclasses.is_dataclass(payload):
-        return {"type": type(payload).__name__}
-    out: dict[str, Any] = {"type": type(payload).__name__}
-    for field in dataclasses.fields(payload):
-        value = getattr(payload, field.name)
+    kind = type(payload)
+    names = _FIELDS.get(kind)
+    if names is None:
+        if not dataclasses.is_dataclass(payload):
+            return {"type": kind.__name__}
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(payload))
+    out: dict[str, Any] = {"type": kind.__name__}
+    for name in names:
+        value = getattr(payload, name)
         if isinstance(value, str):
-            out[field.name] = value if field.name in _NAMES else {"chars": len(value)}
-        elif isinstance(value, bool | int | float) or value is None:
-            out[field.name] = value
+            out[name] = value if name in _NAMES else {"chars": len(value)}
+        elif value is None or isinstance(value, bool | int | float):
+            out[name] = value
         elif isinstance(value, dict):
-            out[field.name] = {"keys": sorted(map(str, value))}
+            out[name] = {"keys": sorted(value)}
         elif isinstance(value, tuple | list):
-            out[field.name] = {"items": len(value)}
+            out[name] = {"items": len(value)}
         elif dataclasses.is_dataclass(value):
-            out[field.name] = summary(value)
+            out[name] = summary(value)
     return out
+
+
+_FIELDS: dict[type[Any], tuple[str, ...]] = {}

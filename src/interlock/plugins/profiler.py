@@ -21,6 +21,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -38,6 +39,7 @@ from .. import (
 
 logger = logging.getLogger("interlock.plugins.profiler")
 
+_TOP = 10  # plugin rows shown, the longest first
 _LAST = 1_000_000_000  # after every other plugin's handler: time the call itself
 _FIRST = -_LAST
 
@@ -88,14 +90,15 @@ def render(
 ) -> str:
     """The profile as text: a table of calls, then one of plugins (times in ms)."""
     calls = Table("where", "calls", "total ms", "mean ms", "p95 ms", "max ms",
-                  title="time per model and tool call")  # fmt: skip
+                  title="time per model and tool call", box=box.SIMPLE)  # fmt: skip
     if llm:
         calls.add_row("model", *_times(llm))
     for name, times in sorted(tools.items()):
         calls.add_row(f"tool {name}", *_times(times))
     by_plugin = Table("plugin", "hook", "calls", "total ms", "mean ms", "max ms", "errors",
-                      title="time per plugin and hook")  # fmt: skip
-    shown = sorted((s for s in plugins if s.calls), key=lambda s: -s.time_total)
+                      title=f"time per plugin and hook (the {_TOP} longest)",
+                      box=box.SIMPLE)  # fmt: skip
+    shown = sorted((s for s in plugins if s.calls), key=lambda s: -s.time_total)[:_TOP]
     for stats in shown:
         by_plugin.add_row(
             stats.plugin,
@@ -106,7 +109,7 @@ def render(
             _ms(stats.time_max),
             str(stats.errors),
         )
-    console = Console(width=100, record=True, file=io.StringIO(), color_system=None)
+    console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
     console.print(calls)
     if shown:
         console.print(by_plugin)
