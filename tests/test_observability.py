@@ -169,3 +169,61 @@ def test_without_instrumentation_opentelemetry_is_never_imported() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)  # fmt: skip
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_session_is_one_trace_and_every_call_ends_its_span(telemetry: Telemetry) -> None:
+    from interlock import LLMRequest, LLMResponse, Respond
+
+    @hook("pre_llm_call")
+    def cache(request: LLMRequest, ctx: Any) -> Respond[LLMResponse] | None:
+        if request.messages[-1].content == "cached?":
+            return Respond(LLMResponse("cache", "from the cache"))
+        return None
+
+    class Broken(ScriptedBackend):
+        async def complete(self, request: LLMRequest) -> LLMResponse:
+            raise ConnectionError("model server down")
+
+    manager = PluginManager()
+    telemetry.instrument(manager)
+    manager.register(cache)
+    agent = Agent(Broken(), manager=manager)
+    async with agent.session("s-1") as session:
+        await session.send("cached?")
+        await session.send("anything")  # the model call fails
+    await agent.aclose()
+
+    spans = telemetry.finished()
+    [agent_span] = [s for s in spans if s.name == "invoke_agent"]
+    hooks_ = [s for s in spans if s.name.startswith("interlock ") and "handler" not in s.name]
+    assert {s.context.trace_id for s in spans} == {agent_span.context.trace_id}
+    assert all(s.parent is not None and s.parent.span_id == agent_span.context.span_id
+               for s in hooks_)  # fmt: skip
+    answered, failed = [s for s in spans if s.name.startswith("chat ")]
+    assert answered.name == "chat cache" and answered.status.status_code is StatusCode.UNSET
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes["error.type"] == "ConnectionError"
+
+
+async def test_handlers_of_an_observe_hook_are_siblings(telemetry: Telemetry) -> None:
+    from interlock import TurnEnd
+
+    go = asyncio.Event()
+
+    @hook("turn_end", name="waits")
+    async def waits(event: TurnEnd, ctx: Any) -> None:
+        await go.wait()  # suspends while the other handler runs
+
+    @hook("turn_end", name="releases")
+    async def releases(event: TurnEnd, ctx: Any) -> None:
+        go.set()
+
+    manager = PluginManager()
+    telemetry.instrument(manager, agent_spans=False)
+    manager.register(waits)
+    manager.register(releases)
+    await manager.invoke(hooks.TURN_END, TurnEnd(1))
+    spans = {s.name: s for s in telemetry.finished()}
+    invocation = spans["interlock turn_end"].context.span_id
+    assert spans["interlock.handler waits"].parent.span_id == invocation
+    assert spans["interlock.handler releases"].parent.span_id == invocation

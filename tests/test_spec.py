@@ -19,7 +19,7 @@ from interlock import (
 
 # The catalog as DESIGN.md's table states it: kind, accepted actions, capabilities, aliases.
 TABLE = {
-    "session_start": ("observe", set(), {"system_items", "notify"}, ("on_session_start",)),
+    "session_start": ("observe", set(), {"system_items", "notify", "stats"}, ("on_session_start",)),
     # + stats: a read-only capability added for reports and profilers (not in DESIGN.md)
     "session_end": ("observe", set(), {"notify", "stats"}, ("on_session_end",)),
     "message_received": ("modify", {Modify, Block}, {"system_items", "notify"}, ()),

@@ -80,7 +80,7 @@ _SYSTEM_MESSAGES = WriteRule(
 SESSION_START: HookSpec[SessionStart] = HookSpec(
     "session_start",
     SessionStart,
-    capabilities={_SYSTEM_ITEMS, _NOTIFY},
+    capabilities={_SYSTEM_ITEMS, _NOTIFY, _STATS},
     aliases=("on_session_start",),
     description="A session began.",
 )

@@ -19,7 +19,9 @@ or the ones you pass:
   finish reasons) and `execute_tool <tool>` per tool call, timed from the hooks around them;
 - histograms `interlock.invoke.duration` and `interlock.handler.duration` (seconds), and
   counters read from `manager.stats()` when metrics are collected: calls, errors,
-  timeouts, blocks and skipped calls (conditions not met, breaker open) per registration.
+  timeouts, blocks and calls the open breaker skipped, per global registration (a
+  session's own registrations are in the histograms; as counters they would run
+  backwards when the session ends).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from . import (
     Ask,
     Block,
+    ErrorEvent,
     HookContext,
     HookResult,
     InterlockError,
@@ -83,16 +86,17 @@ def instrument(
         ) from None
     if manager._wrap is not None:
         raise InterlockError("this manager is instrumented already")
-    if manager.registrations():
+    if manager.registrations() or any(s.own_registrations() for s in manager._scopes):
         raise InterlockError(
             "instrument the manager before registering plugins: handlers are wrapped as "
             "they are registered"
         )
     tracer = trace.get_tracer("interlock", __version__, tracer_provider=tracer_provider)
     meter = metrics.get_meter("interlock", __version__, meter_provider=meter_provider)
-    observer = _Observer(tracer, meter, manager)
-    if agent_spans:  # registered first, so that its own handlers are not traced
-        manager.register(GenAISpans(tracer_provider=tracer_provider))
+    genai = GenAISpans(tracer_provider=tracer_provider) if agent_spans else None
+    observer = _Observer(tracer, meter, manager, genai)
+    if genai is not None:  # registered first, so that its own handlers are not traced
+        manager.register(genai)
     manager._wrap = observer.wrap
     # Instance attributes: only this manager's calls go through the observer.
     setattr(manager, "invoke", observer.invoke(manager.invoke))  # noqa: B010
@@ -102,8 +106,12 @@ def instrument(
 class _Observer:
     """Makes the spans and records the metrics of one manager."""
 
-    def __init__(self, tracer: Any, meter: Any, manager: PluginManager) -> None:
+    def __init__(
+        self, tracer: Any, meter: Any, manager: PluginManager, genai: GenAISpans | None
+    ) -> None:
         self.tracer = tracer
+        self.manager = manager
+        self.genai = genai
         self.invoke_duration = meter.create_histogram(
             "interlock.invoke.duration", unit="s", description="Time of one hook invocation."
         )
@@ -123,7 +131,8 @@ class _Observer:
         @functools.wraps(invoke)
         async def traced(hook: Any, payload: Any, **options: Any) -> HookResult[Any]:
             name = getattr(hook, "name", hook)
-            with self.tracer.start_as_current_span(f"interlock {name}") as span:
+            parent = self._parent(name, payload, options)
+            with self.tracer.start_as_current_span(f"interlock {name}", context=parent) as span:
                 start = time.perf_counter()
                 result: HookResult[Any] = await invoke(hook, payload, **options)
                 self._invoked(span, name, result, time.perf_counter() - start)
@@ -135,13 +144,26 @@ class _Observer:
         @functools.wraps(invoke_sync)
         def traced(hook: Any, payload: Any, **options: Any) -> HookResult[Any]:
             name = getattr(hook, "name", hook)
-            with self.tracer.start_as_current_span(f"interlock {name}") as span:
+            parent = self._parent(name, payload, options)
+            with self.tracer.start_as_current_span(f"interlock {name}", context=parent) as span:
                 start = time.perf_counter()
                 result: HookResult[Any] = invoke_sync(hook, payload, **options)
                 self._invoked(span, name, result, time.perf_counter() - start)
                 return result
 
         return traced
+
+    def _parent(self, hook: str, payload: Any, options: dict[str, Any]) -> Any:
+        """The context an invocation's span goes in: its session's agent span, if any
+        (opened here at `session_start`, so that the session's hooks all nest in it)."""
+        if self.genai is None:
+            return None
+        session = _session_id(self.manager, options)
+        if session is None:
+            return None
+        if hook == "session_start" and isinstance(payload, SessionStart):
+            self.genai.open(payload.session_id)
+        return self.genai.context(session)
 
     def _invoked(self, span: Span, hook: str, result: HookResult[Any], seconds: float) -> None:
         outcome = _result_outcome(result)
@@ -168,15 +190,19 @@ class _Observer:
         if reg.is_async:
 
             async def traced_async(payload: Any, ctx: HookContext) -> Any:
-                with self._span(name, attributes) as span:
-                    start = time.perf_counter()
-                    try:
-                        action = await fn(payload, ctx)
-                    except BaseException as error:
-                        self._failed(span, error, attributes, time.perf_counter() - start)
-                        raise
-                    self._answered(span, action, attributes, time.perf_counter() - start)
-                    return action
+                # Not made current: handlers of an observe hook run side by side in one
+                # task, and a span left current while one waits would adopt the others.
+                span = self.tracer.start_span(name, attributes=attributes)
+                start = time.perf_counter()
+                try:
+                    action = await fn(payload, ctx)
+                except BaseException as error:
+                    self._failed(span, error, attributes, time.perf_counter() - start)
+                    span.end()
+                    raise
+                self._answered(span, action, attributes, time.perf_counter() - start)
+                span.end()
+                return action
 
             return traced_async
 
@@ -234,7 +260,11 @@ def _reader(manager: PluginManager, field: str) -> Callable[[Any], Iterable[Any]
     def read(options: Any) -> Iterable[Any]:
         from opentelemetry.metrics import Observation
 
+        # Global registrations only: a session's go when it ends, and a counter summed
+        # over them would run backwards.
         for stats in manager.stats().registrations:
+            if stats.scope is not None:
+                continue
             yield Observation(
                 getattr(stats, field),
                 {"interlock.plugin": stats.plugin, "interlock.hook": stats.hook},
@@ -271,45 +301,73 @@ class GenAISpans(Plugin):
     """Spans for the agent, after the OpenTelemetry GenAI semantic conventions, timed from
     the hooks around each model and tool call (so any host firing the catalog gets them):
     `invoke_agent` per session, `chat <model>` per model call, `execute_tool <name>` per
-    tool call. `instrument` registers it; register it yourself to trace only the agent."""
+    tool call. `instrument` registers it (and nests each invocation's span in its session's
+    `invoke_agent`); register it yourself to trace only the agent. A model or tool call
+    that fails ends its span with an error status at the `error` hook."""
 
     name = "otel-genai"
 
     def __init__(self, *, tracer_provider: TracerProvider | None = None) -> None:
-        from opentelemetry import trace
+        from opentelemetry import context, trace
 
         self._trace = trace
+        self._root = context.Context()  # sessions are traces of their own
         self._tracer = trace.get_tracer("interlock.genai", __version__,
                                         tracer_provider=tracer_provider)  # fmt: skip
+        # By session id, not in `ctx.state`: a host without session scopes still gets one
+        # span per session.
+        self._agents: dict[str, Span] = {}
+        self._calls: dict[tuple[str, str], Span | int] = {}
+
+    def open(self, session_id: str) -> None:
+        """Start the session's `invoke_agent` span (once)."""
+        if session_id not in self._agents:
+            self._agents[session_id] = self._tracer.start_span(
+                "invoke_agent",
+                context=self._root,
+                attributes={"gen_ai.operation.name": "invoke_agent",
+                            "gen_ai.conversation.id": session_id},
+            )  # fmt: skip
+
+    def context(self, session_id: str) -> Any:
+        """A context whose current span is the session's agent span (None: no such span)."""
+        span = self._agents.get(session_id)
+        return None if span is None else self._trace.set_span_in_context(span)
 
     def on_session_start(self, event: SessionStart, ctx: HookContext) -> None:
-        span = self._tracer.start_span(
-            "invoke_agent",
-            attributes={"gen_ai.operation.name": "invoke_agent",
-                        "gen_ai.conversation.id": event.session_id},
-        )  # fmt: skip
-        ctx.state["agent_span"] = span
+        self.open(event.session_id)
 
     def on_session_end(self, event: SessionEnd, ctx: HookContext) -> None:
-        span = ctx.state.pop("agent_span", None)
+        for key in [k for k in self._calls if k[0] == event.session_id]:
+            self._end(self._calls.pop(key), "the session ended first")
+        span = self._agents.pop(event.session_id, None)
         if span is not None:
             span.set_attribute("interlock.session.turns", event.turns)
             span.end()
 
+    @hook("pre_llm_call", priority=_FIRST)
+    def chat_may_start(self, request: LLMRequest, ctx: HookContext) -> None:
+        # A call a plugin answers (Respond) never reaches the last handler: its span
+        # starts here, when the post_llm_call hook finds no other.
+        self._calls[(_session(ctx), "chat")] = time.time_ns()
+
     @hook("pre_llm_call", priority=_LAST)
     def chat_starts(self, request: LLMRequest, ctx: HookContext) -> None:
-        span = self._tracer.start_span(
-            f"chat {request.model}",
-            context=self._parent(ctx),
-            attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": request.model},
-        )
-        ctx.state["chat_span"] = span
+        self._calls[(_session(ctx), "chat")] = self._start(
+            f"chat {request.model}", ctx,
+            {"gen_ai.operation.name": "chat", "gen_ai.request.model": request.model},
+        )  # fmt: skip
 
     @hook("post_llm_call", priority=_FIRST)
     def chat_ends(self, response: LLMResponse, ctx: HookContext) -> None:
-        span = ctx.state.pop("chat_span", None)
-        if span is None:
+        started = self._calls.pop((_session(ctx), "chat"), None)
+        if started is None:
             return
+        if isinstance(started, int):  # answered by a plugin: the span starts from then
+            attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": response.model}
+            span = self._start(f"chat {response.model}", ctx, attributes, start=started)
+        else:
+            span = started
         span.set_attribute("gen_ai.response.model", response.model)
         span.set_attribute("gen_ai.usage.input_tokens", response.usage.input_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", response.usage.output_tokens)
@@ -318,27 +376,50 @@ class GenAISpans(Plugin):
 
     @hook("pre_tool_call", priority=_LAST)
     def tool_starts(self, call: ToolCall, ctx: HookContext) -> None:
-        span = self._tracer.start_span(
-            f"execute_tool {call.tool_name}",
-            context=self._parent(ctx),
-            attributes={"gen_ai.operation.name": "execute_tool",
-                        "gen_ai.tool.name": call.tool_name,
-                        "gen_ai.tool.call.id": call.call_id},
+        self._calls[(_session(ctx), f"tool:{call.call_id}")] = self._start(
+            f"execute_tool {call.tool_name}", ctx,
+            {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.tool_name,
+             "gen_ai.tool.call.id": call.call_id},
         )  # fmt: skip
-        ctx.state.setdefault("tool_spans", {})[call.call_id] = span
 
     @hook("post_tool_call", priority=_FIRST)
     def tool_ends(self, result: ToolResult, ctx: HookContext) -> None:
-        span = ctx.state.get("tool_spans", {}).pop(result.call_id, None)
+        span = self._calls.pop((_session(ctx), f"tool:{result.call_id}"), None)
         if span is None:
             return
-        if result.is_error:
+        self._end(span, "the tool failed" if result.is_error else None)
+
+    def on_error(self, event: ErrorEvent, ctx: HookContext) -> None:
+        if event.stage == "llm_call":
+            span = self._calls.pop((_session(ctx), "chat"), None)
+            if span is not None:
+                self._end(span, f"{event.error_type}: {event.message}", event.error_type)
+
+    def _start(
+        self, name: str, ctx: HookContext, attributes: dict[str, Any], start: int | None = None
+    ) -> Span:
+        parent = self.context(_session(ctx))
+        return self._tracer.start_span(name, context=parent, attributes=attributes,
+                                       start_time=start)  # fmt: skip
+
+    def _end(self, span: Span | int, problem: str | None, kind: str = "tool_error") -> None:
+        if isinstance(span, int):
+            return  # a call that never started its span
+        if problem is not None:
             from opentelemetry.trace import Status, StatusCode
 
-            span.set_attribute("error.type", "tool_error")
-            span.set_status(Status(StatusCode.ERROR))
+            span.set_attribute("error.type", kind)
+            span.set_status(Status(StatusCode.ERROR, problem))
         span.end()
 
-    def _parent(self, ctx: HookContext) -> Any:
-        agent = ctx.state.get("agent_span")
-        return None if agent is None else self._trace.set_span_in_context(agent)
+
+def _session(ctx: HookContext) -> str:
+    return ctx.session.id if ctx.session is not None else ""
+
+
+def _session_id(manager: PluginManager, options: dict[str, Any]) -> str | None:
+    session = options.get("session")
+    if session is not None:
+        return str(session.id)
+    scope = options.get("scope") or manager._scope_var.get()
+    return None if scope is None else str(scope.info.id)

@@ -68,8 +68,8 @@ def test_bad_config_is_refused_with_the_reason() -> None:
         ContentPolicyConfig(deny_patterns=["(unclosed"])
 
 
-cards = st.lists(st.integers(0, 9), min_size=12, max_size=18).map(
-    lambda digits: [*digits, (10 - _luhn_sum(digits)) % 10]
+cards = st.tuples(st.integers(2, 6), st.lists(st.integers(0, 9), min_size=11, max_size=17)).map(
+    lambda parts: [parts[0], *parts[1], (10 - _luhn_sum([parts[0], *parts[1]])) % 10]
 )
 
 
@@ -105,7 +105,39 @@ def test_iban_check_digits() -> None:
 @pytest.mark.parametrize(
     "text",
     ["pi is 3.14159265358979", "order 12345678901234567890", "on 2024-01-15 at 10:30",
-     "version 1.2.3.4", "ref 123456789"],
+     "version 1.2.3.4", "ref 123456789", "job started 2024-11-22 10:30:00 and ended",
+     "connect to 192.168.100.200 port 22", "ts=1732241400008 (epoch ms, Luhn-valid)"],
 )  # fmt: skip
 def test_numbers_that_only_look_sensitive_are_left_alone(text: str) -> None:
     assert scan(text, list(BUILT_IN.values())) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Pay DE89 3704 0044 0532 0130 00 EUR 100", "DE89 3704 0044 0532 0130 00"),
+        ("IBAN DE89370400440532013000 BIC COBADEFFXXX", "DE89370400440532013000"),
+        ("iban de89370400440532013000", "de89370400440532013000"),
+        ("key=sk_test_4eC39HqLyjWDarjtT1zdp7dc", "sk_test_4eC39HqLyjWDarjtT1zdp7dc"),
+        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+         "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAsecret\n-----END RSA PRIVATE KEY-----",
+         "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAsecret\n-----END RSA PRIVATE KEY-----"),
+    ],
+)  # fmt: skip
+def test_values_are_found_whole(text: str, found: str) -> None:
+    [(start, end, _)] = scan(text, list(BUILT_IN.values()))
+    assert text[start:end] == found
+
+
+def test_long_texts_without_matches_are_scanned_in_one_pass() -> None:
+    blob = "A" * 200_000 + " " + "b." * 100_000  # no '@': nothing to find, nothing to retry
+    assert scan(blob, list(BUILT_IN.values())) == []
+
+
+async def test_a_secret_in_a_tool_call_blocks_it() -> None:
+    step = Step(tool_calls=(("shell", {"command": "curl -H 'key: AKIAIOSFODNN7EXAMPLE' x"}),))
+    result = await run([POLICY], [step, "ok"], ["fetch it"])
+    [reply] = result.replies
+    assert reply.stopped == "blocked"
+    assert reply.reason == "content policy: tool call 'shell': it contains api_key x1"

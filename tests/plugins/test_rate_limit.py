@@ -83,3 +83,20 @@ def test_limits_need_positive_calls_and_a_duration() -> None:
         RateLimitConfig.model_validate({"tools": {"x": {"calls": 0, "per": 1}}})
     with pytest.raises(ValidationError, match="expected a duration"):
         RateLimitConfig.model_validate({"tools": {"x": {"calls": 1, "per": "soon"}}})
+
+
+async def test_a_wait_cut_short_by_the_timeout_blocks_the_call() -> None:
+    clock = Clock()
+
+    async def forever(seconds: float) -> None:
+        import asyncio
+
+        await asyncio.Event().wait()  # a wait the registration's timeout must end
+
+    plugin = RateLimit(RateLimitConfig.model_validate(
+        {"models": {"scripted": {"calls": 1, "per": 60}}, "mode": "wait", "max_wait": 3600}
+    ), clock=clock, sleep=forever)  # fmt: skip
+    result = await run([(plugin, {"timeout": 0.05})], ["one", "two"], ["a", "b"])
+    assert result.replies[0].stopped == "answered"
+    assert result.replies[1].stopped == "blocked"  # fails closed: never over the limit
+    assert plugin._windows == {}  # the session's windows went with it

@@ -52,3 +52,17 @@ plugins:
 def test_budgets_must_be_positive() -> None:
     with pytest.raises(ValidationError, match="greater than 0"):
         TokenBudgetConfig.model_validate({"session": {"tokens": 0}})
+
+
+async def test_the_most_specific_price_applies() -> None:
+    config = {
+        "session": {"cost": 1000},
+        "prices": {"scripted*": {"input": 1000, "output": 1000},
+                   "scripted-mini*": {"input": 1, "output": 1}},
+    }  # fmt: skip
+    budget = TokenBudget(TokenBudgetConfig.model_validate(config))
+    from interlock import LLMResponse, Usage
+
+    cheap = budget._cost(LLMResponse("scripted-mini-2", usage=Usage(500_000, 500_000)))
+    dear = budget._cost(LLMResponse("scripted-large", usage=Usage(500_000, 500_000)))
+    assert (cheap, dear) == (1.0, 1000.0)

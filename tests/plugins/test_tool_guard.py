@@ -67,3 +67,9 @@ def test_bad_rules_are_refused_with_what_to_write() -> None:
     with pytest.raises(ValidationError, match='write them as name: "glob"'):
         ToolGuardConfig.model_validate({"rules": [{"deny": 'shell(command "x")'}]})
     assert ToolGuard().config.default == "allow"
+
+
+def test_a_bad_quoted_glob_names_the_rule() -> None:
+    with pytest.raises(ValueError, match="not a JSON string") as raised:
+        parse('shell(command: "rm \\q")')
+    assert str(raised.value).startswith("'shell(command: \"rm \\\\q\")': ")

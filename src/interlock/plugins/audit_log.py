@@ -9,17 +9,24 @@
           max_bytes: 10000000      # then audit.jsonl.1, .2, ... up to `keep`
           keep: 5
 
-One record per invocation of every hook (or of `hooks:`), written in the background after
+One record per invocation of every hook but `llm_stream_chunk` (a record per chunk of a
+streamed answer; name it in `hooks:` to have it), written in the background after
 the plugins have decided: when, the session and turn, the hook, the outcome (continued,
 modified, blocked, responded, asked, failed), which plugin did what, the reason, failures,
 permissive-mode violations, and a summary of the payload that names tools, models and
 roles but never quotes content (text becomes its length, mappings their keys).
 
 `fsync: always` makes each record durable before its handler returns: what the host has
-seen drained survives a killed process. `interval` syncs at most once per
+seen drained survives a killed process; a record that cannot be written fails its
+handler (counted, and after five failures in a row the breaker pauses the log for its
+cooldown). `interval` syncs at most once per
 `fsync_interval`, `never` leaves it to the system. Records are written in the order of
 the invocations, by a thread of their own (the event loop never waits for the disk).
 Closing the manager drains pending records, writes them, then syncs and closes the file.
+Records are background work, so the manager's `background_limit` (1,000 waiting) bounds
+them: a host firing hooks faster than the disk takes records drops the excess, counted in
+`stats().background_dropped` and logged; raise the limit for bursts. An audit log
+registered into a session scope is the host's to close.
 """
 
 from __future__ import annotations
@@ -64,7 +71,8 @@ class AuditLogConfig(BaseModel):
     fsync_interval: Annotated[float, BeforeValidator(parse_duration)] = 1.0
     max_bytes: int = Field(default=10_000_000, gt=0)
     keep: int = Field(default=5, ge=0)
-    hooks: list[str] = Field(default_factory=lambda: list(_ALL))
+    hooks: list[str] = Field(default_factory=lambda: [h for h in _ALL if h != "llm_stream_chunk"])
+    """The hooks recorded: all but `llm_stream_chunk` (a record per chunk) by default."""
 
 
 class AuditLog(Plugin):
@@ -154,26 +162,24 @@ class _Writer:
         """Write what is queued, a batch at a time: one flush (and sync) per batch."""
         running = True
         while running:
+            batches: list[list[tuple[bytes, concurrent.futures.Future[None]]] | None]
             batches = [self._queue.get()]
             with contextlib.suppress(queue.Empty):
                 while len(batches) < _BATCH:
                     batches.append(self._queue.get_nowait())
-            done: list[concurrent.futures.Future[None]] = []
+            running = None not in batches
+            records = [record for batch in batches if batch is not None for record in batch]
             try:
-                for batch in batches:
-                    if batch is None:
-                        running = False
-                        continue
-                    for data, future in batch:
-                        self._append(data)
-                        done.append(future)
+                for data, _ in records:
+                    self._append(data)
                 self._flush()
-            except OSError as error:
-                logger.error("audit log %s: cannot write records: %s", self.path, error)
-                for future in done:
+            except OSError as error:  # every record of the batch is reported, none waits
+                logger.error("audit log %s: cannot write %d records: %s", self.path,
+                             len(records), error)  # fmt: skip
+                for _, future in records:
                     future.set_exception(error)
                 continue
-            for future in done:
+            for _, future in records:
                 future.set_result(None)
         if self._file is not None:
             self._file.flush()

@@ -15,12 +15,16 @@ social security numbers, common API-key and secret formats, and regexes of your 
           custom: {employee_id: "EMP-\\\\d{6}"}
 
 What it found is reported by kind and count (in the block reason, the log, a `notify`
-and, on messages, `metadata["content_policy"]`), never the value itself.
+and, on messages, `metadata["content_policy"]`), never the value itself. Tool calls the
+model makes are checked against `deny` as they come (`post_llm_call`: a secret in their
+arguments blocks the answer) but not redacted: a call with rewritten arguments would do
+something else.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from collections import Counter
@@ -38,10 +42,13 @@ from .. import (
     MessageEvent,
     Modify,
     Plugin,
+    ToolCall,
 )
 from ._detectors import BUILT_IN, Detector, detectors, redact, scan
 
 logger = logging.getLogger("interlock.plugins.content_policy")
+
+_CACHED_CHARS = 4096  # texts up to this long are judged once and remembered
 
 Where = Literal["message_received", "message_sending", "pre_llm_call", "post_llm_call"]
 _EVERYWHERE: tuple[Where, ...] = (
@@ -106,9 +113,7 @@ class ContentPolicy(Plugin):
         self._deny = detectors(config.deny, config.custom)
         self._deny_patterns = [re.compile(p) for p in config.deny_patterns]
         self._where = frozenset(config.where)
-        # The same texts come by again and again (the conversation, on every model
-        # call): judge each once.
-        self._judge = functools.lru_cache(maxsize=4096)(self._judge_text)
+        self._cached = functools.lru_cache(maxsize=1024)(self._judge_text)
 
     # -- the hooks ------------------------------------------------------------------------
 
@@ -141,6 +146,9 @@ class ContentPolicy(Plugin):
     def on_post_llm_call(self, response: LLMResponse, ctx: HookContext) -> Any:
         if "post_llm_call" not in self._where:
             return None
+        denied = self._denied_calls(response.tool_calls)
+        if denied is not None:
+            return self._block(denied, ctx)
         verdict = self._judge(response.content)
         if verdict.denied is not None:
             return self._block(verdict, ctx)
@@ -162,6 +170,23 @@ class ContentPolicy(Plugin):
         self._report(verdict.counts, ctx)
         metadata = {**event.metadata, "content_policy": dict(verdict.counts)}
         return Modify(event.replace(content=verdict.text, metadata=metadata))
+
+    def _judge(self, text: str) -> _Verdict:
+        # Short texts come by again and again (the conversation, on every model call):
+        # judged once. Long ones are not kept, to bound what the cache holds.
+        return self._cached(text) if len(text) <= _CACHED_CHARS else self._judge_text(text)
+
+    def _denied_calls(self, calls: tuple[ToolCall, ...]) -> _Verdict | None:
+        """Tool calls carrying what may not pass (checked for `deny`, never rewritten: a
+        tool call with redacted arguments would do something else)."""
+        for call in calls:
+            if call.arguments:
+                verdict = self._judge(json.dumps(call.arguments, ensure_ascii=False))
+                if verdict.denied is not None:
+                    return _Verdict(
+                        "", Counter(), f"tool call {call.tool_name!r}: {verdict.denied}"
+                    )
+        return None
 
     def _judge_text(self, text: str) -> _Verdict:
         if not text:

@@ -7,14 +7,17 @@ each hook — as a table at the end of the session.
         capabilities: [notify, stats]     # the table goes to the user; stats is read-only
 
 It times each model call (from the last `pre_llm_call` handler to the first
-`post_llm_call` one) and each tool call (likewise, by call id), and at `session_end`
-reads the session's plugin statistics (`ctx.stats`) for the time spent per plugin and per
-hook. The table is sent as a notification: shown live, written to the session log, and
-listed by `interlock log`.
+`post_llm_call` one; from the first, for a call a plugin answers itself) and each tool
+call (likewise, by call id), and reads the plugin statistics (`ctx.stats`) at
+`session_start` and `session_end`: the difference is the time spent per plugin and per
+hook in this session (`max ms`, a registration's longest single call, is over its life).
+The table is sent as a notification: shown live, written to the session log, and listed
+by `interlock log`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import statistics
@@ -32,6 +35,7 @@ from .. import (
     Plugin,
     RegistrationStats,
     SessionEnd,
+    SessionStart,
     ToolCall,
     ToolResult,
     hook,
@@ -52,6 +56,16 @@ class Profiler(Plugin):
 
     def __init__(self, *, clock: Callable[[], float] = time.perf_counter) -> None:
         self._clock = clock
+
+    def on_session_start(self, event: SessionStart, ctx: HookContext) -> None:
+        # The counters are the manager's, over all sessions: this one's are the difference.
+        if ctx.stats is not None:
+            ctx.state["before"] = _totals(ctx.stats.registrations())
+
+    @hook("pre_llm_call", priority=_FIRST)
+    def llm_may_start(self, request: LLMRequest, ctx: HookContext) -> None:
+        # For a call a plugin answers (Respond), the later handler never runs.
+        ctx.state["llm_started"] = self._clock()
 
     @hook("pre_llm_call", priority=_LAST)
     def llm_starts(self, request: LLMRequest, ctx: HookContext) -> None:
@@ -75,7 +89,9 @@ class Profiler(Plugin):
             tools.setdefault(result.tool_name, []).append(self._clock() - started)
 
     def on_session_end(self, event: SessionEnd, ctx: HookContext) -> None:
-        plugins = ctx.stats.registrations() if ctx.stats is not None else ()
+        plugins: Sequence[RegistrationStats] = ()
+        if ctx.stats is not None:
+            plugins = _since(ctx.stats.registrations(), ctx.state.get("before", {}))
         text = render(ctx.state.get("llm", []), ctx.state.get("tools", {}), plugins)
         logger.info("session %s:\n%s", event.session_id, text,
                     extra={"interlock_plugin": ctx.plugin})  # fmt: skip
@@ -114,6 +130,32 @@ def render(
     if shown:
         console.print(by_plugin)
     return console.export_text().rstrip()
+
+
+_Key = tuple[str, str, str | None]
+
+
+def _totals(stats: Sequence[RegistrationStats]) -> dict[_Key, RegistrationStats]:
+    return {(s.plugin, s.hook, s.scope): s for s in stats}
+
+
+def _since(
+    now: Sequence[RegistrationStats], before: dict[_Key, RegistrationStats]
+) -> list[RegistrationStats]:
+    """What each registration did since `before` (its counters at session start)."""
+    out = []
+    for stats in now:
+        old = before.get((stats.plugin, stats.hook, stats.scope))
+        if old is None:
+            out.append(stats)
+            continue
+        out.append(dataclasses.replace(
+            stats,
+            calls=stats.calls - old.calls,
+            errors=stats.errors - old.errors,
+            time_total=stats.time_total - old.time_total,
+        ))  # fmt: skip
+    return out
 
 
 def _times(times: Sequence[float]) -> list[str]:

@@ -15,8 +15,10 @@ the whole process; over the limit, block or wait.
           max_wait: 20s
 
 Limits are sliding windows. A tool or model that several globs match counts against each.
-In `wait` mode a call waits for a free slot up to `max_wait`, then is blocked; the
-registration's timeout must be longer than `max_wait`, or it cuts the wait short.
+In `wait` mode a call waits for a free slot up to `max_wait` (4 s by default), then is
+blocked. A wait longer than the registration's timeout (5 s by default) is cut short by
+it, and the call is blocked (these handlers fail closed): raise `timeout` with `max_wait`.
+A session's windows are dropped at its end.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from .. import Block, HookContext, LLMRequest, Plugin, ToolCall
+from .. import Block, HookContext, LLMRequest, Plugin, SessionEnd, ToolCall, hook
 from ..config import parse_duration
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
@@ -56,7 +58,8 @@ class RateLimitConfig(BaseModel):
     tools: dict[str, Limit] = Field(default_factory=dict)
     models: dict[str, Limit] = Field(default_factory=dict)
     mode: Literal["block", "wait"] = "block"
-    max_wait: Seconds = 10.0
+    max_wait: Seconds = 4.0
+    """Below the default 5 s timeout of a registration; raise both together."""
 
 
 class RateLimit(Plugin):
@@ -79,11 +82,23 @@ class RateLimit(Plugin):
         self._windows: dict[tuple[str, str, str], collections.deque[float]] = {}
         self._lock = threading.Lock()
 
-    async def on_pre_tool_call(self, call: ToolCall, ctx: HookContext) -> Any:
+    # Fail closed: a wait cut short by the registration's timeout must not let the call
+    # through over the limit.
+    @hook("pre_tool_call", on_error="block")
+    async def tools(self, call: ToolCall, ctx: HookContext) -> Any:
+        """Admit a tool call, or wait for a slot, or block it."""
         return await self._admit("tool", call.tool_name, self.config.tools, ctx)
 
-    async def on_pre_llm_call(self, request: LLMRequest, ctx: HookContext) -> Any:
+    @hook("pre_llm_call", on_error="block")
+    async def models(self, request: LLMRequest, ctx: HookContext) -> Any:
+        """Admit a model call, or wait for a slot, or block it."""
         return await self._admit("model", request.model, self.config.models, ctx)
+
+    def on_session_end(self, event: SessionEnd, ctx: HookContext) -> None:
+        """Forget the session's own windows."""
+        with self._lock:
+            for key in [k for k in self._windows if k[0] == event.session_id]:
+                del self._windows[key]
 
     async def _admit(self, what: str, name: str, limits: dict[str, Limit], ctx: HookContext) -> Any:
         applying = [(glob, limit) for glob, limit in limits.items() if fnmatchcase(name, glob)]
@@ -114,7 +129,7 @@ class RateLimit(Plugin):
                 key = ("*" if limit.across_sessions else session, glob, str(limit.per))
                 window = self._windows.setdefault(key, collections.deque())
                 while window and window[0] <= now - limit.per:
-                    window.popleft()
+                    window.popleft()  # (an emptied window stays: it is about to be used)
                 if len(window) >= limit.calls:
                     return window[0] + limit.per - now, (glob, limit)
                 windows.append(window)

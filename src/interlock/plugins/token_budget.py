@@ -14,9 +14,11 @@
           warn_at: 0.8
 
 Usage is counted from each `post_llm_call`; once a budget is spent, `pre_llm_call` is
-blocked with the numbers in the reason. Tag budgets live in this process (a fleet shares
-them through a store, later). A model with no price counts tokens but no cost, and is
-reported once.
+blocked with the numbers in the reason. Where several price globs match a model, the most
+specific (longest) one applies. Session budgets live in the session's state, which needs
+a session scope (`manager.session(...)`; the reference runtime opens one per session).
+Tag budgets live in this process (a fleet shares them through a store, later). A model
+with no price counts tokens but no cost, and is reported once.
 """
 
 from __future__ import annotations
@@ -125,10 +127,10 @@ class TokenBudget(Plugin):
         return budgets
 
     def _cost(self, response: LLMResponse) -> float:
-        price = next(
-            (p for glob, p in self.config.prices.items() if fnmatchcase(response.model, glob)),
-            None,
-        )
+        # The most specific glob that matches wins (the longest): `gpt-4o-mini*` before
+        # `gpt-4o*`, whatever their order in the file.
+        matching = [g for g in self.config.prices if fnmatchcase(response.model, g)]
+        price = self.config.prices[max(matching, key=len)] if matching else None
         if price is None:
             if self.config.prices and response.model not in self._unpriced:
                 self._unpriced.add(response.model)

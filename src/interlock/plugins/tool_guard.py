@@ -15,8 +15,13 @@
 A rule is a tool-name glob, optionally followed by argument globs in parentheses:
 `name(arg: "glob", other: "glob")`. Every argument named must be there and match (a
 value that is not text is matched as its JSON); arguments not named are not looked at.
-Globs are case-sensitive shell patterns (`*`, `?`, `[abc]`). A denied call reaches the
-model as an error tool result naming the rule; `ask` goes to the host's approver.
+Globs are case-sensitive shell patterns (`*`, `?`, `[abc]`) on the whole value, and `*`
+matches anything, `/` and `;` included: `allow: 'shell(command: "ls*")'` also allows
+`ls; rm -rf ~`, and `"/tmp/*"` matches `/tmp/../etc`. So deny the dangerous shapes before
+you allow broad ones, and prefer `default: deny` with narrow allows. A double-quoted glob
+is a JSON string (`\"` and `\\` escape); a single-quoted one is taken as written. A denied
+call reaches the model as an error tool result naming the rule; `ask` goes to the host's
+approver.
 """
 
 from __future__ import annotations
@@ -113,14 +118,20 @@ def parse(pattern: str) -> Pattern:
         if part is None or not part.group(0):
             raise ValueError(f'{pattern!r}: cannot read the arguments at {rest!r}; write '
                              'them as name: "glob", separated by commas')  # fmt: skip
-        arguments.append((part.group("name"), _unquote(part.group("value"))))
+        try:
+            arguments.append((part.group("name"), _unquote(part.group("value"))))
+        except ValueError as error:
+            raise ValueError(f"{pattern!r}: {error}") from None
         rest = rest[part.end() :].strip()
     return Pattern(match.group("tool"), tuple(arguments))
 
 
 def _unquote(value: str) -> str:
     if value.startswith('"'):
-        return str(json.loads(value))
+        try:
+            return str(json.loads(value))
+        except ValueError as error:
+            raise ValueError(f"{value}: not a JSON string ({error})") from None
     if value.startswith("'"):
         return value[1:-1]
     return value
