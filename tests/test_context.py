@@ -178,6 +178,7 @@ async def test_a_context_exposes_no_host_objects(manager: PluginManager) -> None
         "hook",
         "notify",
         "plugin",
+        "recheck",
         "result",
         "session",
         "state",

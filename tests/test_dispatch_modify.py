@@ -48,14 +48,17 @@ async def test_each_handler_sees_the_payload_modified_so_far(manager: PluginMana
 
     @hook("message_received", priority=10)
     def watch(payload: MessageEvent, ctx: Any) -> None:
-        seen.append(payload.content)
+        seen.append(f"{payload.content} recheck={ctx.recheck}")
 
     manager.register(tag("x"))
     manager.register(watch)
     manager.register(tag("y", priority=20))
     result = await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("-"))
-    assert seen == ["-x"]
+    # The watcher sees the payload as modified so far, then, since "y" changed it after,
+    # the final payload once more (gates judge the final payload).
+    assert seen == ["-x recheck=False", "-xy recheck=True"]
     assert result.payload is not None and result.payload.content == "-xy"
+    assert result.modified_by == ("x", "y")
 
 
 async def test_nothing_happening_returns_the_shared_empty_result(manager: PluginManager) -> None:

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from interlock import Block, MessageEvent, Modify, PluginManager, hooks
 
-ACTIONS = ("append", "continue", "block", "raise", "wrong")
+# "gate" blocks what it sees once something was appended: a gate that ran before an
+# appender must be asked again about the final payload (gates judge the final payload).
+ACTIONS = ("append", "continue", "block", "gate", "raise", "wrong")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ def build(handlers: list[Spec]) -> PluginManager:
         def handler(payload: MessageEvent, ctx: Any, spec: Spec = spec, name: str = name) -> Any:
             if spec.action == "append":
                 return Modify(payload.replace(content=f"{payload.content}<{name}>"))
-            if spec.action == "block":
+            if spec.action == "block" or (spec.action == "gate" and payload.content):
                 return Block(name)
             if spec.action == "raise":
                 raise RuntimeError(name)
@@ -57,6 +59,7 @@ def model(handlers: list[Spec]) -> dict[str, Any]:
     """What the chain must do, computed the obvious way."""
     order = sorted(range(len(handlers)), key=lambda i: (handlers[i].priority, i))
     content, modified, errors, violations, blocked_by = "", [], [], [], None
+    unjudged = []  # gates that saw no appended text, in order
     for i in order:
         spec, name = handlers[i], f"h{i}"
         if spec.mode == "disabled":
@@ -66,11 +69,21 @@ def model(handlers: list[Spec]) -> dict[str, Any]:
             modified.append(name)
         elif spec.action in ("raise", "wrong"):
             errors.append(name)
-        elif spec.action == "block":
+        elif spec.action == "gate" and not content:
+            unjudged.append(i)
+        elif spec.action in ("block", "gate"):
             if spec.mode == "permissive":
                 violations.append(name)
             else:
                 blocked_by = name
+                break
+    if blocked_by is None and modified:
+        last = max(order.index(int(name[1:])) for name in modified)
+        for i in (i for i in unjudged if order.index(i) < last):
+            if handlers[i].mode == "permissive":
+                violations.append(f"h{i}")
+            else:
+                blocked_by = f"h{i}"
                 break
     return {
         "content": content,

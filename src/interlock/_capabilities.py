@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, final, runtime_checkable
 from ._exceptions import CapabilityError
 
 if TYPE_CHECKING:
-    from ._context import Call
+    from ._context import HookContext
     from ._stats import RegistrationStats
 
 Level = Literal["info", "warning", "error"]
@@ -56,18 +56,39 @@ class StatsReader(Protocol):
         ...
 
 
-class _Handle:
-    __slots__ = ("_call", "_plugin", "_writer")
+def check_system_item(plugin: str, kind: object, text: object) -> None:
+    """Raise `CapabilityError` unless `kind` and `text` make a system item."""
+    if not isinstance(kind, str) or not kind or not isinstance(text, str):
+        raise CapabilityError(
+            f"plugin {plugin!r}: system_items.append takes a non-empty kind and a "
+            f"text, both str; got {type(kind).__name__} and {type(text).__name__}",
+            plugin=plugin,
+        )
 
-    def __init__(self, writer: object, plugin: str, call: Call) -> None:
+
+def check_notification(plugin: str, text: object, level: object) -> None:
+    """Raise `CapabilityError` unless `text` and `level` make a notification."""
+    if not isinstance(text, str) or not isinstance(level, str) or level not in _LEVELS:
+        raise CapabilityError(
+            f"plugin {plugin!r}: notify takes a str text and a level among "
+            f"{', '.join(sorted(_LEVELS))}; got {type(text).__name__} and {level!r}",
+            plugin=plugin,
+        )
+
+
+class _Handle:
+    __slots__ = ("_ctx", "_plugin", "_writer")
+
+    def __init__(self, writer: object, plugin: str, ctx: HookContext) -> None:
         self._writer = writer
         self._plugin = plugin
-        self._call = call
+        self._ctx = ctx  # its call ends when the invocation does, or the handler's time is up
 
     def _check_live(self, capability: str) -> None:
-        if self._call.revoked:
+        if self._ctx._call.revoked:
             raise CapabilityError(
-                f"plugin {self._plugin!r} used {capability} after its call ended; capability "
+                f"plugin {self._plugin!r} used {capability} after its call ended (the "
+                "invocation finished, or the handler ran past its timeout); capability "
                 "handles last as long as the call, so ask the context again in a later call",
                 plugin=self._plugin,
             )
@@ -93,12 +114,7 @@ class SystemItemSink(_Handle):
     def append(self, kind: str, text: str) -> None:
         """Append one item of `kind` (a short label such as `"reminder"`) with `text`."""
         self._check_live("system_items")
-        if not isinstance(kind, str) or not kind or not isinstance(text, str):
-            raise CapabilityError(
-                f"plugin {self._plugin!r}: system_items.append takes a non-empty kind and a "
-                f"text, both str; got {type(kind).__name__} and {type(text).__name__}",
-                plugin=self._plugin,
-            )
+        check_system_item(self._plugin, kind, text)
         writer: SystemItemWriter = self._writer  # type: ignore[assignment]
         writer.write_system_item(kind, text, plugin=self._plugin)
 
@@ -112,12 +128,7 @@ class Notifier(_Handle):
     def notify(self, text: str, *, level: Level = "info") -> None:
         """Show `text` to the user at `level` (`info`, `warning` or `error`)."""
         self._check_live("notify")
-        if not isinstance(text, str) or level not in _LEVELS:
-            raise CapabilityError(
-                f"plugin {self._plugin!r}: notify takes a str text and a level among "
-                f"{', '.join(sorted(_LEVELS))}; got {type(text).__name__} and {level!r}",
-                plugin=self._plugin,
-            )
+        check_notification(self._plugin, text, level)
         writer: NotificationWriter = self._writer  # type: ignore[assignment]
         writer.write_notification(text, level=level, plugin=self._plugin)
 

@@ -47,7 +47,16 @@ _BOUND = {"system_items": SystemItemSink, "notify": Notifier, "stats": StatsView
 class Call:
     """The facts of one invocation, shared by the contexts of its handlers (private)."""
 
-    __slots__ = ("handles", "result", "revoked", "session", "spec", "states", "turn")
+    __slots__ = (
+        "handles",
+        "rechecking",
+        "result",
+        "revoked",
+        "session",
+        "spec",
+        "states",
+        "turn",
+    )
 
     def __init__(
         self,
@@ -64,11 +73,20 @@ class Call:
         self.states = states
         self.result: HookResult[Any] | None = None
         self.revoked = False
+        self.rechecking = False
 
     def revoke(self) -> None:
         """End the call's authority: no more handles, and handles given out stop working."""
         self.handles = _REVOKED
         self.revoked = True
+
+    def expired(self) -> Call:
+        """The same facts without authority: what a handler past its timeout is left with."""
+        gone = Call(self.spec, self.session, self.turn, _REVOKED, self.states)
+        gone.result = self.result
+        gone.revoked = True
+        gone.rechecking = self.rechecking
+        return gone
 
     def follow_up(self, result: HookResult[Any]) -> Call:
         """The call a background handler gets: same facts, the outcome, its own authority.
@@ -120,6 +138,16 @@ class HookContext:
     def turn(self) -> int | None:
         """The turn number within the session, if the host gave one."""
         return self._call.turn
+
+    @property
+    def recheck(self) -> bool:
+        """True when this handler is asked again about the same event because a later
+        plugin changed the payload after it answered (gates judge the final payload).
+
+        A handler that counts events (a rate limit, a budget) should not count a recheck
+        again; a gate judges the payload as usual.
+        """
+        return self._call.rechecking
 
     @property
     def config(self) -> Mapping[str, JsonValue]:
@@ -185,7 +213,7 @@ class HookContext:
         if writer is None:
             return None
         bound = _BOUND.get(name)
-        return writer if bound is None else bound(writer, self._reg.plugin, self._call)
+        return writer if bound is None else bound(writer, self._reg.plugin, self)
 
     def __repr__(self) -> str:
         return f"<HookContext hook={self.hook.name!r} plugin={self.plugin!r}>"

@@ -70,7 +70,8 @@ def run_modify(
     Block/Respond; returns a `Chain` when a handler has to be waited for."""
     spec = plan.spec
     start = perf_counter()
-    for reg in plan.entries[resume_at:]:
+    entries = plan.entries if out is None or out.entries is None else out.entries
+    for reg in entries[resume_at:]:
         if not reg.direct and reg.condition is not None and not reg.condition(payload, call):
             continue
         counters = reg.counters
@@ -86,19 +87,19 @@ def run_modify(
             if reg.direct:
                 action = reg.fn(payload, ctx)
             elif reg.thread:
-                return Chain(plan, payload, call, out, reg, start_thread(reg, payload, ctx), eager)
+                return Chain(plan, payload, call, out, ctx, start_thread(reg, payload, ctx), eager)
             else:
                 action = reg.fn(payload, ctx)
                 if reg.is_async:
                     if not eager:
-                        return Chain(plan, payload, call, out, reg, action, eager)
+                        return Chain(plan, payload, call, out, ctx, action, eager)
                     try:
                         step = action.send(None)
                     except StopIteration as done:
                         action = done.value
                     else:
                         waiting = _continue(action, step)
-                        return Chain(plan, payload, call, out, reg, waiting, eager, start)
+                        return Chain(plan, payload, call, out, ctx, waiting, eager, start)
         except BaseException as error:
             _reraise_if_fatal(error)
             now = perf_counter()
@@ -121,13 +122,41 @@ def run_modify(
             if out.stopped:
                 break
             payload = out.payload
+    if out is not None and out.changer is not None and not out.stopped:
+        return recheck(plan, call, out, out.changer, eager)
     return finish(out)
+
+
+def recheck(
+    plan: Plan, call: Call, out: Outcome, changer: Registration, eager: bool
+) -> HookResult[Any] | Chain:
+    """Ask again the handlers that judged an older payload than the one the chain ends with.
+
+    A gate's decision must hold for what actually runs. After a pass in which a handler
+    changed the payload, the registrations that judged an older version run again on the
+    changed one, with `ctx.recheck` set: after the first pass those before the last
+    change, after a later pass every one. Registrations that changed the payload (their
+    change stands, later ones build on it) or failed are not asked again, so each pass
+    that changes something retires one more registration and the passes end.
+    """
+    out.changer = None
+    entries = plan.entries if out.entries is not None else plan.entries[: _at(plan, changer)]
+    judged = {id(reg) for reg in out.judged}
+    out.entries = tuple(reg for reg in entries if id(reg) not in judged)
+    if not out.entries:
+        return out.result()
+    call.rechecking = True
+    return run_modify(plan, out.payload, call, 0, out, eager=eager)
+
+
+def _at(plan: Plan, reg: Registration) -> int:
+    return next(i for i, entry in enumerate(plan.entries) if entry is reg)
 
 
 class Chain:
     """A modify chain waiting for one handler (it suspended, or runs in a thread)."""
 
-    __slots__ = ("call", "eager", "out", "payload", "plan", "reg", "started", "waiting")
+    __slots__ = ("call", "ctx", "eager", "out", "payload", "plan", "started", "waiting")
 
     def __init__(
         self,
@@ -135,7 +164,7 @@ class Chain:
         payload: Any,
         call: Call,
         out: Outcome | None,
-        reg: Registration,
+        ctx: HookContext,
         waiting: Waiting,
         eager: bool,
         started: float | None = None,
@@ -144,7 +173,7 @@ class Chain:
         self.payload = payload
         self.call = call
         self.out = out
-        self.reg = reg
+        self.ctx = ctx
         self.waiting = waiting
         self.eager = eager
         self.started = perf_counter() if started is None else started
@@ -153,7 +182,7 @@ class Chain:
         """Await the waiting handlers one by one and run the rest of the chain."""
         chain = self
         while True:
-            action, error = await _settle(chain.reg, _awaitable(chain.waiting), chain.started)
+            action, error = await _settle(chain.ctx, _awaitable(chain.waiting), chain.started)
             step = chain._resume(action, error)
             if isinstance(step, HookResult):
                 return step
@@ -163,12 +192,12 @@ class Chain:
         """`finish` for sync hosts: threads are waited for here, coroutines on the portal."""
         chain = self
         while True:
-            waiting, reg = chain.waiting, chain.reg
+            waiting, ctx = chain.waiting, chain.ctx
             if isinstance(waiting, concurrent.futures.Future):
-                action, error = _settle_thread(reg, waiting, chain.started)
+                action, error = _settle_thread(ctx, waiting, chain.started)
             else:
                 try:
-                    action, error = portal.run(_settle(reg, waiting, chain.started))
+                    action, error = portal.run(_settle(ctx, waiting, chain.started))
                 except BaseException:
                     if isinstance(waiting, Coroutine):
                         waiting.close()  # never started: close it so Python does not warn
@@ -179,13 +208,14 @@ class Chain:
             chain = step
 
     def _resume(self, action: Any, error: BaseException | None) -> HookResult[Any] | Chain:
-        spec, reg = self.plan.spec, self.reg
+        spec, reg = self.plan.spec, self.ctx._reg
         duration = perf_counter() - self.started
         out = account(self.out, spec, self.payload, reg, action, error, duration)
         if out is not None and out.stopped:
             return out.result()
         payload = self.payload if out is None else out.payload
-        resume_at = self.plan.entries.index(reg) + 1
+        entries = self.plan.entries if out is None or out.entries is None else out.entries
+        resume_at = next(i for i, entry in enumerate(entries) if entry is reg) + 1
         return run_modify(self.plan, payload, self.call, resume_at, out, eager=self.eager)
 
 
@@ -223,7 +253,7 @@ def run_observe(
                     # It stays in the caller's task, so timeouts and task groups it
                     # opened in its first step still point at the right task.
                     gathering = Gathering(plan, payload)
-                    gathering.inline = (reg, _continue(action, step), start)
+                    gathering.inline = (ctx, _continue(action, step), start)
                     start = perf_counter()
                     continue
         except BaseException as error:
@@ -250,7 +280,7 @@ class Gathering:
         self.plan = plan
         self.payload = payload
         self.out: Outcome | None = None
-        self.inline: tuple[Registration, Awaitable[Any], float] | None = None
+        self.inline: tuple[HookContext, Awaitable[Any], float] | None = None
         self.deferred: list[HookContext] = []
 
     async def finish(self) -> HookResult[Any]:
@@ -261,8 +291,9 @@ class Gathering:
         ]
         try:
             if self.inline is not None:
-                reg, waiting, started = self.inline
-                action, error = await _settle(reg, waiting, started)
+                ctx, waiting, started = self.inline
+                reg = ctx._reg
+                action, error = await _settle(ctx, waiting, started)
                 out = account(out, spec, payload, reg, action, error, perf_counter() - started)
             for reg, task in tasks:
                 action, error, duration = await task
@@ -293,6 +324,7 @@ async def run_alone(
                 action = await _eagerly(action, reg, started)
     except BaseException as error:
         _reraise_if_fatal(error)
+        _expire_if_late(ctx, error)
         return None, error, perf_counter() - started
     return action, None, perf_counter() - started
 
@@ -348,26 +380,37 @@ def start_thread(
 
 
 async def _settle(
-    reg: Registration, waiting: Awaitable[Any], started: float
+    ctx: HookContext, waiting: Awaitable[Any], started: float
 ) -> tuple[Any, BaseException | None]:
+    reg = ctx._reg
     try:
         return await _within(waiting, reg, _remaining(reg, started)), None
     except BaseException as error:
         _reraise_if_fatal(error)
+        _expire_if_late(ctx, error)
         return None, error
 
 
 def _settle_thread(
-    reg: Registration, future: concurrent.futures.Future[Any], started: float
+    ctx: HookContext, future: concurrent.futures.Future[Any], started: float
 ) -> tuple[Any, BaseException | None]:
+    reg = ctx._reg
     try:
         return future.result(_remaining(reg, started)), None
     except BaseException as error:
         _reraise_if_fatal(error)
         if not future.done():  # our wait timed out; the thread is abandoned
             future.cancel()
+            ctx._call = ctx._call.expired()
             return None, late(reg, reg.timeout or 0.0)
         return None, error
+
+
+def _expire_if_late(ctx: HookContext, error: BaseException) -> None:
+    """A handler given up on past its timeout loses its handles: an abandoned thread or a
+    coroutine that ignored its cancellation can no longer write anything."""
+    if isinstance(error, HookTimeoutError):
+        ctx._call = ctx._call.expired()
 
 
 async def _eagerly(coro: Coroutine[Any, Any, Any], reg: Registration, started: float) -> Any:

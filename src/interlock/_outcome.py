@@ -46,7 +46,10 @@ class Outcome:
     __slots__ = (
         "asks",
         "blocked_by",
+        "changer",
+        "entries",
         "errors",
+        "judged",
         "modified_by",
         "payload",
         "reason",
@@ -69,6 +72,13 @@ class Outcome:
         self.asks: list[tuple[str, str]] = []
         self.errors: list[HandlerFailure] = []
         self.violations: list[Violation] = []
+        # Gates judge the final payload (see `_dispatch.recheck`): the registration whose
+        # Modify last changed the payload in the current pass; the registrations that are
+        # not asked again (they changed the payload, or failed); the current recheck
+        # pass's registrations (None in the first pass: the whole plan).
+        self.changer: Registration | None = None
+        self.judged: list[Registration] = []
+        self.entries: tuple[Registration, ...] | None = None
 
     def apply(self, reg: Registration, action: Any, duration: float) -> None:
         """Take one handler's answer; sets `stopped` when it ends the chain."""
@@ -87,7 +97,11 @@ class Outcome:
             return
         reg.counters.succeeded(duration)
         if kind is Modify:
-            self.payload = action.payload
+            new = action.payload
+            if new is not self.payload and not _same(new, self.payload):
+                self.changer = reg
+                self.judged.append(reg)
+            self.payload = new
             self.modified_by.append(reg.plugin)
             reg.counters.modifications += 1
         elif kind is Block:
@@ -107,6 +121,7 @@ class Outcome:
         if kind != "circuit_open":  # logged once, when the circuit opened
             log_failure(reg, error)
         message = _text(error)
+        self.judged.append(reg)
         self.errors.append(HandlerFailure(reg.plugin, self.spec.name, kind, message, error))
         if reg.on_error == "block" and self.spec.kind == "modify":
             self._block(
@@ -141,10 +156,11 @@ class Outcome:
     def _ask(self, reg: Registration, question: str) -> None:
         if reg.mode == "permissive":
             self._violate(reg, "ask", question)
-        else:
+        elif (reg.plugin, question) not in self.asks:  # a gate asked again asks once
             self.asks.append((reg.plugin, question))
 
     def _violate(self, reg: Registration, action: Any, reason: str) -> None:
+        self.judged.append(reg)  # enforced, it would have ended the chain: asked once
         reg.counters.violations += 1
         self.violations.append(Violation(reg.plugin, self.spec.name, action, reason))
         logger.info(
@@ -321,6 +337,14 @@ def _unaccepted(reg: Registration, action: Any) -> str:
     return (
         f"{_where(reg)} returned {_text(action, reprlib.repr)}; handlers return None or an action"
     )
+
+
+def _same(new: Any, old: Any) -> bool:
+    """Whether a `Modify` left the payload as it was (plugin-made `__eq__` may raise)."""
+    try:
+        return bool(new == old)
+    except Exception:
+        return False
 
 
 def _text(value: object, render: Callable[[object], str] = str) -> str:

@@ -74,6 +74,16 @@ def answering(answer: object) -> CommandRunner:
         # A capability request with the wrong fields.
         ({"requests": [{"capability": "system_items", "kind": 3, "text": None}]}, "kind"),
         ({"requests": "all of them"}, "'requests' must be a list"),
+        # One request that does not fit: the valid one before it is not carried out either.
+        (
+            {
+                "requests": [
+                    {"capability": "system_items", "kind": "k", "text": "never"},
+                    {"capability": "notify", "text": ["not", "text"]},
+                ]
+            },
+            "notify takes a str text",
+        ),
     ],
 )
 async def test_replies_that_do_not_fit_are_the_plugins_error(answer: object, problem: str) -> None:
@@ -109,7 +119,9 @@ plugins:
 """)
     manager = load_config(config)  # the stdio plugin is asked for its hooks now
     registrations = {r.plugin: r for r in manager.registrations()}
-    assert registrations["js-guard"].priority == -10  # from its handshake
+    # The -10 its handshake suggests is advisory: the config decides the order.
+    assert registrations["js-guard"].priority == 0
+    assert any("'js-guard' suggests priority -10" in m for m in log_watch.messages)
     assert registrations["js-guard"].capabilities == frozenset({"notify"})
     assert any("asks for capabilities system_items" in m for m in log_watch.messages)
 
@@ -117,7 +129,7 @@ plugins:
     changed = manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("Bash", {"command": "ls"}))
     manager.close()
 
-    assert blocked.blocked_by == "js-guard"  # it runs first, and blocks
+    assert blocked.blocked_by == "js-guard"  # it runs first (first in the file), and blocks
     assert changed.modified_by == ("js-guard", "claude-guard")
     assert changed.payload is not None
     assert changed.payload.arguments == {"command": "ls --color=never"}

@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from .. import HookContext, HookSpec, InvalidActionError, Plugin, hook
+from .. import CapabilityError, HookContext, HookSpec, InvalidActionError, Plugin, hook
+from .._capabilities import check_notification, check_system_item
 from .._outcome import check_action
 from .._spec import unknown_hook
 from ..hooks import CATALOG
@@ -63,6 +64,8 @@ class _Remote(Plugin):
         requests it may make (a reply that does not fit has no effect at all)."""
         action, requests = await self.ask(spec, payload, ctx)
         problem = check_action(ctx, payload, action)
+        if problem is None:
+            problem = next(filter(None, (check_request(r, ctx) for r in requests)), None)
         if problem is not None:
             raise InvalidActionError(problem, plugin=ctx.plugin, hook=spec.name)
         for request in requests:
@@ -144,6 +147,11 @@ def connect(
     logger.info("plugin %r is %s %s, handling %s", name, hello.name or "unnamed",
                 hello.version or "", ", ".join(o.name for o in hello.hooks),
                 extra={"interlock_plugin": name})  # fmt: skip
+    for offer in hello.hooks:
+        if offer.priority is not None:
+            logger.info("plugin %r suggests priority %d at hook %r; its config entry decides "
+                        "(set `priority:` there to follow it)", name, offer.priority,
+                        offer.name, extra={"interlock_plugin": name})  # fmt: skip
     cls = _build(ExternalPlugin, name, hello.hooks, known)
     return cls(transport, requested=hello.capabilities)
 
@@ -165,6 +173,20 @@ def command_plugin(
     if not offers:
         raise ValueError(f"command hook {name!r}: say which hooks it runs for (hooks: [...])")
     return _build(CommandPlugin, name, offers, known)(runner)
+
+
+def check_request(request: Request, ctx: HookContext) -> str | None:
+    """What is wrong with a capability request's fields, or None; every request of a
+    reply is checked before any is carried out, so a reply applies whole or not at all."""
+    fields = request.fields
+    try:
+        if request.capability == "system_items":
+            check_system_item(ctx.plugin, fields.get("kind"), fields.get("text"))
+        elif request.capability == "notify":
+            check_notification(ctx.plugin, fields.get("text"), fields.get("level", "info"))
+    except CapabilityError as error:
+        return str(error)
+    return None
 
 
 def grant(request: Request, ctx: HookContext) -> None:
@@ -197,7 +219,9 @@ def _build(
         ) -> Any:
             return await self.invoke(_spec, payload, ctx)
 
-        methods[f"handle_{spec.name}"] = hook(spec, priority=offer.priority)(handler)
+        # A priority the plugin suggests in `initialize` is advisory (`connect` logs it):
+        # the operator's config decides where a remote plugin runs, not the plugin.
+        methods[f"handle_{spec.name}"] = hook(spec)(handler)
     safe = re.sub(r"\W", "_", name)
     return type(f"{base.__name__}_{safe}", (base,), methods)
 

@@ -87,11 +87,15 @@ class RateLimit(Plugin):
     @hook("pre_tool_call", on_error="block")
     async def tools(self, call: ToolCall, ctx: HookContext) -> Any:
         """Admit a tool call, or wait for a slot, or block it."""
+        if ctx.recheck:  # admitted (or waited for) when first asked; count it once
+            return None
         return await self._admit("tool", call.tool_name, self.config.tools, ctx)
 
     @hook("pre_llm_call", on_error="block")
     async def models(self, request: LLMRequest, ctx: HookContext) -> Any:
         """Admit a model call, or wait for a slot, or block it."""
+        if ctx.recheck:
+            return None
         return await self._admit("model", request.model, self.config.models, ctx)
 
     def on_session_end(self, event: SessionEnd, ctx: HookContext) -> None:

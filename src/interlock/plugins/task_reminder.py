@@ -49,6 +49,8 @@ class TaskReminder(Plugin):
         self.config = config or TaskReminderConfig()
 
     def on_post_tool_call(self, result: ToolResult, ctx: HookContext) -> None:
+        if ctx.recheck:  # the same tool call, already counted
+            return
         state = ctx.state
         if any(fnmatchcase(result.tool_name, glob) for glob in self.config.todo_tools):
             if not result.is_error:

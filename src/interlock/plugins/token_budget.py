@@ -89,6 +89,8 @@ class TokenBudget(Plugin):
         self._lock = threading.Lock()  # tag budgets are shared by concurrent sessions
 
     def on_post_llm_call(self, response: LLMResponse, ctx: HookContext) -> None:
+        if ctx.recheck:  # the same model call, already counted
+            return
         tokens = response.usage.total_tokens
         cost = self._cost(response)
         with self._lock:
