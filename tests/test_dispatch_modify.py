@@ -347,13 +347,12 @@ async def test_failing_closed_in_permissive_mode_is_a_violation(manager: PluginM
     assert len(result.errors) == 1
 
 
-@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
-async def test_interrupts_are_not_swallowed(manager: PluginManager, interrupt: type) -> None:
+async def test_a_real_interrupt_is_not_swallowed(manager: PluginManager) -> None:
     def quit_now(payload: Any, ctx: Any) -> None:
-        raise interrupt()
+        raise KeyboardInterrupt  # in the main thread, where Ctrl-C arrives
 
     manager.register(quit_now, hook="message_received")
-    with pytest.raises(interrupt):
+    with pytest.raises(KeyboardInterrupt):
         await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent(""))
 
 

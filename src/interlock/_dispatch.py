@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ._registry import Plan, Registration
 
 _new = object.__new__
+_MAIN = threading.main_thread()
 
 # What a pending handler is: a coroutine (or its continuation) or a thread's future.
 Waiting = Awaitable[Any] | concurrent.futures.Future[Any]
@@ -339,7 +340,7 @@ async def run_background(reg: Registration, payload: Any, call: Call) -> None:
         action, error, duration = await run_alone(payload, HookContext(call, reg), in_thread=True)
     finally:
         call.revoke()
-    if error is None and action is not None and action.__class__ is not Continue:
+    if error is None and action is not None and type(action) is not Continue:
         error = InvalidActionError(
             f"plugin {reg.plugin!r} returned {type(action).__name__} from a background handler "
             f"at hook {reg.hook.name!r}; background handlers cannot change the outcome",
@@ -370,8 +371,13 @@ def start_thread(
             return
         try:
             result = context.run(reg.fn, payload, ctx)
-        except BaseException as error:
+        except Exception as error:
             future.set_exception(error)
+        except BaseException as error:
+            # SystemExit, KeyboardInterrupt or GeneratorExit from a worker thread signals
+            # nothing to the host: it is the handler's failure, carried as an Exception so
+            # that no event loop or waiter takes it for its own.
+            future.set_exception(wrap(error, reg))
         else:
             future.set_result(result)
 
@@ -419,6 +425,8 @@ async def _eagerly(coro: Coroutine[Any, Any, Any], reg: Registration, started: f
     try:
         suspended = coro.send(None)
     except StopIteration as done:
+        if reg.timeout is not None and perf_counter() - started > reg.timeout:
+            raise late(reg, perf_counter() - started) from None  # busy without waiting
         return done.value
     return await _within(_continue(coro, suspended), reg, _remaining(reg, started))
 
@@ -471,8 +479,10 @@ def _continue(coro: Coroutine[Any, Any, Any], suspended: Any) -> Generator[Any, 
 
 
 def _reraise_if_fatal(error: BaseException) -> None:
-    """Let interrupts and real cancellation through; anything else is the plugin's fault."""
-    if isinstance(error, KeyboardInterrupt | SystemExit):
+    """Let a real interrupt and real cancellation through; anything else is the plugin's
+    fault. `SystemExit` from a handler is the handler's failure, and so is a
+    `KeyboardInterrupt` outside the main thread, where Python never delivers a real one."""
+    if isinstance(error, KeyboardInterrupt) and threading.current_thread() is _MAIN:
         raise error
     if isinstance(error, asyncio.CancelledError) and _being_cancelled():
         raise error

@@ -64,7 +64,8 @@ class PayloadTypeError(InterlockError, TypeError):
 
 
 class PortalError(InterlockError):
-    """`invoke_sync` was called from the thread that runs async handlers for sync hosts."""
+    """The thread that runs async handlers for sync hosts cannot serve a call: `invoke_sync`
+    was called from that thread, or the thread ended while the call waited."""
 
 
 class CapabilityError(InterlockError):

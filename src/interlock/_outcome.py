@@ -82,7 +82,7 @@ class Outcome:
 
     def apply(self, reg: Registration, action: Any, duration: float) -> None:
         """Take one handler's answer; sets `stopped` when it ends the chain."""
-        kind = action.__class__
+        kind = type(action)
         try:
             if kind is Modify and kind in self.spec.accepts:
                 problem = self._invalid_modify(reg, action.payload)
@@ -174,7 +174,7 @@ class Outcome:
 
     def _invalid(self, reg: Registration, action: Any) -> str | None:
         spec = self.spec
-        kind = action.__class__
+        kind = type(action)
         if kind is Continue:
             return None
         if kind not in spec.accepts:
@@ -244,14 +244,19 @@ def account(
 ) -> Outcome | None:
     """Account for one finished handler call that did more than quietly continue."""
     if duration > reg.limit and not isinstance(error, HookTimeoutError):
-        _log_slow(reg, duration)
+        if reg.is_async and reg.timeout is not None and duration > reg.timeout:
+            # It finished without waiting, so no timer could stop it; its time is up all
+            # the same, and an answer past the timeout is discarded.
+            error = late(reg, duration)
+        else:
+            _log_slow(reg, duration)
     if error is not None:
         failure = wrap(error, reg)
         count_failure(reg, duration, timeout=isinstance(failure, HookTimeoutError))
         out = Outcome(spec, payload) if out is None else out
         out.fail(reg, failure)
         return out
-    if action is None or action.__class__ is Continue:
+    if action is None or type(action) is Continue:
         reg.counters.succeeded(duration)
         return out
     out = Outcome(spec, payload) if out is None else out
@@ -327,7 +332,7 @@ def log_failure(reg: Registration, error: HandlerFailureError) -> None:
 
 
 def _unaccepted(reg: Registration, action: Any) -> str:
-    kind = action.__class__
+    kind = type(action)
     if kind in _ACTION_TYPES:
         accepted = ", ".join(sorted(t.__name__ for t in reg.hook.accepts)) or "no actions"
         return f"{_where(reg)} returned {kind.__name__}; this hook accepts {accepted}"
