@@ -96,13 +96,13 @@ class Portal:
         logger.error(
             "interlock's event-loop thread ended (%s); later calls start a new one", reason
         )
-        error = PortalError(
+        failure = PortalError(
             f"interlock's event-loop thread ended ({reason}) while a call waited on it; the "
             "call was abandoned, later calls use a new loop"
         )
         for future in waiting:
             with contextlib.suppress(concurrent.futures.InvalidStateError):  # done meanwhile
-                future.set_exception(error)
+                future.set_exception(failure)
         _bury(loop)
 
 
