@@ -1,17 +1,25 @@
-"""Finding plugins: installed packages (entry points) and drop-in plugin directories.
+"""Finding plugins: built-ins, installed packages (entry points) and named drop-in folders.
 
 - A package ships a plugin with an entry point in the `interlock.plugins` group:
 
       [project.entry-points."interlock.plugins"]
       tool-guard = "my_package.guard:ToolGuard"
 
-- A drop-in plugin is a folder with a `plugin.yaml` and its module, in
-  `./.interlock/plugins/` (the project) or `~/.config/interlock/plugins/` (the user):
+  interlock's own plugins (`interlock.plugins.*`) are listed as *built-in*.
 
-      .interlock/plugins/no-sudo/plugin.yaml     name: no-sudo
-                                                 entry: guard:NoSudo
-                                                 tools: [guard:uptime]     # optional
-      .interlock/plugins/no-sudo/guard.py
+- A drop-in plugin is a folder with a `plugin.yaml` and its module, inside a plugin
+  directory that a config (`plugin_dirs:`) or the command line (`--plugin-dir DIR`) names:
+
+      plugins/no-sudo/plugin.yaml     name: no-sudo
+                                      entry: guard:NoSudo
+                                      tools: [guard:uptime]     # optional
+      plugins/no-sudo/guard.py
+
+Where plugins come from is explicit: no folder is searched unless it is named (not the
+current directory, not the user's home), so nothing in the current directory shadows a
+built-in or an installed plugin. A name that two sources claim (a drop-in and an entry
+point, two drop-ins, two packages) hides neither: loading it by name raises
+`PluginNameClash`, naming both sources and the fix.
 
 Discovery only lists what exists; nothing is imported until a plugin is loaded.
 """
@@ -22,10 +30,9 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
-import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -33,16 +40,38 @@ from typing import Any, Literal
 ENTRY_POINT_GROUP = "interlock.plugins"
 """The entry point group installed packages register their plugins under."""
 
-SourceKind = Literal["entry point", "directory"]
+SourceKind = Literal["built-in", "entry point", "directory"]
+"""Where a named plugin comes from: interlock itself, an installed package, a drop-in folder."""
+
+_BUILTIN_DISTRIBUTION = "interlock"
+_BUILTIN_PACKAGE = "interlock.plugins."
 
 
 class PluginLoadError(Exception):
     """A discovered plugin that cannot be loaded; the message says what and where."""
 
 
+class PluginNameClash(PluginLoadError):
+    """A plugin name that two or more sources claim: none of them is loaded by that name.
+
+    `name` is the name, `sources` every source that claims it (the message names them all
+    and says how to choose one).
+    """
+
+    def __init__(self, name: str, sources: tuple[PluginSource, ...]) -> None:
+        self.name = name
+        self.sources = sources
+        super().__init__(_clash_message(name, sources))
+
+
 @dataclass(frozen=True)
 class PluginSource:
-    """A plugin that can be loaded by name: from an entry point or a drop-in directory."""
+    """A plugin that can be loaded by name: a built-in, an entry point or a drop-in folder.
+
+    `location` is the distribution (built-ins and entry points) or the folder (drop-ins);
+    `clashes` holds the other sources that claim the same name, if any: then the name is
+    ambiguous and `load()` raises `PluginNameClash`.
+    """
 
     name: str
     kind: SourceKind
@@ -51,45 +80,66 @@ class PluginSource:
     description: str = ""
     version: str = ""
     tool_targets: tuple[str, ...] = field(default=())
+    clashes: tuple[PluginSource, ...] = field(default=(), compare=False)
+
+    def describe(self) -> str:
+        """Where the plugin comes from, in words: `built-in`, `entry point (dist 1.0)`,
+        `drop-in /path/to/folder`."""
+        if self.kind == "built-in":
+            return "built-in"
+        if self.kind == "entry point":
+            dist = " ".join(p for p in (self.location, self.version) if p) or "unknown package"
+            return f"entry point ({dist})"
+        return f"drop-in {self.location}"
 
     def load(self) -> Any:
         """Import the plugin object (a function, `Plugin` class or instance, module...)."""
-        if self.kind == "entry point":
-            return _load_entry_point(self.name, self.target)
-        return _load_from(Path(self.location), self.target, self.name)
+        self._refuse_clash()
+        if self.kind == "directory":
+            return _load_from(Path(self.location), self.target, self.name)
+        return _load_entry_point(self)
 
     def tools(self) -> list[Callable[..., Any]]:
         """The tool functions a drop-in plugin contributes to the agent runtime."""
+        self._refuse_clash()
         return [_load_from(Path(self.location), target, self.name) for target in self.tool_targets]
 
+    def clash(self) -> PluginNameClash | None:
+        """The error that loading this name raises when other sources claim it too."""
+        if not self.clashes:
+            return None
+        return PluginNameClash(self.name, (replace(self, clashes=()), *self.clashes))
 
-def plugin_directories(cwd: Path | None = None) -> list[Path]:
-    """Where drop-in plugins are looked for: the project's folder, then the user's."""
-    config_home = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return [
-        (cwd or Path.cwd()) / ".interlock" / "plugins",
-        Path(config_home) / "interlock" / "plugins",
-    ]
+    def _refuse_clash(self) -> None:
+        clash = self.clash()
+        if clash is not None:
+            raise clash
 
 
-def discover(directories: Iterable[Path] | None = None) -> dict[str, PluginSource]:
-    """Every plugin available by name. Drop-ins come first (the project's before the
-    user's) and hide an entry point of the same name."""
-    found: dict[str, PluginSource] = {}
-    for directory in plugin_directories() if directories is None else directories:
-        for source in _drop_ins(directory):
-            found.setdefault(source.name, source)
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(
-            entry_point.name,
-            PluginSource(
-                entry_point.name,
-                "entry point",
-                entry_point.dist.name if entry_point.dist else "",
-                entry_point.value,
-                version=entry_point.dist.version if entry_point.dist else "",
-            ),
-        )
+def discover(directories: Iterable[str | Path] | None = None) -> dict[str, PluginSource]:
+    """Every plugin available by name: the drop-ins in `directories` (only those: no
+    folder is searched unless named), the built-ins and the installed entry points.
+
+    A name claimed by more than one source maps to a source whose `clashes` are the
+    others; loading it raises `PluginNameClash`. A folder named twice counts once. Raises
+    `PluginLoadError` when a named directory does not exist.
+    """
+    claims: dict[str, list[PluginSource]] = {}
+    seen: set[tuple[str, ...]] = set()  # a folder (resolved) or an entry point, once
+    for directory in directories or ():
+        for source in _drop_ins(Path(directory)):
+            key: tuple[str, ...] = (str(Path(source.location).resolve()),)
+            if key not in seen:
+                seen.add(key)
+                claims.setdefault(source.name, []).append(source)
+    for source in _entry_points():
+        key = (source.name, source.location, source.target)
+        if key not in seen:
+            seen.add(key)
+            claims.setdefault(source.name, []).append(source)
+    found = {}
+    for name, (first, *rest) in sorted(claims.items()):
+        found[name] = replace(first, clashes=tuple(rest))
     return found
 
 
@@ -113,10 +163,15 @@ def read_manifest(folder: Path) -> PluginSource:
         )
     entry = data.get("entry")
     tools = data.get("tools") or []
-    if not isinstance(entry, str) or ":" not in entry:
-        raise PluginLoadError(f"{manifest}: entry must be 'module:attribute', got {entry!r}")
-    if not isinstance(tools, list) or not all(isinstance(t, str) and ":" in t for t in tools):
-        raise PluginLoadError(f"{manifest}: tools must be a list of 'module:function'")
+    if not isinstance(entry, str) or not _in_folder(entry):
+        raise PluginLoadError(
+            f"{manifest}: entry must be 'module:attribute' with the module in this folder, "
+            f"got {entry!r}"
+        )
+    if not isinstance(tools, list) or not all(isinstance(t, str) and _in_folder(t) for t in tools):
+        raise PluginLoadError(
+            f"{manifest}: tools must be a list of 'module:function', modules in this folder"
+        )
     return PluginSource(
         str(data.get("name") or folder.name),
         "directory",
@@ -128,9 +183,17 @@ def read_manifest(folder: Path) -> PluginSource:
     )
 
 
+def _in_folder(target: str) -> bool:
+    """`module:attribute` where the module is a plain name: a file or package in the
+    plugin's own folder, never a path out of it."""
+    module, colon, attribute = target.partition(":")
+    return bool(colon) and module.isidentifier() and bool(attribute)
+
+
 def _drop_ins(directory: Path) -> list[PluginSource]:
     if not directory.is_dir():
-        return []
+        raise PluginLoadError(f"{directory}: the plugin directory does not exist")
+    directory = directory.absolute()
     sources = []
     for folder in sorted(p for p in directory.iterdir() if (p / "plugin.yaml").is_file()):
         try:
@@ -140,15 +203,74 @@ def _drop_ins(directory: Path) -> list[PluginSource]:
     return sources
 
 
-def _load_entry_point(name: str, target: str) -> Any:
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=name):
+def _entry_points() -> list[PluginSource]:
+    sources = []
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = entry_point.dist
+        dist_name = dist.name if dist else ""
+        builtin = (
+            _normalized(dist_name) == _BUILTIN_DISTRIBUTION
+            and entry_point.value.startswith(_BUILTIN_PACKAGE)
+        )  # fmt: skip
+        sources.append(
+            PluginSource(
+                entry_point.name,
+                "built-in" if builtin else "entry point",
+                dist_name,
+                entry_point.value,
+                version=dist.version if dist else "",
+            )
+        )
+    return sources
+
+
+def _normalized(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _load_entry_point(source: PluginSource) -> Any:
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=source.name):
+        dist_name = entry_point.dist.name if entry_point.dist else ""
+        if entry_point.value != source.target or dist_name != source.location:
+            continue  # another package's entry point of this name: not the one listed
         try:
             return entry_point.load()
         except (Exception, SystemExit) as error:
             raise PluginLoadError(
-                f"entry point {name!r} ({target}) failed to import: {type(error).__name__}: {error}"
+                f"entry point {source.name!r} ({source.target}) failed to import: "
+                f"{type(error).__name__}: {error}"
             ) from error
-    raise PluginLoadError(f"no entry point {name!r} in group {ENTRY_POINT_GROUP!r}")
+    raise PluginLoadError(
+        f"no entry point {source.name!r} ({source.target}) in group {ENTRY_POINT_GROUP!r}"
+    )
+
+
+def _clash_message(name: str, sources: tuple[PluginSource, ...]) -> str:
+    claimants = [_claimant(s) for s in sources]
+    listed = ", ".join(claimants[:-1]) + f" and {claimants[-1]}"
+    fixes = []
+    if any(s.kind == "directory" for s in sources):
+        fixes.append("rename the drop-in (`name:` in its plugin.yaml)")
+    if sum(s.kind == "directory" for s in sources) > 1:
+        fixes.append("name only one of these folders in plugin_dirs / --plugin-dir")
+    packaged = [s.target for s in sources if s.kind != "directory"]
+    if len(packaged) > 1:
+        fixes.append("uninstall one of the packages")
+    if packaged:
+        fixes.append("refer to the one you mean by import path: " +
+                     " or ".join(f"use: {t}" for t in packaged))  # fmt: skip
+    return (
+        f"the plugin name {name!r} is claimed by {len(sources)} sources: {listed}; interlock "
+        f"does not pick one. Fix: {'; or '.join(fixes)}"
+    )
+
+
+def _claimant(source: PluginSource) -> str:
+    if source.kind == "directory":
+        return f"the drop-in folder {source.location}"
+    if source.kind == "built-in":
+        return f"the built-in {source.target}"
+    return f"the entry point {source.target} of {source.location or 'an unknown package'}"
 
 
 def _load_from(folder: Path, target: str, plugin: str) -> Any:

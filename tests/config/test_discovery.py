@@ -8,9 +8,16 @@ from textwrap import dedent
 
 import pytest
 
-from interlock import PluginManager, ToolCall, hooks
-from interlock.config import load_config_text
-from interlock.discovery import PluginLoadError, discover, plugin_directories, read_manifest
+from interlock import ConfigError, PluginManager, ToolCall, hooks
+from interlock.config import load_config, load_config_text
+from interlock.discovery import (
+    PluginLoadError,
+    PluginNameClash,
+    discover,
+    read_manifest,
+)
+
+from .installed import installed
 
 
 def drop_in(root: Path, name: str, manifest: str, **modules: str) -> Path:
@@ -62,6 +69,8 @@ def test_two_drop_ins_may_use_the_same_module_name(tmp_path: Path) -> None:
         ("entry: nocolon\n", "entry must be 'module:attribute'"),
         ("entry: code:x\nsurprise: 1\n", r"unknown keys \['surprise'\]"),
         ("entry: code:x\ntools: code:y\n", "tools must be a list of 'module:function'"),
+        ("entry: ../../elsewhere:x\n", "with the module in this folder"),
+        ("entry: code:x\ntools: ['/tmp/t:y']\n", "modules in this folder"),
         ("[a list]\n", "expected a mapping"),
         ("entry: [\n", "cannot be read"),
     ],
@@ -91,17 +100,175 @@ def test_broken_drop_in_code_is_explained(
         discover([tmp_path])["p"].load()
 
 
-def test_the_project_folder_comes_before_the_users(
+def test_no_folder_is_searched_unless_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The folders earlier versions searched on their own: the project's and the user's.
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    project, user = plugin_directories(tmp_path)
-    assert project == tmp_path / ".interlock" / "plugins"
-    assert user == tmp_path / "config" / "interlock" / "plugins"
-    drop_in(project, "p", "entry: code:gate\ndescription: project\n", code=GATE)
-    drop_in(user, "p2", "name: p\nentry: code:gate\ndescription: user\n", code=GATE)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    drop_in(tmp_path / ".interlock" / "plugins", "p", "entry: code:gate\n", code=GATE)
+    drop_in(tmp_path / "config" / "interlock" / "plugins", "p2", "entry: code:gate\n", code=GATE)
+    drop_in(tmp_path / "home" / ".config" / "interlock" / "plugins", "p3", "entry: code:gate\n",
+            code=GATE)  # fmt: skip
+    drop_in(tmp_path, "p4", "entry: code:gate\n", code=GATE)
     monkeypatch.chdir(tmp_path)
-    assert discover()["p"].description == "project"
+    for found in (discover(), discover([])):
+        assert {s.kind for s in found.values()} <= {"built-in", "entry point"}
+        assert not {"p", "p2", "p3", "p4"} & set(found)
+    assert discover([tmp_path / ".interlock" / "plugins"])["p"].kind == "directory"
+
+
+def test_a_named_folder_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(PluginLoadError, match="the plugin directory does not exist"):
+        discover([tmp_path / "nope"])
+
+
+MARKED = """
+    import pathlib
+    pathlib.Path({marker!r}).write_text("imported")
+    from interlock import hook
+
+    @hook("pre_tool_call")
+    def gate(payload, ctx):
+        return None
+"""
+
+
+def test_two_named_folders_claiming_one_name_load_neither(tmp_path: Path) -> None:
+    marker = tmp_path / "imported"
+    one = drop_in(
+        tmp_path / "one", "guard", "entry: code:gate\n", code=MARKED.format(marker=str(marker))
+    )
+    two = drop_in(tmp_path / "two", "other", "name: guard\nentry: code:gate\n",
+                  code=MARKED.format(marker=str(marker)))  # fmt: skip
+    source = discover([tmp_path / "one", tmp_path / "two"])["guard"]
+    assert [s.location for s in (source, *source.clashes)] == [str(one), str(two)]
+    with pytest.raises(PluginNameClash) as raised:
+        source.load()
+    message = str(raised.value)
+    assert f"the drop-in folder {one}" in message and f"the drop-in folder {two}" in message
+    assert "rename the drop-in" in message and "plugin_dirs / --plugin-dir" in message
+    assert raised.value.name == "guard" and len(raised.value.sources) == 2
+    with pytest.raises(PluginNameClash):
+        source.tools()
+    assert not marker.exists()
+
+
+def test_one_folder_named_twice_is_one_source(tmp_path: Path) -> None:
+    drop_in(tmp_path / "one", "guard", "entry: code:gate\n", code=GATE)
+    source = discover([tmp_path / "one", tmp_path / "one" / ".." / "one"])["guard"]
+    assert source.clashes == ()
+    assert source.load() is not None
+
+
+def test_a_drop_in_and_an_entry_point_of_one_name_load_neither(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "imported"
+    folder = drop_in(tmp_path / "mine", "acme-gate", "entry: code:gate\n",
+                     code=MARKED.format(marker=str(marker)))  # fmt: skip
+    with installed(monkeypatch, tmp_path / "site", "acme-guard", {"acme-gate": "acme_one:gate"},
+                   {"acme_one": GATE}, version="1.2.0"):  # fmt: skip
+        source = discover([tmp_path / "mine"])["acme-gate"]
+        with pytest.raises(PluginNameClash) as raised:
+            source.load()
+        message = str(raised.value)
+        assert f"the drop-in folder {folder}" in message
+        assert "the entry point acme_one:gate of acme-guard" in message
+        assert "use: acme_one:gate" in message
+        assert "acme_one" not in sys.modules and not marker.exists()
+
+        # As a config problem: the file, the line and the entry, and nothing registered.
+        config = tmp_path / "interlock.yaml"
+        fine = "  - name: fine\n    use: tests.config.plugins_for_tests:shout\n"
+        config.write_text(f"plugin_dirs: [mine]\nplugins:\n  - name: g\n    use: acme-gate\n{fine}")
+        manager = PluginManager()
+        with pytest.raises(ConfigError) as error:
+            load_config(config, manager=manager)
+        [problem] = error.value.problems
+        assert (problem.file, problem.line, problem.entry) == (str(config), 4, "g")
+        assert "claimed by 2 sources" in problem.message
+        assert manager.registrations() == () and not marker.exists()
+
+        # Named by import path, the package's plugin is used.
+        config.write_text("plugin_dirs: [mine]\nplugins:\n  - {name: g, use: 'acme_one:gate'}\n")
+        assert load_config(config).invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("x")).blocked
+        assert not marker.exists()
+
+
+def test_two_packages_claiming_one_name_load_neither(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with (
+        installed(monkeypatch, tmp_path / "a", "acme-a", {"gate": "acme_a:gate"},
+                  {"acme_a": GATE}),
+        installed(monkeypatch, tmp_path / "b", "acme-b", {"gate": "acme_b:gate"},
+                  {"acme_b": GATE}),
+    ):  # fmt: skip
+        source = discover()["gate"]
+        assert {s.location for s in (source, *source.clashes)} == {"acme-a", "acme-b"}
+        with pytest.raises(PluginNameClash) as raised:
+            source.load()
+        message = str(raised.value)
+        assert "the entry point acme_a:gate of acme-a" in message
+        assert "the entry point acme_b:gate of acme-b" in message
+        assert "uninstall one of the packages" in message and "use: acme_a:gate" in message
+        assert "acme_a" not in sys.modules and "acme_b" not in sys.modules
+
+
+def test_the_built_ins_are_listed_as_built_in() -> None:
+    source = discover()["tool-guard"]
+    assert (source.kind, source.target) == ("built-in", "interlock.plugins.tool_guard:ToolGuard")
+    assert source.describe() == "built-in" and source.clashes == ()
+    from interlock.plugins.tool_guard import ToolGuard
+
+    assert source.load() is ToolGuard
+
+
+def test_a_drop_in_named_like_a_built_in_is_a_config_problem(tmp_path: Path) -> None:
+    marker = tmp_path / "imported"
+    drop_in(tmp_path / "mine", "tool-guard", "entry: code:gate\n",
+            code=MARKED.format(marker=str(marker)))  # fmt: skip
+    config = tmp_path / "interlock.yaml"
+    config.write_text("plugin_dirs: [mine]\nplugins:\n  - name: guard\n    use: tool-guard\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(config)
+    [problem] = error.value.problems
+    assert (problem.line, problem.entry) == (4, "guard")
+    assert "the built-in interlock.plugins.tool_guard:ToolGuard" in problem.message
+    assert "use: interlock.plugins.tool_guard:ToolGuard" in problem.message
+    assert not marker.exists()
+
+
+def test_plugin_dirs_must_exist_and_be_relative_to_a_file(tmp_path: Path) -> None:
+    config = tmp_path / "interlock.yaml"
+    config.write_text("plugin_dirs:\n  - nope\nplugins: []\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(config)
+    [problem] = error.value.problems
+    assert (
+        problem.line == 2
+        and f"no folder 'nope' (looked for {tmp_path / 'nope'})" in problem.message
+    )
+    with pytest.raises(ConfigError, match="is relative, and this config has no file"):
+        load_config_text("plugin_dirs: [plugins]\n")
+    drop_in(tmp_path / "abs", "gate", "entry: code:gate\n", code=GATE)
+    manager = load_config_text(
+        f"plugin_dirs: ['{tmp_path / 'abs'}']\nplugins: [{{name: g, use: gate}}]\n"
+    )
+    assert manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("x")).blocked
+
+
+def test_plugin_dirs_given_besides_the_files(tmp_path: Path) -> None:
+    drop_in(tmp_path / "extra", "gate", "entry: code:gate\n", code=GATE)
+    config = tmp_path / "interlock.yaml"
+    config.write_text("plugins: [{name: g, use: gate}]\n")
+    with pytest.raises(ConfigError, match="no plugin named 'gate'"):
+        load_config(config)
+    manager = load_config(config, plugin_dirs=[tmp_path / "extra"])
+    assert manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("x")).blocked
+    with pytest.raises(ConfigError, match="no plugin directory"):
+        load_config(config, plugin_dirs=[tmp_path / "missing"])
 
 
 def test_installed_entry_points_are_found_and_used_by_name(
@@ -117,6 +284,7 @@ def test_installed_entry_points_are_found_and_used_by_name(
     monkeypatch.syspath_prepend(str(site))
     source = discover([])["acme-gate"]
     assert (source.kind, source.location, source.version) == ("entry point", "acme-guard", "1.2.0")
+    assert source.describe() == "entry point (acme-guard 1.2.0)"
     manager = load_config_text("plugins:\n  - name: g\n    use: acme-gate\n", file="t.yaml")
     assert manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("x")).blocked
     sys.modules.pop("acme_guard", None)

@@ -57,24 +57,39 @@ def show_plugins(
     available: Mapping[str, PluginSource],
     manager: PluginManager | None,
     stats: list[dict[str, Any]] | None,
+    uses: Mapping[str, str] | None = None,
     *,
     as_json: bool,
 ) -> None:
-    """Discovered plugins, configured registrations, and a session's plugin statistics."""
-    found = [_source_row(s) for s in available.values()]
-    configured = [_registration_row(r) for r in manager.registrations()] if manager else []
+    """Discovered plugins with their sources, configured registrations (with what each
+    was loaded from), and a session's plugin statistics.
+
+    `uses` maps a registered plugin's name to what loaded it: a `use:` value (a plugin
+    name or an import path) or `external:KIND`.
+    """
+    found = [_source_row(s, c) for s in available.values() for c in (s, *s.clashes)]
+    clashes = [_clash(s) for s in available.values() if s.clashes]
+    configured = [
+        _registration_row(r, _origin((uses or {}).get(r.plugin), available))
+        for r in (manager.registrations() if manager else ())
+    ]
     if as_json:
-        report = {"discovered": found, "configured": configured, "stats": stats}
+        report = {"discovered": found, "clashes": clashes, "configured": configured,
+                  "stats": stats}  # fmt: skip
         typer.echo(json.dumps(report, indent=2))
         return
     if found:
-        columns: tuple[str, ...] = ("name", "from", "target", "version", "description")
+        columns: tuple[str, ...] = ("name", "source", "target", "version", "description")
         console.print(_table("discovered plugins", columns, found))
     else:
-        hint = "entry points in the group interlock.plugins, folders in .interlock/plugins/"
+        hint = "entry points in the group interlock.plugins; drop-in folders are searched "
+        hint += "only when named with --plugin-dir or a config's plugin_dirs"
         console.print(f"no plugins discovered ({hint})")
+    for clash in clashes:
+        console.print(Text(f"not usable by name: {clash['message']}", style="red"))
     if manager is not None:
-        columns = ("plugin", "hook", "mode", "priority", "on_error", "timeout", "capabilities")
+        columns = ("plugin", "source", "hook", "mode", "priority", "on_error", "timeout",
+                   "capabilities")  # fmt: skip
         console.print(_table("configured registrations", columns, configured))
     if stats is not None:
         columns = ("plugin", "hook", "calls", "blocks", "modifications", "errors")
@@ -90,19 +105,38 @@ def _table(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> 
     return table
 
 
-def _source_row(source: PluginSource) -> dict[str, Any]:
+def _source_row(source: PluginSource, claimant: PluginSource) -> dict[str, Any]:
     return {
-        "name": source.name,
-        "from": f"{source.kind}: {source.location}",
-        "target": source.target,
-        "version": source.version,
-        "description": source.description,
+        "name": claimant.name,
+        "source": claimant.describe() + (" (name claimed twice)" if source.clashes else ""),
+        "kind": claimant.kind,
+        "location": claimant.location,
+        "target": claimant.target.removeprefix("!"),
+        "version": claimant.version,
+        "description": claimant.description,
     }
 
 
-def _registration_row(reg: Registration) -> dict[str, Any]:
+def _clash(source: PluginSource) -> dict[str, str]:
+    return {"name": source.name, "message": str(source.clash())}
+
+
+def _origin(use: str | None, available: Mapping[str, PluginSource]) -> str:
+    """Where a configured plugin came from, in the words the discovered table uses."""
+    if use is None:
+        return "-"
+    if use.startswith("external:"):
+        return f"external ({use.removeprefix('external:')})"
+    if ":" in use:
+        return f"import path {use}"
+    source = available.get(use)
+    return source.describe() if source is not None else "-"
+
+
+def _registration_row(reg: Registration, origin: str) -> dict[str, Any]:
     return {
         "plugin": reg.plugin,
+        "source": origin,
         "hook": reg.hook.name,
         "mode": reg.mode,
         "priority": reg.priority,

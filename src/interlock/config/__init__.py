@@ -12,12 +12,12 @@ never appear in messages. The format is in docs/config.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .. import ConfigError, ConfigProblem, PluginManager
-from ..discovery import PluginSource, discover, plugin_directories
+from ..discovery import PluginLoadError, PluginSource, discover
 from ._load import Problem, construct, discard, import_target, register, resolve, validate
 from ._schema import ConfigFile, Entry, External, Options, SetEntry, parse_duration
 from ._source import Source, parse
@@ -44,15 +44,18 @@ def load_config(
     manager: PluginManager | None = None,
     environ: Mapping[str, str] | None = None,
     plugins: Mapping[str, PluginSource] | None = None,
+    plugin_dirs: Iterable[str | Path] = (),
 ) -> PluginManager:
     """Load a config file into `manager` (a new one by default) and return it.
 
-    `environ` replaces `os.environ` for `${VAR}`; `plugins` replaces discovery (what
-    `use: name` can name besides import paths). Raises `ConfigError` listing every
-    problem; on error nothing is registered.
+    `environ` replaces `os.environ` for `${VAR}`. `use: name` names a built-in, an
+    installed entry point, or a drop-in in the file's `plugin_dirs` or in `plugin_dirs`
+    given here (say, from the command line); no other folder is searched. `plugins`
+    replaces that discovery. Raises `ConfigError` listing every problem; on error
+    nothing is registered.
     """
     return load_config_text(_read(path), file=str(path), manager=manager, environ=environ,
-                            plugins=plugins)  # fmt: skip
+                            plugins=plugins, plugin_dirs=plugin_dirs)  # fmt: skip
 
 
 def load_config_text(
@@ -62,11 +65,16 @@ def load_config_text(
     manager: PluginManager | None = None,
     environ: Mapping[str, str] | None = None,
     plugins: Mapping[str, PluginSource] | None = None,
+    plugin_dirs: Iterable[str | Path] = (),
 ) -> PluginManager:
-    """`load_config` for text already in memory; `file` names it in messages."""
+    """`load_config` for text already in memory; `file` names it in messages (and its
+    folder is what relative `plugin_dirs` are relative to)."""
     source = parse(text, file, os.environ if environ is None else environ)
     checked = validate(source)
-    available = plugin_sources(checked.config, file) if plugins is None else plugins
+    available: Mapping[str, PluginSource] = plugins or {}
+    if plugins is None:
+        available, problems = _sources(checked.config, source, plugin_dirs)
+        checked.problems += problems
     loaded = resolve(checked, source, available)
     target = manager if manager is not None else PluginManager()
     # A dry run in a manager of its own first: nothing reaches `target` unless all is well.
@@ -92,11 +100,56 @@ def check(
     return source, checked.config.model_copy(update={"plugins": list(checked.entries.values())})
 
 
-def plugin_sources(config: ConfigFile, file: str) -> dict[str, PluginSource]:
-    """What `use: name` can name: drop-ins in the file's `plugin_dirs` (relative to the
-    file), then the usual discovery (project and user folders, entry points)."""
-    base = Path(file).parent
-    return discover([*(base / d for d in config.plugin_dirs), *plugin_directories()])
+def plugin_sources(
+    config: ConfigFile, file: str, plugin_dirs: Iterable[str | Path] = ()
+) -> dict[str, PluginSource]:
+    """What `use: name` can name: the built-ins, the installed entry points, and the
+    drop-ins in the file's `plugin_dirs` (relative to the file's folder) and in
+    `plugin_dirs` given here. No other folder is searched, the current directory least
+    of all. A name two of them claim cannot be loaded by name (`PluginNameClash`).
+
+    Raises `ConfigError` when a named plugin directory is missing.
+    """
+    available, problems = _sources(config, Source(file), plugin_dirs)
+    if problems:
+        raise ConfigError(problems)
+    return available
+
+
+def _sources(
+    config: ConfigFile, source: Source, extra: Iterable[str | Path]
+) -> tuple[dict[str, PluginSource], list[ConfigProblem]]:
+    problems: list[ConfigProblem] = []
+    directories: list[Path] = []
+    # Relative to the file's folder, never to the current directory: a config read from
+    # text has no folder, so its plugin_dirs must be absolute.
+    base = Path(source.file).absolute().parent if Path(source.file).is_file() else None
+    for index, name in enumerate(config.plugin_dirs):
+        where = ("plugin_dirs", index)
+        if base is None and not Path(name).is_absolute():
+            message = (f"plugin_dirs: {name!r} is relative, and this config has no file it "
+                       "could be relative to; give an absolute path, or load it from its "
+                       "file")  # fmt: skip
+            problems.append(source.problem(where, message))
+            continue
+        directory = Path(name) if base is None else base / name
+        if not directory.is_dir():
+            message = (f"plugin_dirs: no folder {name!r} (looked for {directory}); create "
+                       "it or remove it from the list")  # fmt: skip
+            problems.append(source.problem(where, message))
+            continue
+        directories.append(directory)
+    for given in extra:
+        if not Path(given).is_dir():
+            message = f"no plugin directory {str(given)!r}: create it, or name another"
+            problems.append(ConfigProblem("--plugin-dir", None, None, message))
+            continue
+        directories.append(Path(given))
+    try:
+        return discover(directories), problems
+    except PluginLoadError as error:  # a folder went away since it was checked
+        problems.append(source.problem(("plugin_dirs",), str(error)))
+        return discover(), problems
 
 
 def load_plugin(
@@ -118,6 +171,9 @@ def load_plugin(
 
 def find_plugin(use: str, *, plugins: Mapping[str, PluginSource] | None = None) -> Any:
     """What `use:` names (a class, function, module or object), imported, not constructed.
+
+    Without `plugins`, a name is a built-in's or an installed entry point's: drop-ins are
+    found only in folders named to `discover` (or a config's `plugin_dirs`).
 
     Raises `ConfigError` (one problem) when it cannot be found or imported.
     """

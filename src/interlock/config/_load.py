@@ -268,7 +268,8 @@ def import_target(use: str, available: Mapping[str, PluginSource]) -> Any:
         if source is None:
             known = ", ".join(sorted(available)) or "none installed"
             raise Problem("use", f"no plugin named {use!r}: not an import path "
-                          f"('module:attribute'), an installed entry point or a drop-in plugin "
+                          f"('module:attribute'), a built-in, an installed entry point or a "
+                          f"drop-in plugin in a folder named by plugin_dirs or --plugin-dir "
                           f"(available: {known})")  # fmt: skip
         try:
             return source.load()
