@@ -145,9 +145,7 @@ def main() -> None:
 
 def every_builtin(folder: Path) -> list[tuple[Any, dict[str, Any]]]:
     """Every built-in plugin, configured as an operator might, none of them blocking here."""
-    guard = ToolGuardConfig.model_validate(
-        {"rules": [{"deny": 'shell(command: "rm -rf *")'}, {"allow": "shell"}]}
-    )
+    guard = ToolGuardConfig.model_validate({"destructive": "deny", "rules": [{"allow": "shell"}]})
     limits = RateLimitConfig.model_validate({"tools": {"*": {"calls": 10**9, "per": "1m"}}})
     budget = TokenBudgetConfig.model_validate({"session": {"tokens": 10**12}})
     audit = AuditLogConfig(path=str(folder / f"audit-{time.monotonic_ns()}.jsonl"))

@@ -33,7 +33,7 @@ plugins:
     config: {{path: "{audit}", fsync: never}}
   - name: tool-guard
     use: tool-guard
-    config: {{rules: [{{deny: 'shell(command: "rm *")', reason: no deleting}}]}}
+    config: {{rules: [{{deny: {{program: rm}}, reason: no deleting}}]}}
   - name: content-policy
     use: content-policy
 """)

@@ -1,4 +1,4 @@
-"""tool_guard through the reference runtime, and its rule patterns."""
+"""tool_guard through the reference runtime, and its tool-glob patterns."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from interlock import ToolCall
-from interlock.config import load_config_text
+from interlock.config import ConfigError, load_config_text
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig, parse
 from interlock.runtime import Step
 
@@ -18,10 +18,10 @@ plugins:
     use: tool-guard
     config:
       rules:
-        - deny: 'shell(command: "rm -rf *")'
+        - deny: {program: rm, flags: [-r, -f]}
           reason: destructive
-        - ask: 'shell(command: "git push*")'
-        - allow: 'shell(command: "ls*")'
+        - ask: {program: git, args: [push]}
+        - allow: {program: ls}
         - allow: 'read_*'
       default: deny
 """
@@ -33,13 +33,17 @@ def calls(*commands: str) -> list[Step | str]:
 
 async def test_rules_decide_in_order_and_blocks_reach_the_model_with_the_rule() -> None:
     manager = load_config_text(CONFIG)
-    result = await run([], calls("ls -la", "rm -rf /", "git push", "make"), ["go"],
+    result = await run([], calls("ls -la", "ls; rm -fr /", "git push", "make"), ["go"],
                        manager=manager)  # fmt: skip
     outputs = [r["output"] for r in result.kinds("tool_result")]
     assert outputs[0] == "ran: ls -la"
-    assert outputs[1].endswith('tool guard: rule 1 (deny: shell(command: "rm -rf *")): destructive')
-    assert 'tool guard asks: rule 2 (ask: shell(command: "git push*"))' in outputs[2]
-    assert "tool guard: no rule matched; the default is deny" in outputs[3]
+    assert outputs[1].endswith(
+        "tool guard: rule 1 (deny: {program: rm, flags: [-r, -f]}) matches the `rm` command: "
+        "destructive"
+    )
+    asks = "tool guard asks: rule 2 (ask: {program: git, args: [push]}) matches the `git` "
+    assert asks in outputs[2]
+    assert "tool guard: no rule matched the `make` command; the default is deny" in outputs[3]
     sent = [m.content for m in result.model.requests[-1].messages if m.role == "tool"]
     assert sent == outputs  # what the model was told
 
@@ -47,9 +51,9 @@ async def test_rules_decide_in_order_and_blocks_reach_the_model_with_the_rule() 
 @pytest.mark.parametrize(
     ("pattern", "call", "matches"),
     [
-        ('shell(command: "rm -rf *")', ToolCall("shell", {"command": "rm -rf /"}), True),
-        ('shell(command: "rm -rf *")', ToolCall("shell", {"command": "ls; rm -rf /"}), False),
-        ('shell(command: "rm -rf *")', ToolCall("shell", {}), False),
+        ('run(command: "rm -rf *")', ToolCall("run", {"command": "rm -rf /"}), True),
+        ('run(command: "rm -rf *")', ToolCall("run", {"command": "ls; rm -rf /"}), False),
+        ('run(command: "rm -rf *")', ToolCall("run", {}), False),
         ("fs_*", ToolCall("fs_write", {"path": "x"}), True),
         ("fs_*", ToolCall("shell"), False),
         ('get(url: "https://*", n: "3")', ToolCall("get", {"url": "https://a", "n": 3}), True),
@@ -65,7 +69,7 @@ def test_bad_rules_are_refused_with_what_to_write() -> None:
     with pytest.raises(ValidationError, match="exactly one of allow, deny, ask"):
         ToolGuardConfig.model_validate({"rules": [{"allow": "x", "deny": "y"}]})
     with pytest.raises(ValidationError, match='write them as name: "glob"'):
-        ToolGuardConfig.model_validate({"rules": [{"deny": 'shell(command "x")'}]})
+        ToolGuardConfig.model_validate({"rules": [{"deny": 'run(command "x")'}]})
     assert ToolGuard().config.default == "allow"
 
 
@@ -73,3 +77,15 @@ def test_a_bad_quoted_glob_names_the_rule() -> None:
     with pytest.raises(ValueError, match="not a JSON string") as raised:
         parse('shell(command: "rm \\q")')
     assert str(raised.value).startswith("'shell(command: \"rm \\\\q\")': ")
+
+
+def test_an_old_text_glob_on_a_shell_fails_the_config_load_with_the_rule_to_write() -> None:
+    old = CONFIG.replace(
+        "- deny: {program: rm, flags: [-r, -f]}", "- deny: 'shell(command: \"rm -rf *\")'"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config_text(old)
+    text = str(raised.value)
+    assert "plugin 'tool-guard'" in text
+    assert "rule 1 (deny: 'shell(command: \"rm -rf *\")')" in text
+    assert "write `deny: {program: rm, flags: [-r, -f]}`" in text

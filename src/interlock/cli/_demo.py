@@ -64,7 +64,7 @@ PROMPTS = [
 def plugins(data_dir: Path) -> list[tuple[object, dict[str, Any]]]:
     """The demo's built-in plugins, each with the registration options (grants) it needs."""
     guard = ToolGuardConfig.model_validate(
-        {"rules": [{"deny": 'shell(command: "rm -rf *")', "reason": "destructive"}]}
+        {"destructive": "deny"}  # shell commands parsed; the built-in destructive set
     )
     budget = TokenBudgetConfig.model_validate({"session": {"tokens": 400}, "warn_at": 0.5})
     return [
