@@ -37,7 +37,7 @@ class Guard(interlock.Plugin):
 
 
 class Replica(interlock.Plugin):
-    """Says which process served it; tool "hang" is never answered (until the process dies)."""
+    """Says which process served it, and when it is closed; tool "hang" is never answered."""
 
     name = "replica"
 
@@ -46,6 +46,9 @@ class Replica(interlock.Plugin):
             print(f"hanging in {os.getpid()}", file=sys.stderr, flush=True)
             await asyncio.Event().wait()
         return Modify(call.replace(arguments={**call.arguments, "served_by": os.getpid()}))
+
+    async def aclose(self) -> None:
+        print(f"closed in {os.getpid()}", file=sys.stderr, flush=True)
 
 
 class Noisy(interlock.Plugin):
@@ -96,3 +99,16 @@ class Waiter(interlock.Plugin):
             await self.release.wait()
         seen = ctx.state["seen"] = ctx.state.get("seen", 0) + 1
         return Modify(call.replace(arguments={"seen": seen}))
+
+
+class Counter(interlock.Plugin):
+    """Counts calls per session in `ctx.state`; handles session_end, so the server ends it."""
+
+    name = "counter"
+
+    def on_pre_tool_call(self, call: ToolCall, ctx: interlock.HookContext) -> Any:
+        seen = ctx.state["seen"] = ctx.state.get("seen", 0) + 1
+        return Modify(call.replace(arguments={"seen": seen}))
+
+    def on_session_end(self, payload: Any, ctx: interlock.HookContext) -> None:
+        return None

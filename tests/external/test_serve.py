@@ -84,7 +84,7 @@ async def test_one_plugin_in_process_over_stdio_and_over_http_gives_identical_se
         (["tests.external.served:Nothing", "--stdio"], "has no 'Nothing'"),
         (["tests.external.served:Guard", "--stdio", "--plugin-config", "{"], "not JSON"),
         (["tests.external.served:Guard", "--stdio", "--plugin-config", "[1]"], "a JSON object"),
-        (["tests.external.served:Guard", "--stdio", "--token", "t"], "a token is for --http"),
+        (["tests.external.served:Guard", "--stdio", "--token", "t"], "are for --http"),
     ],
 )
 def test_serve_explains_what_is_wrong(args: list[str], message: str) -> None:

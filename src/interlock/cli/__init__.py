@@ -36,6 +36,17 @@ ConfigFile = Annotated[
     Path | None,
     typer.Option("--config", envvar="INTERLOCK_CONFIG", help="An interlock.yaml to load."),
 ]
+PluginDirs = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--plugin-dir",
+        metavar="DIR",
+        exists=True,
+        file_okay=False,
+        help="A folder of drop-in plugins (plugin.yaml + module) to find plugins in by name; "
+        "repeatable. No folder is searched unless named here or in a config's plugin_dirs.",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -90,6 +101,7 @@ def run(
         list[str] | None,
         typer.Option(help="A plugin to add: an import path (module:attr) or a plugin name."),
     ] = None,
+    plugin_dir: PluginDirs = None,
     system: Annotated[str, typer.Option(help="The system prompt.")] = "",
     stream: Annotated[bool, typer.Option(help="Stream the model's answer.")] = False,
     trace: Annotated[bool, typer.Option(help="Trace every hook as it fires.")] = True,
@@ -108,7 +120,7 @@ def run(
     if session is not None and not _storable(session):
         raise typer.BadParameter(f"{session!r} is not valid UTF-8 text", param_hint="--session")
     backend = _backend(model, base_url)
-    manager, tools, _ = _plugins(config, plugin or [])
+    manager, tools, _, _ = _plugins(config, plugin or [], plugin_dir or [])
     try:
         toolset = ToolSet(tools)
     except ValueError as error:  # two drop-ins offer a tool of the same name
@@ -182,28 +194,34 @@ def hooks(
 @app.command()
 def plugins(
     config: ConfigFile = None,
+    plugin_dir: PluginDirs = None,
     session: Annotated[
         str | None, typer.Option(help="Show the plugin statistics a session logged.")
     ] = None,
     data_dir: DataDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """List discovered plugins, a config's registrations, and a session's plugin stats."""
-    from interlock.discovery import discover
-
+    """List the plugins available by name and where each comes from (built-in, entry
+    point, drop-in folder), a config's registrations, and a session's plugin stats."""
     from ._inspect import show_plugins
 
-    manager, _, available = _plugins(config, []) if config is not None else (None, [], discover())
+    if config is not None:
+        manager, _, available, uses = _plugins(config, [], plugin_dir or [])
+    else:
+        manager, available, uses = None, _discover(plugin_dir or []), {}
     stats = _session_stats(_data_dir(data_dir), session) if session is not None else None
     try:
-        show_plugins(_console(), available, manager, stats, as_json=as_json)
+        show_plugins(_console(), available, manager, stats, uses, as_json=as_json)
     finally:
         if manager is not None:
             manager.close()  # stops any external plugin the config started
 
 
 @app.command()
-def check(file: Annotated[Path, typer.Argument(help="The config file to check.")]) -> None:
+def check(
+    file: Annotated[Path, typer.Argument(help="The config file to check.")],
+    plugin_dir: PluginDirs = None,
+) -> None:
     """Check a config file: load every plugin it names, register nothing for real.
 
     Exits with 1 and lists every problem (file, line, plugin, what to fix) when it is wrong.
@@ -211,7 +229,7 @@ def check(file: Annotated[Path, typer.Argument(help="The config file to check.")
     from interlock.config import load_config
 
     try:
-        manager = load_config(file)
+        manager = load_config(file, plugin_dirs=plugin_dir or [])
     except interlock.ConfigError as error:
         for problem in error.problems:
             typer.echo(str(problem), err=True)
@@ -236,10 +254,38 @@ def serve(
         str | None,
         typer.Option(envvar="INTERLOCK_TOKEN", help="HTTP: the bearer token callers must send."),
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            metavar="FILE",
+            help="HTTP: bearer tokens, one a line; give each host its own, its sessions apart.",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="HTTP: serve without a token on an address others can reach."
+        ),
+    ] = False,
+    request_timeout: Annotated[
+        float,
+        typer.Option(min=0.001, help="HTTP: seconds for a request's headers, then its body."),
+    ] = 10.0,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="HTTP: connections served at once; more get 503.")
+    ] = 512,
+    keep_alive: Annotated[
+        int, typer.Option(min=1, help="HTTP: seconds an idle connection is kept open.")
+    ] = 5,
+    shutdown_timeout: Annotated[
+        int, typer.Option(min=0, help="HTTP: seconds calls in flight get on SIGTERM/Ctrl-C.")
+    ] = 10,
     plugin_config: Annotated[
         str | None, typer.Option("--plugin-config", metavar="JSON", help="The plugin's config.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="The name to serve it under.")] = None,
+    plugin_dir: PluginDirs = None,
     max_message_bytes: Annotated[
         int, typer.Option(min=1, help="The bound on one message, in bytes.")
     ] = 1_000_000,
@@ -248,23 +294,40 @@ def serve(
 
     The same plugin class then runs in process or out of it, unchanged. Over stdio
     without --plugin-config, the plugin is built with the config the host sends (its
-    entry's `config:`). Over HTTP the address is printed once the server listens.
+    entry's `config:`). Over HTTP the address is printed once the server listens; an
+    address other machines can reach needs --token or --token-file (or --insecure).
     """
     from ._serve import serve_http, serve_stdio
 
     if stdio == (http is not None):
         raise typer.BadParameter("give exactly one of --stdio and --http HOST:PORT")
-    if stdio and token is not None:
-        raise typer.BadParameter("a token is for --http; over stdio the host is the parent")
+    if stdio and (token is not None or token_file is not None or insecure):
+        raise typer.BadParameter(
+            "--token, --token-file and --insecure are for --http; over stdio the host is the parent"
+        )
+    tokens = _served_tokens(token, token_file) if http is not None else []
     config = _served_config(plugin_config)
+    available = _discover(plugin_dir or [])
     if stdio and config is None:  # built with the host's config; found now, so typos show
-        _found(target)
-        serve_stdio(lambda sent: _load_served(target, sent), name=name, limit=max_message_bytes)
+        _found(target, available)
+        serve_stdio(lambda sent: _load_served(target, sent, available), name=name,
+                    limit=max_message_bytes)  # fmt: skip
         return
-    plugin = _load_served(target, config or {})
+    plugin = _load_served(target, config or {}, available)
     if http is not None:
-        serve_http(plugin, http, token=token, name=name, limit=max_message_bytes,
-                   config=config or {})  # fmt: skip
+        serve_http(
+            plugin,
+            http,
+            tokens=tokens,
+            insecure=insecure,
+            name=name,
+            limit=max_message_bytes,
+            config=config or {},
+            request_timeout=request_timeout,
+            max_connections=max_connections,
+            keep_alive=keep_alive,
+            shutdown_timeout=shutdown_timeout,
+        )
     else:
         serve_stdio(plugin, name=name, limit=max_message_bytes, config=config)
 
@@ -333,20 +396,35 @@ def _known(store: Any, session_id: str) -> bool:
         return False
 
 
-def _plugins(config: Path | None, extra: list[str]) -> tuple[Any, list[Any], Any]:
-    """The manager for `run` (and `plugins`): the config's plugins and `--plugin`s, plus
-    the tools the drop-in plugins among them contribute."""
-    from interlock.config import check as check_config
-    from interlock.config import load_config, load_plugin, plugin_sources
+def _discover(directories: list[Path]) -> Any:
+    """The plugins available by name: built-ins, entry points, and the drop-ins in the
+    folders named with --plugin-dir (and in no other folder)."""
     from interlock.discovery import PluginLoadError, discover
 
-    available = discover()
+    try:
+        return discover(directories)
+    except PluginLoadError as error:
+        raise typer.BadParameter(str(error), param_hint="--plugin-dir") from None
+
+
+def _plugins(
+    config: Path | None, extra: list[str], directories: list[Path]
+) -> tuple[Any, list[Any], Any, dict[str, str]]:
+    """The manager for `run` (and `plugins`): the config's plugins and `--plugin`s, plus
+    the tools the drop-in plugins among them contribute, what can be named, and what
+    each registered plugin name was loaded from (its `use:`, or `external:KIND`)."""
+    from interlock.config import check as check_config
+    from interlock.config import load_config, load_plugin, plugin_sources
+    from interlock.discovery import PluginLoadError
+
+    available = _discover(directories) if config is None else {}
     manager = interlock.PluginManager()
     used: list[str] = []
+    uses: dict[str, str] = {}
     if config is not None:
         try:
             parsed = check_config(config.read_text(), file=str(config))[1]
-            available = plugin_sources(parsed, str(config))
+            available = plugin_sources(parsed, str(config), directories)
             load_config(config, manager=manager, plugins=available)
         except OSError as error:
             message = f"cannot read {config}: {error}"
@@ -356,11 +434,16 @@ def _plugins(config: Path | None, extra: list[str]) -> tuple[Any, list[Any], Any
                 typer.echo(str(problem), err=True)
             raise typer.Exit(1) from None
         used += [entry.use for entry in parsed.plugins if entry.enabled and entry.use]
+        for entry in parsed.plugins:
+            kind = entry.external.kind() if entry.external is not None else None
+            uses[entry.name] = entry.use or f"external:{kind}"
     for spec in extra:
+        before = {r.plugin for r in manager.registrations()}
         try:
             manager.register(load_plugin(spec, plugins=available))
         except (PluginLoadError, interlock.InterlockError) as error:
             raise typer.BadParameter(str(error), param_hint="--plugin") from None
+        uses.update(dict.fromkeys({r.plugin for r in manager.registrations()} - before, spec))
         used.append(spec)
     tools = []
     for name in dict.fromkeys(used):  # a drop-in used twice gives its tools once
@@ -370,7 +453,7 @@ def _plugins(config: Path | None, extra: list[str]) -> tuple[Any, list[Any], Any
                 tools += source.tools()
             except PluginLoadError as error:
                 raise typer.BadParameter(str(error), param_hint="--plugin") from None
-    return manager, tools, available
+    return manager, tools, available, uses
 
 
 def _served_config(raw: str | None) -> dict[str, Any] | None:
@@ -385,16 +468,37 @@ def _served_config(raw: str | None) -> dict[str, Any] | None:
     return config
 
 
-def _found(target: str) -> None:
+def _served_tokens(token: str | None, token_file: Path | None) -> list[str]:
+    """The tokens `serve --http` accepts: --token's, and each line of --token-file."""
+    tokens = []
+    if token is not None:
+        if not token.strip():
+            raise typer.BadParameter("the token is empty", param_hint="--token")
+        tokens.append(token)
+    if token_file is not None:
+        try:
+            lines = token_file.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            message = f"cannot read {token_file}: {error}"
+            raise typer.BadParameter(message, param_hint="--token-file") from None
+        found = [line.strip() for line in lines if line.strip()]
+        if not found:
+            message = f"{token_file} holds no token: write one per line"
+            raise typer.BadParameter(message, param_hint="--token-file")
+        tokens += found
+    return tokens
+
+
+def _found(target: str, available: Any) -> None:
     from interlock.config import find_plugin
 
-    _as_parameter(lambda: find_plugin(target))
+    _as_parameter(lambda: find_plugin(target, plugins=available))
 
 
-def _load_served(target: str, config: Any) -> Any:
+def _load_served(target: str, config: Any, available: Any) -> Any:
     from interlock.config import load_plugin
 
-    return _as_parameter(lambda: load_plugin(target, config=config))
+    return _as_parameter(lambda: load_plugin(target, config=config, plugins=available))
 
 
 def _as_parameter(load: Callable[[], Any]) -> Any:

@@ -4,25 +4,28 @@
     await server.handle({"jsonrpc": "2.0", "id": 1, "method": "invoke", "params": {...}})
 
 The plugin runs in a `PluginManager` of its own, so it behaves exactly as in process:
-conditions, chaining of its handlers, `ctx.state` per session, capability handles (their
-use comes back to the host as requests, which the host grants or refuses). Timeouts,
-`on_error` and the circuit breaker are the host's business: this side reports a failure
-as a JSON-RPC error and lets the host decide.
+conditions, chaining of its handlers, `ctx.state` per session of each caller, capability
+handles (their use comes back to the host as requests, which the host grants or refuses).
+Timeouts, `on_error` and the circuit breaker are the host's business: this side reports a
+failure as a JSON-RPC error and lets the host decide.
 
 `serve_stdio` speaks over a pipe to one host; `http_app` is an ASGI app any number of
-hosts can share (`interlock serve module:Plugin --http HOST:PORT` runs it with uvicorn).
+hosts can share, each with a token of its own (`interlock serve module:Plugin --http
+HOST:PORT` runs it with uvicorn, closed by default: see docs/protocol.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import hmac
 import json
 import logging
 import math
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from .. import (
@@ -79,6 +82,11 @@ class PluginServer:
     `max_sessions` bounds the per-session state kept for sessions that have not ended
     (the least recently used idle one is dropped first). See `PluginServer.later` for a
     plugin built from the config the host sends.
+
+    Per-session state belongs to a caller: `handle(message, caller=...)` keeps the
+    sessions of each caller apart, so a caller naming another's session id gets a session
+    of its own, never the other's state (`http_app` passes the token a request presented,
+    or the peer's address when the server has no token).
     """
 
     def __init__(
@@ -95,7 +103,7 @@ class PluginServer:
         self._specs = specs
         self._build: Callable[[Mapping[str, Any]], object] | None = None
         self._served: _Served | None = None
-        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._sessions: OrderedDict[tuple[str | None, str], _Session] = OrderedDict()
         if plugin is not None:
             self._served = _Served(plugin, name, dict(config or {}), specs)
 
@@ -136,16 +144,17 @@ class PluginServer:
             "capabilities": list(served.capabilities),
         }
 
-    async def handle(self, message: Any) -> dict[str, Any] | None:
+    async def handle(self, message: Any, *, caller: str | None = None) -> dict[str, Any] | None:
         """Answer one JSON-RPC message; None for a notification (a request without an
-        id), which gets no answer even when it fails."""
+        id), which gets no answer even when it fails. `caller` names who sent it: the
+        sessions it names are its own (None: the one host of a stdio server)."""
         if not isinstance(message, Mapping):
             return _error(None, INVALID_REQUEST, "a request must be a JSON object")
         id = message.get("id")
         if id is not None and (isinstance(id, bool) or not isinstance(id, int | float | str)):
             return _error(None, INVALID_REQUEST, "the id must be a number or a string")
         try:
-            result = await self._dispatch(message)
+            result = await self._dispatch(message, caller)
         except RpcError as error:
             return None if _notification(message) else _error(id, error.code, error.message)
         except Exception as error:  # a bug here must not end the server
@@ -156,13 +165,15 @@ class PluginServer:
             return None
         return {"jsonrpc": "2.0", "id": id, "result": result}
 
-    async def handle_bytes(self, data: bytes, limit: int = MAX_MESSAGE_BYTES) -> bytes | None:
+    async def handle_bytes(
+        self, data: bytes, limit: int = MAX_MESSAGE_BYTES, *, caller: str | None = None
+    ) -> bytes | None:
         """`handle` for one encoded message; the encoded answer, if any."""
         try:
             message = decode(data, limit)
         except ProtocolError as error:
             return encode(_error(None, PARSE_ERROR, str(error)))
-        answer = await self.handle(message)
+        answer = await self.handle(message, caller=caller)
         return None if answer is None else encode(answer)
 
     async def aclose(self) -> None:
@@ -173,7 +184,7 @@ class PluginServer:
         if self._served is not None:
             await self._served.manager.aclose()
 
-    async def _dispatch(self, message: Mapping[str, Any]) -> Any:
+    async def _dispatch(self, message: Mapping[str, Any], caller: str | None) -> Any:
         if message.get("jsonrpc") != "2.0":
             raise RpcError(INVALID_REQUEST, 'a request must have "jsonrpc": "2.0"')
         method = message.get("method")
@@ -181,7 +192,7 @@ class PluginServer:
         if not isinstance(params, Mapping):
             raise RpcError(INVALID_PARAMS, "params must be an object")
         if method == "invoke":
-            return await self._invoke(params)
+            return await self._invoke(params, caller)
         if method == "initialize":
             return self._initialize(params)
         if method == "shutdown":
@@ -217,7 +228,7 @@ class PluginServer:
                            "config than the host's entry gives: start the server with that "
                            "--plugin-config, or leave config: out of the host's entry")  # fmt: skip
 
-    async def _invoke(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    async def _invoke(self, params: Mapping[str, Any], caller: str | None) -> dict[str, Any]:
         context = params.get("context") or {}
         if not isinstance(context, Mapping):
             raise RpcError(INVALID_PARAMS, "context must be an object")
@@ -234,7 +245,7 @@ class PluginServer:
         requests = _Requests()
         granted = context.get("capabilities") or ()
         handles = {c: requests for c in served.capabilities if c in granted}
-        session = self._session(context.get("session"))
+        session = self._session(context.get("session"), caller)
         try:
             result = await served.manager.invoke(
                 spec, payload, turn=turn, capabilities=handles,
@@ -249,12 +260,13 @@ class PluginServer:
             raise RpcError(HANDLER_FAILED, result.errors[0].message)
         return {"action": dump_action(spec, _action(result)), "requests": requests.items}
 
-    def _session(self, session: Any) -> _Session | None:
+    def _session(self, session: Any, caller: str | None) -> _Session | None:
         if session is None:
             return None
         if not isinstance(session, Mapping) or not isinstance(session.get("id"), str):
             raise RpcError(INVALID_PARAMS, "context.session must be null or have a text id")
-        known = self._sessions.get(session["id"])
+        key = (caller, session["id"])  # one caller never reaches another's session
+        known = self._sessions.get(key)
         if known is None:
             try:
                 scope = self.served.manager.session(
@@ -262,8 +274,8 @@ class PluginServer:
                 ).open()
             except (TypeError, ValueError) as error:
                 raise RpcError(INVALID_PARAMS, f"context.session: {error}") from None
-            known = self._sessions[session["id"]] = _Session(scope)
-        self._sessions.move_to_end(session["id"])
+            known = self._sessions[key] = _Session(key, scope)
+        self._sessions.move_to_end(key)
         known.active += 1
         self._evict()
         return known
@@ -275,8 +287,8 @@ class PluginServer:
             self._sessions.pop(key).scope.close()
 
     def _end(self, session: _Session) -> None:
-        if self._sessions.get(session.scope.info.id) is session:
-            del self._sessions[session.scope.info.id]
+        if self._sessions.get(session.key) is session:
+            del self._sessions[session.key]
         session.scope.close()
 
 
@@ -321,7 +333,8 @@ class _Served:
 class _Session:
     """A session's scope on the server, and how many of its calls are running."""
 
-    def __init__(self, scope: SessionScope) -> None:
+    def __init__(self, key: tuple[str | None, str], scope: SessionScope) -> None:
+        self.key = key
         self.scope = scope
         self.active = 0
 
@@ -445,48 +458,100 @@ def _is_shutdown(line: bytes) -> bool:
 # -- HTTP -----------------------------------------------------------------------------------
 
 
+BODY_TIMEOUT = 10.0
+"""Seconds a caller has, by default, to send a whole request body to `http_app`."""
+
+
 def http_app(
-    server: PluginServer, *, token: str | None = None, limit: int = MAX_MESSAGE_BYTES
+    server: PluginServer,
+    *,
+    token: str | Sequence[str] | None = None,
+    limit: int = MAX_MESSAGE_BYTES,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> Starlette:
     """An ASGI app serving `server`: JSON-RPC on `POST /`, who it is on `GET /`.
 
-    With `token`, every request must carry `Authorization: Bearer <token>` (else 401).
+    With `token` (one, or several: one per host), every request must carry
+    `Authorization: Bearer <token>` (else 401), and the sessions a request names are
+    those of the token it presented; without a token, those of the peer's address. So
+    one caller never reads, advances or ends another's session state, even under the
+    same session id. A body not received whole within `body_timeout` seconds is answered
+    408 and its connection closed: a caller trickling bytes holds nothing for long.
+    The app's shutdown (ASGI lifespan) closes `server`.
+
+        app = http_app(PluginServer(NoRm()), token=["token-of-host-a", "token-of-host-b"])
+
     Needs `pip install 'interlock[http]'`.
     """
     try:
         from starlette.applications import Starlette
-        from starlette.requests import Request
+        from starlette.requests import ClientDisconnect, Request
         from starlette.responses import JSONResponse, Response
         from starlette.routing import Route
     except ImportError:  # pragma: no cover - depends on the installation
         raise ImportError(
             "serving over HTTP needs starlette: pip install 'interlock[http]'"
         ) from None
-    expected = f"Bearer {token}".encode() if token else None
+    tokens = [token] if isinstance(token, str) else list(token or ())
+    if not all(tokens):
+        raise ValueError("http_app: a token is empty; give each host a non-empty token")
+    if not body_timeout > 0:
+        raise ValueError(f"http_app: body_timeout must be more than 0 s, not {body_timeout!r}")
+    expected = [(f"Bearer {t}".encode(), _identity(t)) for t in tokens]
+    refused = _error(None, INVALID_REQUEST, "missing or wrong bearer token")
 
-    def authorized(request: Request) -> bool:
+    def caller(request: Request) -> str | None:
+        """Who sent `request` (None: refused, a token was due and not given)."""
+        if not expected:
+            return f"peer {request.client.host if request.client else '?'}"
         given = request.headers.get("authorization", "").encode()
-        return expected is None or hmac.compare_digest(given, expected)
+        found = None
+        for header, identity in expected:  # every one compared: the time tells nothing
+            if hmac.compare_digest(given, header):
+                found = identity
+        return found
 
     async def rpc(request: Request) -> Response:
-        if not authorized(request):
-            error = _error(None, INVALID_REQUEST, "missing or wrong bearer token")
-            return JSONResponse(error, status_code=401)
+        who = caller(request)
+        if who is None:
+            return JSONResponse(refused, status_code=401)
         body = bytearray()
-        async for chunk in request.stream():  # bounded: never more than the limit in memory
-            body += chunk
-            if len(body) > limit:
-                error = _error(None, INVALID_REQUEST, f"a message over the {limit}-byte limit")
-                return JSONResponse(error, status_code=413)
-        reply = await server.handle_bytes(bytes(body), limit)
+        try:
+            async with asyncio.timeout(body_timeout):
+                async for chunk in request.stream():  # bounded: never over the limit in memory
+                    body += chunk
+                    if len(body) > limit:
+                        problem = f"a message over the {limit}-byte limit"
+                        return JSONResponse(_error(None, INVALID_REQUEST, problem),
+                                            status_code=413, headers=_CLOSE)  # fmt: skip
+        except TimeoutError:
+            problem = f"the request body did not arrive within {body_timeout:g} s"
+            return JSONResponse(_error(None, INVALID_REQUEST, problem), status_code=408,
+                                headers=_CLOSE)  # fmt: skip
+        except ClientDisconnect:  # the caller left (or was cut off): nobody to answer
+            return Response(status_code=400, headers=_CLOSE)
+        reply = await server.handle_bytes(bytes(body), limit, caller=who)
         if reply is None:
             return Response(status_code=204)
         return Response(reply, media_type="application/json")
 
     async def about(request: Request) -> Response:
-        if not authorized(request):
-            return JSONResponse(_error(None, INVALID_REQUEST, "missing or wrong bearer token"),
-                                status_code=401)  # fmt: skip
+        if caller(request) is None:
+            return JSONResponse(refused, status_code=401)
         return JSONResponse(server.hello())
 
-    return Starlette(routes=[Route("/", rpc, methods=["POST"]), Route("/", about, methods=["GET"])])
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await server.aclose()
+
+    routes = [Route("/", rpc, methods=["POST"]), Route("/", about, methods=["GET"])]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+_CLOSE = {"Connection": "close"}  # the rest of the request is not read: end the connection
+
+
+def _identity(token: str) -> str:
+    """The caller a token stands for: a digest, so a caller's name never shows the token."""
+    return "token " + hashlib.sha256(token.encode()).hexdigest()[:16]
