@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from interlock import Block, PluginManager, StreamChunk, hook, hooks
+from interlock import Block, PluginManager, SessionEnd, hook, hooks
 
-CHUNK = StreamChunk("m", 0, "hello")
+EVENT = SessionEnd("s-1", "completed", 2)
 
 
 async def test_async_observers_run_concurrently(manager: PluginManager) -> None:
@@ -16,7 +16,7 @@ async def test_async_observers_run_concurrently(manager: PluginManager) -> None:
     finished: list[int] = []
 
     def make(i: int) -> Any:
-        async def observer(payload: StreamChunk, ctx: Any) -> None:
+        async def observer(payload: SessionEnd, ctx: Any) -> None:
             events[i].set()
             for event in events:
                 await event.wait()
@@ -25,39 +25,39 @@ async def test_async_observers_run_concurrently(manager: PluginManager) -> None:
         return observer
 
     for i in range(3):
-        manager.register(make(i), hook="llm_stream_chunk", name=f"o{i}")
-    result = await asyncio.wait_for(manager.invoke(hooks.LLM_STREAM_CHUNK, CHUNK), 10)
+        manager.register(make(i), hook="session_end", name=f"o{i}")
+    result = await asyncio.wait_for(manager.invoke(hooks.SESSION_END, EVENT), 10)
     assert sorted(finished) == [0, 1, 2]
     assert result.errors == ()
-    assert [manager.stats().get(f"o{i}", "llm_stream_chunk").calls for i in range(3)] == [1, 1, 1]
+    assert [manager.stats().get(f"o{i}", "session_end").calls for i in range(3)] == [1, 1, 1]
 
 
 async def test_every_observer_gets_the_same_frozen_payload(manager: PluginManager) -> None:
     seen: list[object] = []
 
-    @hook("llm_stream_chunk")
-    def first(payload: StreamChunk, ctx: Any) -> None:
+    @hook("session_end")
+    def first(payload: SessionEnd, ctx: Any) -> None:
         seen.append(payload)
 
-    @hook("llm_stream_chunk")
-    async def second(payload: StreamChunk, ctx: Any) -> None:
+    @hook("session_end")
+    async def second(payload: SessionEnd, ctx: Any) -> None:
         await asyncio.sleep(0)
         seen.append(payload)
 
     manager.register(first)
     manager.register(second)
-    await manager.invoke(hooks.LLM_STREAM_CHUNK, CHUNK)
-    assert seen == [CHUNK, CHUNK]
-    assert seen[0] is seen[1] is CHUNK
+    await manager.invoke(hooks.SESSION_END, EVENT)
+    assert seen == [EVENT, EVENT]
+    assert seen[0] is seen[1] is EVENT
 
 
 async def test_an_action_from_an_observer_is_an_error(manager: PluginManager) -> None:
-    @hook("llm_stream_chunk")
+    @hook("session_end")
     def blocker(payload: Any, ctx: Any) -> Block:
-        return Block("stop streaming")
+        return Block("stop")
 
     manager.register(blocker, on_error="block")
-    result = await manager.invoke(hooks.LLM_STREAM_CHUNK, CHUNK)
+    result = await manager.invoke(hooks.SESSION_END, EVENT)
     assert not result.blocked  # observe hooks never block, whatever on_error says
     [failure] = result.errors
     assert failure.kind == "invalid_action"
@@ -67,19 +67,19 @@ async def test_an_action_from_an_observer_is_an_error(manager: PluginManager) ->
 async def test_observer_failures_are_isolated(manager: PluginManager) -> None:
     ran: list[str] = []
 
-    @hook("llm_stream_chunk")
+    @hook("session_end")
     async def broken(payload: Any, ctx: Any) -> None:
         await asyncio.sleep(0)
         raise ValueError("observer bug")
 
-    @hook("llm_stream_chunk")
+    @hook("session_end")
     async def fine(payload: Any, ctx: Any) -> None:
         await asyncio.sleep(0)
         ran.append("fine")
 
     manager.register(broken)
     manager.register(fine)
-    result = await manager.invoke(hooks.LLM_STREAM_CHUNK, CHUNK)
+    result = await manager.invoke(hooks.SESSION_END, EVENT)
     assert ran == ["fine"]
     assert [(f.plugin, f.kind) for f in result.errors] == [("broken", "exception")]
 
@@ -99,9 +99,9 @@ async def test_cancelling_the_invocation_cancels_running_observers(manager: Plug
 
         return waiter
 
-    manager.register(make("a"), hook="llm_stream_chunk", name="a", timeout=None)
-    manager.register(make("b"), hook="llm_stream_chunk", name="b", timeout=None)
-    task = asyncio.ensure_future(manager.invoke(hooks.LLM_STREAM_CHUNK, CHUNK))
+    manager.register(make("a"), hook="session_end", name="a", timeout=None)
+    manager.register(make("b"), hook="session_end", name="b", timeout=None)
+    task = asyncio.ensure_future(manager.invoke(hooks.SESSION_END, EVENT))
     await started.wait()
     await asyncio.sleep(0)
     task.cancel()

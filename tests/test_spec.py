@@ -31,7 +31,7 @@ TABLE = {
         ("llm_input",),
     ),
     "post_llm_call": ("modify", {Modify, Block}, {"system_items", "notify"}, ("llm_output",)),
-    "llm_stream_chunk": ("observe", set(), set(), ()),
+    "llm_stream_chunk": ("modify", {Modify, Block}, set(), ()),
     "pre_tool_call": (
         "modify",
         {Modify, Block, Ask},
@@ -56,9 +56,10 @@ def test_catalog_matches_the_design_table() -> None:
         ), spec.name
 
 
-def test_only_the_tool_gate_fails_closed_by_default() -> None:
+def test_only_the_stream_filter_and_the_tool_gate_fail_closed_by_default() -> None:
+    # A failing stream filter stops the display rather than show what it would hide.
     closed = [spec.name for spec in hooks.CATALOG if spec.on_error == "block"]
-    assert closed == ["pre_tool_call"]
+    assert closed == ["llm_stream_chunk", "pre_tool_call"]
 
 
 def test_get_resolves_names_and_aliases() -> None:

@@ -11,7 +11,7 @@ from interlock import (
     Modify,
     PluginManager,
     PortalError,
-    StreamChunk,
+    SessionEnd,
     ToolCall,
     hook,
     hooks,
@@ -57,9 +57,9 @@ def test_async_observers_overlap_for_sync_hosts(manager: PluginManager) -> None:
 
         return observer
 
-    manager.register(make(0), hook="llm_stream_chunk", name="a")
-    manager.register(make(1), hook="llm_stream_chunk", name="b")
-    result = manager.invoke_sync(hooks.LLM_STREAM_CHUNK, StreamChunk("m", 0))
+    manager.register(make(0), hook="session_end", name="a")
+    manager.register(make(1), hook="session_end", name="b")
+    result = manager.invoke_sync(hooks.SESSION_END, SessionEnd("s-1"))
     assert result.errors == ()
 
 

@@ -137,11 +137,18 @@ class LLMResponse(Payload):
 
 @dataclass(frozen=True, slots=True)
 class StreamChunk(Payload):
-    """One piece of a streamed model answer: the `llm_stream_chunk` payload."""
+    """One piece of a streamed model answer: the `llm_stream_chunk` payload.
+
+    `delta` is the chunk's text, the one field a `Modify` may change: what the host shows
+    is the `delta` the plugins leave. `index` counts the chunks of one answer from 0 (0
+    starts a new stream); `done` marks its last chunk, when a plugin that held text back
+    must let the rest of it go.
+    """
 
     model: str
     index: int
     delta: str = ""
+    done: bool = False
 
 
 @dataclass(frozen=True, slots=True)

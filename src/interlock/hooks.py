@@ -14,7 +14,7 @@
 | message_sending | modify | Continue, Modify, Block | notify | |
 | pre_llm_call | modify | Continue, Modify, Block, Respond | system_items, notify | llm_input |
 | post_llm_call | modify | Continue, Modify, Block | system_items, notify | llm_output |
-| llm_stream_chunk | observe | - | - | |
+| llm_stream_chunk | modify | Continue, Modify, Block | - | |
 | pre_tool_call | modify | Continue, Modify, Block, Ask | system_items, notify | before_tool_call |
 | post_tool_call | modify | Continue, Modify, Block | system_items, notify | after_tool_call |
 | turn_end | observe | - | system_items, notify | |
@@ -134,7 +134,12 @@ POST_LLM_CALL: HookSpec[LLMResponse] = HookSpec(
 LLM_STREAM_CHUNK: HookSpec[StreamChunk] = HookSpec(
     "llm_stream_chunk",
     StreamChunk,
-    description="One chunk of a streamed model answer arrived.",
+    kind="modify",
+    accepts={Modify, Block},
+    writable={"delta"},
+    on_error="block",  # a failing filter stops the display, never shows what it would hide
+    description="One chunk of a streamed model answer arrived, before anyone sees it; "
+    "Block stops showing the rest of the answer.",
 )
 PRE_TOOL_CALL: HookSpec[ToolCall] = HookSpec(
     "pre_tool_call",

@@ -19,6 +19,7 @@ class Reply:
     text: str = ""
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     usage: tuple[int, int] = (5, 3)
+    pieces: list[str] | None = None  # how the text streams (default: word by word)
 
 
 class ChatServer:
@@ -110,9 +111,9 @@ def _chunks(body: dict[str, Any], reply: Reply) -> Iterator[dict[str, Any]]:
         }  # fmt: skip
 
     yield chunk({"role": "assistant", "content": ""})
-    for word in reply.text.split(" "):
-        if word:
-            yield chunk({"content": word + " "})
+    pieces = reply.pieces or [word + " " for word in reply.text.split(" ") if word]
+    for piece in pieces:
+        yield chunk({"content": piece})
     for i, call in enumerate(_calls(reply)):
         arguments = call["function"]["arguments"]
         head = {"index": i, "id": call["id"], "type": "function",

@@ -14,7 +14,8 @@ Part = str | tuple[str, str]
 
 
 class Trace:
-    """Renders `TraceEvent`s as they come; a streamed answer is shown as it arrives.
+    """Renders `TraceEvent`s as they come; a streamed answer is shown as it arrives, as the
+    `llm_stream_chunk` plugins let it through (redacted, held back or stopped).
 
     Lines are built from `Text` parts, so text from users, models and plugins is never
     read as markup.
@@ -27,8 +28,13 @@ class Trace:
 
     def __call__(self, event: TraceEvent) -> None:
         detail = event.detail
-        if event.kind == "hook" and event.name == "llm_stream_chunk":
-            self._chunk(detail["payload"].delta)
+        if event.kind == "stream":  # already filtered by the llm_stream_chunk plugins
+            if "text" in detail:
+                self._chunk(detail["text"])
+                return
+            self._chunk("")
+            self.console.print(Text(f" [stopped by {detail['stopped_by']}: {detail['reason']}]",
+                                    style="red"), end="")  # fmt: skip
             return
         self._end_stream()
         if event.kind == "hook":

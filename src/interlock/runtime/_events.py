@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-EventKind = Literal["hook", "model", "tool", "system_item", "notification", "reply"]
+EventKind = Literal["hook", "model", "tool", "system_item", "notification", "reply", "stream"]
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,11 @@ class TraceEvent:
     `kind` says what happened and `name` to what: a hook name (`detail["result"]` is its
     `HookResult`), a model name, a tool name, a system item's kind, a notification's level,
     or `"delivered"` / `"undelivered"` for the reply.
+
+    A streamed answer comes as `"stream"` events named after the model: `detail["text"]`
+    is the next piece to show, as the `llm_stream_chunk` plugins left it (never the model's
+    own text), or `detail["stopped_by"]` and `detail["reason"]` when a plugin stopped the
+    display. The hook itself sends no `"hook"` event per chunk.
     """
 
     kind: EventKind

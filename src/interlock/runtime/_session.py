@@ -141,12 +141,20 @@ class Session:
         except Exception:
             logger.exception("the agent's on_event callback failed; the agent goes on")
 
-    async def fire(self, spec: HookSpec[Any], payload: Any) -> HookResult[Any]:
-        """Invoke a hook for this session: log what plugins did, show it, report failures."""
+    async def fire(
+        self, spec: HookSpec[Any], payload: Any, *, per_chunk: bool = False
+    ) -> HookResult[Any]:
+        """Invoke a hook for this session: log what plugins did, show it, report failures.
+
+        `per_chunk` (streamed chunks): a result that only changed the payload is not logged
+        (the caller logs one record per answer) and no hook event is shown (the caller shows
+        the chunk as the plugins left it, never the model's own text).
+        """
         result = await self.agent.manager.invoke(spec, payload, turn=self.turn, scope=self._scope)
-        if not result.empty:  # a plugin did something: it goes in the log
-            self.record("hook", _outcome(spec, result))
-        self.emit("hook", spec.name, result=result, payload=payload)
+        if not result.empty and not (per_chunk and _only_modified(result)):
+            self.record("hook", _outcome(spec, result))  # a plugin did something: logged
+        if not per_chunk:
+            self.emit("hook", spec.name, result=result, payload=payload)
         if spec is not hooks.ERROR:
             for failure in result.errors:
                 event = ErrorEvent(failure.kind, failure.message, spec.name, failure.plugin)
@@ -265,6 +273,12 @@ def _message(record: Record) -> Message | None:
     if record.kind == "system_item":
         return _system_item(str(data["kind"]), str(data["text"]))
     return None
+
+
+def _only_modified(result: HookResult[Any]) -> bool:
+    return not (
+        result.blocked or result.responded or result.asks or result.errors or result.violations
+    )
 
 
 def _outcome(spec: HookSpec[Any], result: HookResult[Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ The order of hooks in a turn (the conformance tests hold the runtime to it):
 with `error` wherever something fails. `post_tool_call` fires for every tool result the
 model will see, so also for a refused call (its result is the refusal);
 `llm_stream_chunk` fires only on the streaming path (and not when a plugin responded in
-the model's place).
+the model's place), once per chunk and before the chunk is shown (see `StreamView`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from interlock import (
     Usage,
     hooks,
 )
+
+from ._stream import StreamView
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -147,11 +149,17 @@ class Turn:
             response = await model.complete(request)
         else:
             final: LLMResponse | None = None
-            async for item in model.stream(request):
-                if isinstance(item, StreamChunk):
-                    await session.fire(hooks.LLM_STREAM_CHUNK, item)
-                else:
-                    final = item
+            view = StreamView(session)
+            try:
+                async for item in model.stream(request):
+                    if isinstance(item, StreamChunk):
+                        await view.add(item)
+                    else:
+                        final = item
+            except Exception:  # every chunk that came still fires once
+                await view.end(complete=False)
+                raise
+            await view.end()
             if final is None:
                 raise RuntimeError("the model's stream ended without a response")
             response = final
