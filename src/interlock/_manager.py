@@ -309,6 +309,7 @@ class PluginManager:
         turn: int | None = None,
         capabilities: Mapping[str, object] | None = None,
         scope: SessionScope | None = None,
+        recheck: bool = False,
     ) -> HookResult[P]: ...
 
     @overload
@@ -321,6 +322,7 @@ class PluginManager:
         turn: int | None = None,
         capabilities: Mapping[str, object] | None = None,
         scope: SessionScope | None = None,
+        recheck: bool = False,
     ) -> HookResult[Any]: ...
 
     async def invoke(
@@ -332,15 +334,18 @@ class PluginManager:
         turn: int | None = None,
         capabilities: Mapping[str, object] | None = None,
         scope: SessionScope | None = None,
+        recheck: bool = False,
     ) -> HookResult[Any]:
         """Fire `hook` with `payload` and return what the handlers decided.
 
         `session` and `turn` are facts for the context (inside `manager.session(...)` the
         session comes from the scope); `capabilities` are the host's writers for this call.
         `scope` names an open session scope explicitly, for hosts that run several sessions
-        in one task; otherwise the scope is the one the context is in, if any.
-        Handler failures never raise here: they are in `result.errors`. With nothing
-        registered this returns a shared empty result and allocates nothing.
+        in one task; otherwise the scope is the one the context is in, if any. `recheck`
+        tells the handlers (`ctx.recheck`) that they judged this event before and are asked
+        again about a changed payload: for hosts that relay another host's recheck, such as
+        a plugin server. Handler failures never raise here: they are in `result.errors`.
+        With nothing registered this returns a shared empty result and allocates nothing.
         """
         try:
             plans = self._scoped_plans(scope) if self._scopes or scope else self._plans
@@ -350,6 +355,8 @@ class PluginManager:
         if plan is None:
             return EMPTY_RESULT
         call = self._call(plan, payload, scope, session, turn, capabilities)
+        if recheck:
+            call.rechecking = True
         try:
             step = start(plan, payload, call)
             result = step if isinstance(step, HookResult) else await step.finish()
@@ -369,6 +376,7 @@ class PluginManager:
         turn: int | None = None,
         capabilities: Mapping[str, object] | None = None,
         scope: SessionScope | None = None,
+        recheck: bool = False,
     ) -> HookResult[P]: ...
 
     @overload
@@ -381,6 +389,7 @@ class PluginManager:
         turn: int | None = None,
         capabilities: Mapping[str, object] | None = None,
         scope: SessionScope | None = None,
+        recheck: bool = False,
     ) -> HookResult[Any]: ...
 
     def invoke_sync(
@@ -392,6 +401,7 @@ class PluginManager:
         turn: int | None = None,
         capabilities: Mapping[str, object] | None = None,
         scope: SessionScope | None = None,
+        recheck: bool = False,
     ) -> HookResult[Any]:
         """`invoke` for sync hosts; same rules, same result.
 
@@ -407,6 +417,8 @@ class PluginManager:
         if plan is None:
             return EMPTY_RESULT
         call = self._call(plan, payload, scope, session, turn, capabilities)
+        if recheck:
+            call.rechecking = True
         try:
             step = start(plan, payload, call, eager=False)
             result = step if isinstance(step, HookResult) else step.finish_sync(self._portal)

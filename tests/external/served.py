@@ -112,3 +112,12 @@ class Counter(interlock.Plugin):
 
     def on_session_end(self, payload: Any, ctx: interlock.HookContext) -> None:
         return None
+
+
+class Rechecked(interlock.Plugin):
+    """Blocks a tool call it is asked about again (`ctx.recheck`), to show the flag arrives."""
+
+    name = "rechecked"
+
+    def on_pre_tool_call(self, call: ToolCall, ctx: interlock.HookContext) -> Any:
+        return Block(f"asked again about {dict(call.arguments)}") if ctx.recheck else None

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from interlock import PluginManager, ProtocolError, ToolCall, hooks
+from interlock import Modify, PluginManager, ProtocolError, ToolCall, hook, hooks
 from interlock.cli import app
 from interlock.external import HttpTransport, PluginServer, StdioTransport, connect
 from interlock.runtime import Agent, ScriptedBackend, SessionStore, Step
@@ -102,6 +102,22 @@ async def test_serve_stdio_builds_the_plugin_with_the_config_the_host_sends() ->
     result = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "rm -rf /"}))
     await manager.aclose()
     assert result.reason == "denied by config: rm -rf /"
+
+
+async def test_a_served_plugin_asked_again_knows_it() -> None:
+    @hook("pre_tool_call", name="later", priority=10)
+    def later(call: ToolCall, ctx: Any) -> Modify[ToolCall]:
+        return Modify(call.replace(arguments={"command": "ls -la"}))
+
+    manager = PluginManager()
+    plugin = connect(StdioTransport(serve_command("Rechecked", "--stdio"), env=ENV, cwd=ROOT),
+                     name="rechecked", hooks=["pre_tool_call"])  # fmt: skip
+    manager.register(plugin)
+    manager.register(later)
+    result = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
+    await manager.aclose()
+    assert result.blocked_by == "rechecked"
+    assert result.reason == "asked again about {'command': 'ls -la'}"
 
 
 async def test_a_server_refuses_a_host_config_other_than_its_own(

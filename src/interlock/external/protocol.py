@@ -124,7 +124,7 @@ def load_payload(spec: HookSpec[Any], data: Any) -> Any:
 def dump_context(ctx: HookContext) -> dict[str, Any]:
     """What a remote plugin learns about the call: facts only, never handles."""
     session = ctx.session
-    return {
+    context: dict[str, Any] = {
         "plugin": ctx.plugin,
         "session": None if session is None else {
             "id": session.id, "tags": list(session.tags), "metadata": dict(session.metadata),
@@ -133,6 +133,9 @@ def dump_context(ctx: HookContext) -> dict[str, Any]:
         "config": dict(ctx.config),
         "capabilities": sorted(ctx.capabilities),
     }  # fmt: skip
+    if ctx.recheck:
+        context["recheck"] = True
+    return context
 
 
 def dump_action(spec: HookSpec[Any], action: Any) -> dict[str, Any]:

@@ -250,6 +250,7 @@ class PluginServer:
             result = await served.manager.invoke(
                 spec, payload, turn=turn, capabilities=handles,
                 scope=None if session is None else session.scope,
+                recheck=context.get("recheck") is True,
             )  # fmt: skip
         finally:
             if session is not None:
