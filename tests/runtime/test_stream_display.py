@@ -168,3 +168,17 @@ def test_the_cli_streams_only_redacted_text(tmp_path: Path) -> None:
     assert out.output.rstrip().endswith(REDACTED)  # the reply, as delivered
     for fragment in ("ada", "@", "exam"):
         assert fragment not in out.output
+
+
+async def test_no_trace_event_carries_what_the_plugins_redacted() -> None:
+    # Streamed or not: a live view sees the answer only as the plugins left it.
+    for stream in (True, False):
+        display = Display()
+        manager = PluginManager()
+        manager.register(ContentPolicy())
+        agent = Agent(Pieces(PIECES), manager=manager, store=SessionStore(), stream=stream,
+                      on_event=display)  # fmt: skip
+        async with agent.session("s-1") as s:
+            result = await s.send("go")
+        assert result.reply == REDACTED
+        assert EMAIL not in repr([e.detail for e in display.events]), f"stream={stream}"

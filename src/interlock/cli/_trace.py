@@ -42,7 +42,7 @@ class Trace:
         elif event.kind == "model" and "request" in detail:
             self._system = sum(m.role == "system" for m in detail["request"].messages)
         elif event.kind == "model":
-            usage = detail["response"].usage
+            usage = detail["usage"]
             held = f"{self._system} system message" + ("" if self._system == 1 else "s")
             counts = f"{usage.input_tokens} in, {usage.output_tokens} out; its context held {held}"
             self._line(("  model", "blue"), f" {event.name} answered ({counts})")

@@ -14,8 +14,10 @@ class TraceEvent:
     """One step of an agent's work, for display; the durable record is the session log.
 
     `kind` says what happened and `name` to what: a hook name (`detail["result"]` is its
-    `HookResult`), a model name, a tool name, a system item's kind, a notification's level,
-    or `"delivered"` / `"undelivered"` for the reply.
+    `HookResult`, `detail["payload"]` the payload the host goes on with, `None` when
+    blocked), a model name (`detail["request"]` as sent, then `detail["usage"]`; the answer's
+    text comes only as the plugins left it), a tool name, a system item's kind, a
+    notification's level, or `"delivered"` / `"undelivered"` for the reply.
 
     A streamed answer comes as `"stream"` events named after the model: `detail["text"]`
     is the next piece to show, as the `llm_stream_chunk` plugins left it (never the model's

@@ -154,7 +154,9 @@ class Session:
         if not result.empty and not (per_chunk and _only_modified(result)):
             self.record("hook", _outcome(spec, result))  # a plugin did something: logged
         if not per_chunk:
-            self.emit("hook", spec.name, result=result, payload=payload)
+            # What the host goes on with, never what a blocking or redacting plugin stopped.
+            shown = None if result.blocked else (result.payload or payload)
+            self.emit("hook", spec.name, result=result, payload=shown)
         if spec is not hooks.ERROR:
             for failure in result.errors:
                 event = ErrorEvent(failure.kind, failure.message, spec.name, failure.plugin)

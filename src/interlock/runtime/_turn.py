@@ -163,7 +163,9 @@ class Turn:
             if final is None:
                 raise RuntimeError("the model's stream ended without a response")
             response = final
-        session.emit("model", response.model, response=response)
+        # Usage only: the answer's text reaches displays as the plugins leave it (stream
+        # events, the reply), never as the model wrote it.
+        session.emit("model", response.model, usage=response.usage)
         return response
 
     async def _tool_call(self, call: ToolCall) -> None:
