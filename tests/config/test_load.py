@@ -30,16 +30,17 @@ def problems(text: str, **options: object) -> list[str]:
 def test_the_example_file_loads() -> None:
     manager = load_config(ROOT / "examples" / "interlock.yaml", environ={})
     regs = {(r.plugin, r.hook.name): r for r in manager.registrations()}
-    gate = regs[("no-rm", "pre_tool_call")]
+    gate = regs[("tool-guard", "pre_tool_call")]
     assert (gate.priority, gate.on_error, gate.timeout, gate.mode) == (10, "block", 2.0, "enforce")
-    assert gate.when == {"tool_name": ["shell", "fs_*"]}
+    assert regs[("no-rm", "pre_tool_call")].when == {"tool_name": ["fs_*"]}
     assert regs[("workspace", "post_tool_call")].capabilities == {"system_items"}
     assert regs[("workspace", "post_tool_call")].timeout == 0.5
     assert ("audit-later", "turn_end") not in regs  # disabled: never imported
     hook_script = regs[("claude-guard", "pre_tool_call")]
     assert (hook_script.priority, hook_script.on_error) == (20, "block")
-    blocked = manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "sudo ls"}))
-    assert blocked.blocked and "sudo *" in (blocked.reason or "")
+    spelled = ToolCall("Bash", {"cmd": "echo hi; sudo /bin/rm -r -f /"})
+    blocked = manager.invoke_sync(hooks.PRE_TOOL_CALL, spelled)
+    assert blocked.blocked_by == "tool-guard"
     manager.unregister("safety")  # the set registered as one
     assert {r.plugin for r in manager.registrations()} == {"workspace", "claude-guard"}
 
@@ -47,9 +48,8 @@ def test_the_example_file_loads() -> None:
 def test_environment_values_fill_in_and_defaults_apply() -> None:
     path = ROOT / "examples" / "interlock.yaml"
     manager = load_config(path, environ={"SAFETY_MODE": "permissive"})
-    assert {r.mode for r in manager.registrations() if r.plugin in ("no-rm", "redact-email")} == {
-        "permissive"
-    }
+    in_the_set = ("tool-guard", "no-rm", "redact-email")
+    assert {r.mode for r in manager.registrations() if r.plugin in in_the_set} == {"permissive"}
 
 
 def test_options_config_and_construction() -> None:

@@ -1,4 +1,8 @@
-"""A drop-in plugin: a gate on shell commands, configured with glob patterns."""
+"""A drop-in plugin: glob patterns on a file tool's command text.
+
+A demonstration of the drop-in mechanism, not a shell guard: text patterns are easy to
+spell around. Shell commands are for the built-in tool-guard, which parses them.
+"""
 
 from fnmatch import fnmatch
 
