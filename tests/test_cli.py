@@ -175,7 +175,7 @@ def test_hooks_lists_the_catalog(cli: CliRunner) -> None:
 def test_check_accepts_the_example_and_explains_a_bad_file(cli: CliRunner, tmp_path: Path) -> None:
     out = cli.invoke(app, ["check", str(EXAMPLE)])
     assert out.exit_code == 0, out.output
-    assert "ok:" in out.output and "no-rm, redact-email, workspace" in out.output
+    assert "ok:" in out.output and "no-rm, redact-email, tool-guard, workspace" in out.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("plugins:\n  - name: a\n    use: x:y\n    timeout: soon\n    modee: enforce\n")
     out = cli.invoke(app, ["check", str(bad)])
@@ -189,7 +189,7 @@ def test_plugins_lists_discovered_and_configured(cli: CliRunner) -> None:
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
     assert {"no-rm", "redact-email", "workspace"} <= {p["name"] for p in report["discovered"]}
-    gate = next(r for r in report["configured"] if r["plugin"] == "no-rm")
+    gate = next(r for r in report["configured"] if r["plugin"] == "tool-guard")
     assert (gate["hook"], gate["priority"], gate["on_error"], gate["timeout"]) == (
         "pre_tool_call", 10, "block", "2s")  # fmt: skip
 
@@ -202,12 +202,12 @@ def test_run_uses_config_plugins_and_their_tools_then_plugins_shows_the_stats(
                            f"scripted:{script}", "--session", "cfg"])  # fmt: skip
     assert out.exit_code == 0, out.output
     assert "tool list_dir -> " in out.output  # a drop-in plugin's tool
-    assert "pre_tool_call blocked by no-rm" in out.output
+    assert "pre_tool_call blocked by tool-guard" in out.output
     assert "system item (reminder, from workspace)" in out.output
     assert "mail [email] if you want that" in out.output
     report = json.loads(cli.invoke(app, ["plugins", "--session", "cfg", "--json"]).output)
-    gate = next(s for s in report["stats"] if s["plugin"] == "no-rm")
-    assert (gate["calls"], gate["blocks"]) == (1, 1)
+    gate = next(s for s in report["stats"] if s["plugin"] == "tool-guard")
+    assert (gate["calls"], gate["blocks"]) == (2, 1)  # list_dir passes, rm -rf does not
 
 
 def test_run_with_a_plugin_flag(cli: CliRunner, tmp_path: Path) -> None:
