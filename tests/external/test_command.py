@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import select
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from interlock import PluginManager, ToolCall, ToolResult, hooks
+from interlock import (
+    LLMRequest,
+    LLMResponse,
+    MessageEvent,
+    PluginManager,
+    SessionStart,
+    ToolCall,
+    ToolResult,
+    hooks,
+)
 from interlock.external import CommandRunner, command_plugin
 from interlock.runtime import Agent, ScriptedBackend, SessionStore, Step
 from interlock.testing import Harness
 
-from .conftest import PLUGINS
+from .conftest import PLUGINS, LogWatch
 
 CLAUDE_GUARD = [str(PLUGINS / "claude_guard.sh")]
 
@@ -200,3 +211,125 @@ async def test_output_that_means_to_be_json_but_is_not_is_a_failure() -> None:
     with Harness(plugin) as harness:
         result = await harness.ainvoke(hooks.PRE_TOOL_CALL, bash("rm -rf /"))
     assert result.blocked and "not valid JSON" in result.errors[0].message  # fails closed
+
+
+# -- Claude Code fidelity: what scripts read, and what their plain output means ----------
+
+NPM_TEST_REPORT = [sys.executable, str(PLUGINS / "npm_test_report.py")]
+PROMPT_CONTEXT = [str(PLUGINS / "prompt_context.sh")]
+
+
+def npm_test(output: str, *, is_error: bool = False) -> ToolResult:
+    return ToolResult("Bash", {"command": "npm test"}, "c7", output=output, is_error=is_error)
+
+
+async def test_the_event_has_claude_codes_fields_and_tool_response_shape(tmp_path: Path) -> None:
+    seen = tmp_path / "event.json"
+    plugin = command_plugin(CommandRunner(sh(f"cat > {seen}")), name="spy",
+                            hooks=["post_tool_call"])  # fmt: skip
+    with Harness(plugin) as harness:
+        await harness.ainvoke(hooks.POST_TOOL_CALL, npm_test("  3 passing (12ms)\n"))
+    event = json.loads(seen.read_text())
+    assert event["hook_event_name"] == "PostToolUse"
+    assert (event["tool_name"], event["tool_input"]) == ("Bash", {"command": "npm test"})
+    assert event["tool_use_id"] == "c7"
+    assert event["session_id"] == "test-session" and event["transcript_path"] == ""
+    assert event["tool_response"] == {
+        "stdout": "  3 passing (12ms)\n", "stderr": "", "interrupted": False, "isImage": False,
+    }  # fmt: skip
+
+
+async def test_a_script_reading_tool_response_stdout_sees_a_green_npm_test() -> None:
+    plugin = command_plugin(CommandRunner(NPM_TEST_REPORT), name="npm-report",
+                            hooks=["post_tool_call"])  # fmt: skip
+    with Harness(plugin) as harness:
+        green = await harness.ainvoke(hooks.POST_TOOL_CALL, npm_test("\n  3 passing (12ms)\n"))
+        red = await harness.ainvoke(
+            hooks.POST_TOOL_CALL, npm_test("1 failing: expected 2, got 3", is_error=True)
+        )
+    assert green.errors == () and not green.blocked
+    assert harness.system_items == [("context", "npm test passed (3 passing (12ms))")]
+    # A failed tool's output is its stderr, as Claude Code reports a failing command.
+    assert red.blocked and red.reason == "npm test failed: 1 failing: expected 2, got 3"
+
+
+async def test_plain_output_of_prompt_and_session_start_hooks_is_model_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the project: the host's current directory
+    plugin = command_plugin(CommandRunner(PROMPT_CONTEXT), name="context",
+                            hooks=["session_start", "message_received"])  # fmt: skip
+    with Harness(plugin) as harness:
+        started = await harness.ainvoke(hooks.SESSION_START, SessionStart("test-session"))
+        prompted = await harness.ainvoke(hooks.MESSAGE_RECEIVED, MessageEvent("hello"))
+    assert started.errors == () and prompted.errors == () and not prompted.blocked
+    assert harness.system_items == [
+        ("context", "Open issues: 3"),
+        ("context", f"Project folder: {tmp_path}. Answer in English."),  # $CLAUDE_PROJECT_DIR
+    ]
+
+
+async def test_the_operator_can_set_the_project_folder() -> None:
+    runner = CommandRunner(PROMPT_CONTEXT, env={"CLAUDE_PROJECT_DIR": "/srv/project"})
+    plugin = command_plugin(runner, name="context", hooks=["message_received"])
+    with Harness(plugin) as harness:
+        await harness.ainvoke(hooks.MESSAGE_RECEIVED, MessageEvent("hello"))
+    assert harness.system_items == [("context", "Project folder: /srv/project. Answer in English.")]
+
+
+async def test_plain_output_becomes_context_only_with_the_system_items_grant(
+    log_watch: LogWatch,
+) -> None:
+    plugin = command_plugin(CommandRunner(PROMPT_CONTEXT), name="context",
+                            hooks=["message_received"])  # fmt: skip
+    with Harness(plugin, capabilities=[]) as harness:
+        result = await harness.ainvoke(hooks.MESSAGE_RECEIVED, MessageEvent("hello"))
+    assert harness.system_items == [] and result.errors == () and not result.blocked
+    assert any("'context' asked for the system_items capability" in m for m in log_watch.messages)
+
+
+async def test_plain_output_of_other_hooks_is_only_logged() -> None:
+    plugin = command_plugin(CommandRunner(sh("cat >/dev/null; echo checked")), name="chatty",
+                            hooks=["pre_tool_call"])  # fmt: skip
+    with Harness(plugin) as harness:
+        result = await harness.ainvoke(hooks.PRE_TOOL_CALL, bash("ls"))
+    assert result.empty and harness.system_items == []
+
+
+class RecordingBackend(ScriptedBackend):
+    """A scripted model that keeps every request it was sent."""
+
+    def __init__(self, script: list[Step | str]) -> None:
+        super().__init__(script)
+        self.requests: list[LLMRequest] = []
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        self.requests.append(request)
+        return await super().complete(request)
+
+
+async def test_the_model_sees_what_a_prompt_hook_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    plugin = command_plugin(CommandRunner(PROMPT_CONTEXT), name="context",
+                            hooks=["session_start", "message_received"])  # fmt: skip
+    manager = PluginManager()
+    manager.register(plugin, capabilities=["system_items"])
+    backend = RecordingBackend(["done"])
+    store = SessionStore()
+    agent = Agent(backend, manager=manager, store=store)
+    result = await agent.run("hello", session_id="s")
+    await agent.aclose()
+    items = [dict(r.data)["text"] for r in store.records("s") if r.kind == "system_item"]
+    store.close()
+
+    assert result.reply == "done"
+    [request] = backend.requests
+    assert [(m.role, m.content) for m in request.messages if m.role != "system"][-1] == (
+        "user", "hello",
+    )  # fmt: skip
+    seen = [m.content for m in request.messages if m.role == "system"]
+    assert "context: Open issues: 3" in seen
+    assert f"context: Project folder: {tmp_path}. Answer in English." in seen
+    assert items == ["Open issues: 3", f"Project folder: {tmp_path}. Answer in English."]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
+import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +170,8 @@ def _external_relations(
 
 
 class Problem(Exception):
-    """A problem with one entry, found while importing or constructing it (private)."""
+    """A problem with one entry, found while importing or constructing it (private).
+    `field_name` is the key it is about, dotted within the entry (`external.cwd`)."""
 
     def __init__(self, field_name: str, message: str) -> None:
         super().__init__(message)
@@ -195,7 +198,8 @@ def resolve(
             else:
                 loaded[entry.name] = construct(import_target(str(entry.use), available), entry)
         except Problem as problem:
-            checked.problems.append(source.problem((*path, problem.field), problem.message))
+            where = (*path, *problem.field.split("."))
+            checked.problems.append(source.problem(where, problem.message))
     return loaded
 
 
@@ -210,22 +214,32 @@ def external_plugin(entry: Entry, external: External, file: str) -> Any:
         connect,
     )
 
-    cwd = Path(file).parent / (external.cwd or ".")
+    argv, cwd, missing = _launch(external, file) if not external.http else ([], None, None)
     limit = external.max_message_bytes
     transport: Any = None
     try:
         if external.command:
-            runner = CommandRunner(external.command, name=entry.name, cwd=cwd,
-                                   env=external.env, limit=limit)  # fmt: skip
-            return command_plugin(runner, name=entry.name, hooks=external.hooks or ())
+            runner = CommandRunner(argv, name=entry.name, cwd=cwd, env=external.env,
+                                   limit=limit)  # fmt: skip
+            plugin: Any = command_plugin(runner, name=entry.name, hooks=external.hooks or ())
+            if missing is not None:  # after the hooks' names: those problems come first
+                raise missing
+            return plugin
+        if missing is not None and external.hooks is None:
+            raise missing  # rather than a handshake that cannot start
         if external.stdio:
-            transport = StdioTransport(external.stdio, name=entry.name, cwd=cwd,
-                                       env=external.env, limit=limit)  # fmt: skip
+            transport = StdioTransport(argv, name=entry.name, cwd=cwd, env=external.env,
+                                       limit=limit)  # fmt: skip
         else:
             transport = HttpTransport(external.http or (), name=entry.name, token=external.token,
                                       limit=limit)  # fmt: skip
         plugin = connect(transport, name=entry.name, hooks=external.hooks, config=entry.config,
                          timeout=external.handshake_timeout)  # fmt: skip
+        if missing is not None:
+            raise missing
+    except Problem:
+        _close(transport)
+        raise
     except ImportError as error:
         raise Problem("external", str(error)) from None
     except UnknownHookError as error:
@@ -247,6 +261,57 @@ def external_plugin(entry: Entry, external: External, file: str) -> Any:
             extra={"interlock_plugin": entry.name},
         )
     return plugin
+
+
+def _launch(external: External, file: str) -> tuple[list[str], Path | None, Problem | None]:
+    """The argv and working folder of a `stdio:` or `command:` plugin, and what keeps its
+    program from starting, if anything.
+
+    Like `plugin_dirs`, a relative `cwd` and a program path with a `/` are relative to the
+    config file's folder, never to the current directory (the program path is made
+    absolute, so it is the same file whatever `cwd` says); a bare program name is looked
+    up on PATH (the entry's `env` may set it), as a shell would.
+    """
+    key = "external.command" if external.command else "external.stdio"
+    argv = list(external.command or external.stdio or ())
+    base = Path(file).absolute().parent if Path(file).is_file() else None
+    cwd = None if base is None else base
+    no_base = ("is relative, and this config has no file it could be relative to; give an "
+               "absolute path, or load the config from its file")  # fmt: skip
+    if external.cwd is not None:
+        if base is None and not Path(external.cwd).is_absolute():
+            return argv, None, Problem("external.cwd", f"cwd {external.cwd!r} {no_base}")
+        cwd = Path(external.cwd) if base is None else base / external.cwd
+        if not cwd.is_dir():
+            message = f"cwd: no folder {external.cwd!r} (looked for {cwd}); create it or fix it"
+            return argv, cwd, Problem("external.cwd", message)
+    program = argv[0]
+    if "/" not in program and os.sep not in program:
+        path = (external.env or {}).get("PATH", os.environ.get("PATH", os.defpath))
+        if shutil.which(program, path=path) is not None:
+            return argv, cwd, None
+        beside = base is not None and (base / program).is_file()
+        hint = (f"; there is a {program!r} beside the config: write ./{program}" if beside
+                else "")  # fmt: skip
+        message = (f"could not start {program!r}: no such program on PATH; install it, or "
+                   f"give its path (absolute, or relative to the config file's folder)"
+                   f"{hint}")  # fmt: skip
+        return argv, cwd, Problem(key, message)
+    if base is None and not Path(program).is_absolute():
+        return argv, cwd, Problem(key, f"the program {program!r} {no_base}")
+    resolved = Path(os.path.normpath(program if base is None else base / program))
+    argv[0] = str(resolved)
+    if not resolved.is_file():
+        message = (f"could not start {program!r}: there is no such file (looked for "
+                   f"{resolved}; a program path is relative to the config file's folder); "
+                   "fix the path or create the file")  # fmt: skip
+        return argv, cwd, Problem(key, message)
+    if not os.access(resolved, os.X_OK):
+        message = (f"could not start {program!r}: {resolved} is not executable; make it so "
+                   f"(chmod +x {program}) or run it through its interpreter, e.g. "
+                   f"[sh, {program}]")  # fmt: skip
+        return argv, cwd, Problem(key, message)
+    return argv, cwd, None
 
 
 def discard(loaded: Mapping[str, Any]) -> None:

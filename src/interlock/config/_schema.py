@@ -44,6 +44,7 @@ class Options(BaseModel):
     when: dict[str, Glob] | None = None
     background: bool | None = None
     thread: bool | None = None
+    overflow: Literal["drop", "wait"] | None = None
     capabilities: list[str] | None = None
     writable: list[str] | None = None
 
@@ -57,8 +58,10 @@ class External(BaseModel):
     """An out-of-process plugin: a child process over stdio, HTTP servers, or a command.
 
     `hooks` says which hooks it handles; without it a stdio or HTTP plugin is asked
-    (`initialize`) when the config loads. `cwd` (stdio, command) is relative to the
-    config file; `token` is the HTTP bearer token, best given as `${VAR}`.
+    (`initialize`) when the config loads. `cwd` (stdio, command) and a program path with a
+    `/` are relative to the config file's folder, never to the current directory; a bare
+    program name is looked up on PATH. `token` is the HTTP bearer token, best given as
+    `${VAR}`.
     """
 
     model_config = ConfigDict(extra="forbid")

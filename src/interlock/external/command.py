@@ -3,10 +3,13 @@
 The answer is JSON: interlock's own (`{"action": {...}, "requests": [...]}`) or Claude
 Code's hook output (`decision`, `hookSpecificOutput.permissionDecision`, `updatedInput`,
 `continue`, `systemMessage`, `additionalContext`). Exit code 2 blocks, with stderr as the
-reason; any other non-zero exit is a failure. Empty output lets the event pass. The
-event carries Claude Code's fields too (`hook_event_name`, `session_id`, `tool_name`,
-`tool_input`, `tool_response`, `prompt`), so existing Claude Code hook scripts run as
-they are. A command past its timeout is killed with its whole process group.
+reason; any other non-zero exit is a failure. Empty output lets the event pass; plain text
+from a `message_received` (UserPromptSubmit) or `session_start` (SessionStart) command is
+added to the model's context, as Claude Code does, through the `system_items` capability.
+The event carries Claude Code's fields too (`hook_event_name`, `session_id`, `cwd`,
+`tool_name`, `tool_input`, `tool_use_id`, `tool_response` shaped like its Bash tool's
+response, `prompt`) and the command gets `CLAUDE_PROJECT_DIR`, so existing Claude Code hook
+scripts run as they are. A command past its timeout is killed with its whole process group.
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ CLAUDE_EVENTS = {
     "turn_end": "Stop",
 }
 """The Claude Code event name each interlock hook is announced as."""
+CONTEXT_KIND = "context"
+"""The system item kind of what a command adds to the model's context: Claude Code's
+`additionalContext`, and the plain output of the hooks in `CONTEXT_HOOKS`."""
+CONTEXT_HOOKS = frozenset({"message_received", "session_start"})
+"""Hooks whose commands' plain output (exit 0) is model context, as Claude Code treats the
+plain stdout of UserPromptSubmit and SessionStart hooks."""
 
 
 class CommandRunner:
@@ -56,8 +65,13 @@ class CommandRunner:
         self.command = tuple(command)
         self.name = name or self.command[0]
         self.cwd = None if cwd is None else str(cwd)
-        self.env = None if env is None else {**os.environ, **env}
+        self.env = dict(env or {})
         self.limit = limit
+
+    def environment(self) -> dict[str, str]:
+        """The command's environment: the host's, `CLAUDE_PROJECT_DIR` (the host's
+        current directory, as the event's `cwd`), then `env` (which may set it)."""
+        return {**os.environ, "CLAUDE_PROJECT_DIR": os.getcwd(), **self.env}
 
     async def run(
         self, spec: HookSpec[Any], payload: Any, ctx: HookContext
@@ -81,7 +95,7 @@ class CommandRunner:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=self.cwd,
-                env=self.env,
+                env=self.environment(),
                 start_new_session=True,  # its own process group: ended as one
             )
         except OSError as error:
@@ -123,16 +137,33 @@ def event_json(spec: HookSpec[Any], payload: Any, ctx: HookContext) -> dict[str,
         "context": dump_context(ctx),
         "hook_event_name": CLAUDE_EVENTS.get(spec.name, spec.name),
         "session_id": ctx.session.id if ctx.session else "",
+        "transcript_path": "",  # no transcript file: the session log is the host's
         "cwd": os.getcwd(),
     }
     if spec.name in ("pre_tool_call", "post_tool_call"):
         event["tool_name"] = data["tool_name"]
         event["tool_input"] = data["arguments"]
+        event["tool_use_id"] = data["call_id"]
     if spec.name == "post_tool_call":
-        event["tool_response"] = data["output"]
-    if spec.name == "message_received":
+        event["tool_response"] = tool_response(data["output"], is_error=data["is_error"])
+    elif spec.name == "message_received":
         event["prompt"] = data["content"]
+    elif spec.name == "session_end":
+        event["reason"] = data["reason"]
+    elif spec.name == "turn_end":
+        event["stop_hook_active"] = False  # a Stop command never makes a turn go on here
     return event
+
+
+def tool_response(output: str, *, is_error: bool = False) -> dict[str, Any]:
+    """A tool's output in the shape of Claude Code's Bash tool response, the one hook
+    scripts read (`tool_response.stdout`): a failed tool's output is its `stderr`."""
+    return {
+        "stdout": "" if is_error else output,
+        "stderr": output if is_error else "",
+        "interrupted": False,
+        "isImage": False,
+    }
 
 
 def read_output(spec: HookSpec[Any], payload: Any, out: bytes) -> tuple[Any, tuple[Request, ...]]:
@@ -146,13 +177,22 @@ def read_output(spec: HookSpec[Any], payload: Any, out: bytes) -> tuple[Any, tup
         if text.startswith(("{", "[")):  # meant as JSON: a broken answer must not pass
             message = f"a command's output that is not valid JSON: {text[:80]!r}"
             raise ProtocolError(message) from None
-        logger.info("command hook output that is not JSON, ignored: %s", text[:200])
-        return None, ()
+        return _plain(spec, text)
+    if not isinstance(answer, Mapping) and not text.startswith(("{", "[")):
+        return _plain(spec, text)  # a word or a number that happens to parse as JSON
     if not isinstance(answer, Mapping):
         raise ProtocolError(f"a command's JSON output must be an object, got {text[:80]!r}")
     if "action" in answer or "requests" in answer:  # interlock's own shape
         return load_result(spec, answer)
     return _claude(spec, payload, answer)
+
+
+def _plain(spec: HookSpec[Any], text: str) -> tuple[Any, tuple[Request, ...]]:
+    """Plain output: model context where Claude Code makes it so, otherwise only logged."""
+    if spec.name in CONTEXT_HOOKS:
+        return None, (Request("system_items", {"kind": CONTEXT_KIND, "text": text}),)
+    logger.info("command hook output that is not JSON, ignored: %s", text[:200])
+    return None, ()
 
 
 def _claude(
@@ -166,7 +206,7 @@ def _claude(
         raise ProtocolError("hookSpecificOutput must be an object")
     context = specific.get("additionalContext")
     if isinstance(context, str) and context:
-        requests.append(Request("system_items", {"kind": "context", "text": context}))
+        requests.append(Request("system_items", {"kind": CONTEXT_KIND, "text": context}))
     action: Any = None
     decision = specific.get("permissionDecision")
     reason = specific.get("permissionDecisionReason") or answer.get("reason")
