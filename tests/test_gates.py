@@ -130,16 +130,86 @@ async def test_a_redactor_fixes_what_a_later_plugin_added() -> None:
         return None
 
     @hook("message_received", name="signature", priority=10)
-    def signature(event: MessageEvent, ctx: Any) -> Modify[MessageEvent]:
+    def signature(event: MessageEvent, ctx: Any) -> Modify[MessageEvent] | None:
+        if ctx.recheck:  # it signed already
+            return None
         return Modify(event.replace(content=event.content + " -- secret"))
 
     manager = PluginManager()
     manager.register(redactor)
     manager.register(signature)
-    result = await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("hi"))
-    assert result.payload == MessageEvent("hi -- [x]")
-    # The signature is not asked again: its change stands, and later changes build on it.
-    assert result.modified_by == ("signature", "redactor")
+    for text in ("hi", "a secret hi"):  # whether or not the redactor changed it first
+        result = await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent(text))
+        assert result.payload is not None and "secret" not in result.payload.content
+    assert result.modified_by == ("redactor", "signature", "redactor")
+
+
+@hook("message_sending", name="policy")
+def policy(event: MessageEvent, ctx: Any) -> Modify[MessageEvent] | Block | None:
+    """Redacts e-mail addresses and blocks tokens: a gate that also changes the payload."""
+    if "ghp_" in event.content:
+        return Block("a token")
+    if "@" in event.content:
+        return Modify(event.replace(content=event.content.replace("alice@example.com", "[e]")))
+    return None
+
+
+async def test_a_gate_that_changed_the_payload_judges_what_came_after() -> None:
+    @hook("message_sending", name="footer", priority=10)
+    def footer(event: MessageEvent, ctx: Any) -> Modify[MessageEvent] | None:
+        return None if ctx.recheck else Modify(event.replace(content=event.content + " ghp_x"))
+
+    manager = PluginManager()
+    manager.register(policy)
+    manager.register(footer)
+    result = await manager.invoke(hooks.MESSAGE_SENDING, MessageEvent("mail alice@example.com"))
+    assert result.blocked_by == "policy" and result.reason == "a token"
+
+
+async def test_an_appender_asked_again_appends_once_and_the_redactor_has_the_last_word() -> None:
+    @hook("message_sending", name="leaker", priority=10)
+    def leaker(event: MessageEvent, ctx: Any) -> Modify[MessageEvent]:
+        return Modify(event.replace(content=event.content + " alice@example.com"))
+
+    manager = PluginManager()
+    manager.register(policy)
+    manager.register(leaker)
+    result = await manager.invoke(hooks.MESSAGE_SENDING, MessageEvent("hi"))
+    assert not result.blocked
+    assert result.payload == MessageEvent("hi [e]")
+    assert result.modified_by == ("leaker", "policy")
+
+
+async def test_plugins_that_keep_changing_the_payload_end_blocked() -> None:
+    def setter(text: str, priority: int) -> Any:
+        @hook("message_sending", name=f"set-{text}", priority=priority)
+        def set_text(event: MessageEvent, ctx: Any) -> Modify[MessageEvent]:
+            return Modify(event.replace(content=text))
+
+        return set_text
+
+    manager = PluginManager()
+    manager.register(setter("a", 0))
+    manager.register(setter("b", 10))
+    result = await manager.invoke(hooks.MESSAGE_SENDING, MessageEvent("hi"))
+    assert result.blocked
+    assert result.reason is not None and "kept changing the payload" in result.reason
+
+
+async def test_an_equal_but_retyped_value_is_a_change() -> None:
+    @hook("pre_tool_call", name="strict")
+    def strict(call: ToolCall, ctx: Any) -> Block | None:
+        return Block("recursive") if call.arguments.get("recursive") is True else None
+
+    @hook("pre_tool_call", name="retype", priority=10)
+    def retype(call: ToolCall, ctx: Any) -> Modify[ToolCall]:
+        return Modify(call.replace(arguments={"recursive": True}))  # 1 == True in Python
+
+    manager = PluginManager()
+    manager.register(strict)
+    manager.register(retype)
+    result = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("fs_delete", {"recursive": 1}))
+    assert result.blocked_by == "strict"
 
 
 async def test_a_question_asked_again_reaches_the_approver_once() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import dataclasses
 import threading
 import types
 from collections.abc import Awaitable, Coroutine, Generator
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
 
 _new = object.__new__
 _MAIN = threading.main_thread()
+
+# Recheck passes before plugins that keep changing each other's output are stopped; a
+# redactor and a rewriter after it settle in two.
+MAX_RECHECKS = 3
 
 # What a pending handler is: a coroutine (or its continuation) or a thread's future.
 Waiting = Awaitable[Any] | concurrent.futures.Future[Any]
@@ -134,24 +139,48 @@ def recheck(
     """Ask again the handlers that judged an older payload than the one the chain ends with.
 
     A gate's decision must hold for what actually runs. After a pass in which a handler
-    changed the payload, the registrations that judged an older version run again on the
-    changed one, with `ctx.recheck` set: after the first pass those before the last
-    change, after a later pass every one. Registrations that changed the payload (their
-    change stands, later ones build on it) or failed are not asked again, so each pass
-    that changes something retires one more registration and the passes end.
+    changed the payload, the registrations that saw an older version run again on the
+    changed one, with `ctx.recheck` set: after the first pass those before the last change,
+    after a later pass every one but the last to change it (a change there left both sides
+    behind). Registrations that changed the payload are asked too, since a redactor must
+    see what a later plugin added; a change they make then is probed (see below) so that
+    an appender does not append twice. Passes end when one changes nothing; plugins that
+    keep changing it after `MAX_RECHECKS` passes end the invocation blocked. Registrations
+    that failed, or whose block was recorded as a permissive violation, are not asked again.
     """
-    out.changer = None
-    entries = plan.entries if out.entries is not None else plan.entries[: _at(plan, changer)]
-    judged = {id(reg) for reg in out.judged}
-    out.entries = tuple(reg for reg in entries if id(reg) not in judged)
-    if not out.entries:
+    out.changer = out.pending = None
+    if out.rechecks >= MAX_RECHECKS:
+        out.unsettled(changer)
         return out.result()
+    if out.entries is None:
+        entries = plan.entries[: _at(plan.entries, changer)]
+    else:
+        entries = tuple(reg for reg in plan.entries if reg is not changer)
+    settled = {id(reg) for reg in out.settled}
+    changed = {id(reg) for reg in out.changed}
+    out.probes = {}
+    asked: list[Registration] = []
+    for reg in entries:
+        if id(reg) in settled:
+            continue
+        asked.append(reg)
+        if id(reg) in changed:
+            # It changed the payload before. Should it change it now, it is asked once
+            # more about that change: a fix (a redactor) changes nothing further and
+            # stands; an addition (an appender) would grow again and is set aside.
+            probe = dataclasses.replace(reg)
+            out.probes[id(probe)] = reg
+            asked.append(probe)
+    if not asked:
+        return out.result()
+    out.entries = tuple(asked)
+    out.rechecks += 1
     call.rechecking = True
     return run_modify(plan, out.payload, call, 0, out, eager=eager)
 
 
-def _at(plan: Plan, reg: Registration) -> int:
-    return next(i for i, entry in enumerate(plan.entries) if entry is reg)
+def _at(entries: tuple[Registration, ...], reg: Registration) -> int:
+    return next(i for i, entry in enumerate(entries) if entry is reg)
 
 
 class Chain:
@@ -216,7 +245,7 @@ class Chain:
             return out.result()
         payload = self.payload if out is None else out.payload
         entries = self.plan.entries if out is None or out.entries is None else out.entries
-        resume_at = next(i for i, entry in enumerate(entries) if entry is reg) + 1
+        resume_at = _at(entries, reg) + 1
         return run_modify(self.plan, payload, self.call, resume_at, out, eager=self.eager)
 
 

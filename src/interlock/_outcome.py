@@ -29,6 +29,7 @@ from ._exceptions import (
     HookTimeoutError,
     InvalidActionError,
 )
+from ._frozen import identical
 from ._log import logger
 
 if TYPE_CHECKING:
@@ -46,15 +47,19 @@ class Outcome:
     __slots__ = (
         "asks",
         "blocked_by",
+        "changed",
         "changer",
         "entries",
         "errors",
-        "judged",
         "modified_by",
         "payload",
+        "pending",
+        "probes",
         "reason",
+        "rechecks",
         "responded_by",
         "response",
+        "settled",
         "spec",
         "stopped",
         "violations",
@@ -72,13 +77,22 @@ class Outcome:
         self.asks: list[tuple[str, str]] = []
         self.errors: list[HandlerFailure] = []
         self.violations: list[Violation] = []
-        # Gates judge the final payload (see `_dispatch.recheck`): the registration whose
-        # Modify last changed the payload in the current pass; the registrations that are
-        # not asked again (they changed the payload, or failed); the current recheck
-        # pass's registrations (None in the first pass: the whole plan).
+        # Gates judge the final payload (see `_dispatch.recheck`). `changer`: the
+        # registration whose Modify last changed the payload in the current pass;
+        # `changed`: every one that changed it; `settled`: those not asked again (they
+        # failed, or their block was recorded as a violation); `entries`: the current
+        # recheck pass's registrations (None in the first pass: the whole plan);
+        # `probes`: the copies in it that ask a registration once more about its own
+        # change, by id, with the registration; `pending`: the last such change, to set
+        # aside if its probe changes the payload again (registration, payload before it,
+        # changer before it, length of `modified_by` before it).
         self.changer: Registration | None = None
-        self.judged: list[Registration] = []
+        self.changed: list[Registration] = []
+        self.settled: list[Registration] = []
         self.entries: tuple[Registration, ...] | None = None
+        self.rechecks = 0
+        self.probes: dict[int, Registration] = {}
+        self.pending: tuple[Registration, Any, Registration | None, int] | None = None
 
     def apply(self, reg: Registration, action: Any, duration: float) -> None:
         """Take one handler's answer; sets `stopped` when it ends the chain."""
@@ -97,13 +111,7 @@ class Outcome:
             return
         reg.counters.succeeded(duration)
         if kind is Modify:
-            new = action.payload
-            if new is not self.payload and not _same(new, self.payload):
-                self.changer = reg
-                self.judged.append(reg)
-            self.payload = new
-            self.modified_by.append(reg.plugin)
-            reg.counters.modifications += 1
+            self._modify(reg, action.payload)
         elif kind is Block:
             self._block(
                 reg, action.reason or f"blocked by plugin {reg.plugin!r} at hook {self.spec.name!r}"
@@ -121,7 +129,7 @@ class Outcome:
         if kind != "circuit_open":  # logged once, when the circuit opened
             log_failure(reg, error)
         message = _text(error)
-        self.judged.append(reg)
+        self.settled.append(self.original(reg))
         self.errors.append(HandlerFailure(reg.plugin, self.spec.name, kind, message, error))
         if reg.on_error == "block" and self.spec.kind == "modify":
             self._block(
@@ -153,6 +161,48 @@ class Outcome:
         self.reason = reason
         self.stopped = True
 
+    def _modify(self, reg: Registration, new: Any) -> None:
+        if identical(new, self.payload):  # a Modify that changes nothing
+            if self.entries is None:  # asked again, it just agrees: not listed twice
+                self.modified_by.append(reg.plugin)
+                reg.counters.modifications += 1
+            return
+        original = self.probes.get(id(reg)) if self.probes else None
+        if original is not None:
+            pending = self.pending
+            if pending is not None and pending[0] is original:
+                # Asked once more, it changed its own change again: it adds rather than
+                # fixes (an appender), and what it added the first time stands. Its answers
+                # in this pass are set aside.
+                self.payload, self.changer, cut = pending[1], pending[2], pending[3]
+                del self.modified_by[cut:]
+                self.pending = None
+                return
+            reg = original
+        elif self.entries is not None and any(r is reg for r in self.changed):
+            self.pending = (reg, self.payload, self.changer, len(self.modified_by))
+        self.payload = new
+        self.changer = reg
+        self.changed.append(reg)
+        self.modified_by.append(reg.plugin)
+        reg.counters.modifications += 1
+
+    def original(self, reg: Registration) -> Registration:
+        """The registration a recheck pass's probe copy stands for (or `reg` itself)."""
+        return self.probes.get(id(reg), reg) if self.probes else reg
+
+    def unsettled(self, reg: Registration) -> None:
+        """End an invocation whose plugins kept changing the payload: no gate has seen a
+        version nobody changed after, so nothing reaches the host, whatever the modes."""
+        reg.counters.blocks += 1
+        self.blocked_by = reg.plugin
+        self.reason = (
+            f"plugins kept changing the payload at hook {self.spec.name!r} (last "
+            f"{reg.plugin!r}; changed by {', '.join(dict.fromkeys(self.modified_by))}), so "
+            "no gate saw its final version; make them agree (e.g. one of them, not both)"
+        )
+        self.stopped = True
+
     def _ask(self, reg: Registration, question: str) -> None:
         if reg.mode == "permissive":
             self._violate(reg, "ask", question)
@@ -160,7 +210,7 @@ class Outcome:
             self.asks.append((reg.plugin, question))
 
     def _violate(self, reg: Registration, action: Any, reason: str) -> None:
-        self.judged.append(reg)  # enforced, it would have ended the chain: asked once
+        self.settled.append(self.original(reg))  # enforced, it would have ended the chain
         reg.counters.violations += 1
         self.violations.append(Violation(reg.plugin, self.spec.name, action, reason))
         logger.info(
@@ -342,14 +392,6 @@ def _unaccepted(reg: Registration, action: Any) -> str:
     return (
         f"{_where(reg)} returned {_text(action, reprlib.repr)}; handlers return None or an action"
     )
-
-
-def _same(new: Any, old: Any) -> bool:
-    """Whether a `Modify` left the payload as it was (plugin-made `__eq__` may raise)."""
-    try:
-        return bool(new == old)
-    except Exception:
-        return False
 
 
 def _text(value: object, render: Callable[[object], str] = str) -> str:
