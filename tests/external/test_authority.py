@@ -130,7 +130,9 @@ plugins:
     manager.close()
 
     assert blocked.blocked_by == "js-guard"  # it runs first (first in the file), and blocks
-    assert changed.modified_by == ("js-guard", "claude-guard")
-    assert changed.payload is not None
-    assert changed.payload.arguments == {"command": "ls --color=never"}
+    # They disagree: js-guard tags the arguments, the Claude Code hook replaces them whole
+    # (its updatedInput) and so drops the tag. Asked again, each redoes its change, so the
+    # call is blocked rather than run with arguments one of them would change.
+    assert changed.modified_by[:2] == ("js-guard", "claude-guard")
+    assert changed.blocked and "kept changing the payload" in (changed.reason or "")
     assert any("'claude-guard' asked for the notify capability" in m for m in log_watch.messages)

@@ -130,6 +130,7 @@ async def test_a_plugin_that_hangs_times_out_and_is_replaced(
     manager.register(
         connect(guard, name="guard", hooks=["pre_tool_call"]), timeout=0.2, on_error="ignore"
     )
+    await guard.call("initialize", guard.initialize)  # started outside the short timeout
     hung = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
     first = guard.pid
     assert first is not None and not hung.errors
@@ -140,6 +141,7 @@ async def test_a_plugin_that_hangs_times_out_and_is_replaced(
     assert failure.kind == "timeout" and isinstance(failure.error, HookTimeoutError)
     assert not result.blocked  # on_error=ignore: the host goes on
     assert reaped(first)  # the stuck process was killed and waited for
+    await guard.call("initialize", guard.initialize)  # the new one, outside the timeout
     again = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
     assert not again.errors and guard.starts == 2
 
@@ -147,24 +149,26 @@ async def test_a_plugin_that_hangs_times_out_and_is_replaced(
 @needs_node
 async def test_crashes_back_off_before_the_next_start(manager: PluginManager) -> None:
     now = [100.0]
-    transport = StdioTransport(GUARD, name="guard", backoff=(1.0, 4.0), clock=lambda: now[0])
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the back-off, on a fake clock
+        waited.append(seconds)
+        now[0] += seconds
+
+    transport = StdioTransport(GUARD, name="guard", backoff=(1.0, 4.0), clock=lambda: now[0],
+                               sleep=sleep)  # fmt: skip
     manager.register(connect(transport, name="guard", hooks=["pre_tool_call"]), on_error="ignore")
     try:
         crashed = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("crash"))
         assert "closed its output" in crashed.errors[0].message
-        waiting = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell"))
-        assert "starts again in 1.00s" in waiting.errors[0].message
-        assert transport.starts == 1
-
-        now[0] += 1.0
-        await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("crash"))
-        now[0] += 1.0  # the second crash in a row waits twice as long
-        still = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell"))
-        assert "starts again in 1.00s" in still.errors[0].message
-
-        now[0] += 1.0
+        # The next call waits out the back-off, then starts it, and crashes it again:
+        again = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("crash"))
+        assert "closed its output" in again.errors[0].message
+        assert waited == [1.0] and transport.starts == 2
+        # the second crash in a row waits twice as long
         fine = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
         assert not fine.errors and transport.starts == 3
+        assert waited == [1.0, 2.0]
     finally:
         transport.close()
 

@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from .. import CapabilityError, HookContext, HookSpec, InvalidActionError, Plugin, hook
+from .. import (
+    CapabilityError,
+    HookContext,
+    HookSpec,
+    InvalidActionError,
+    Plugin,
+    ProtocolError,
+    hook,
+)
 from .._capabilities import check_notification, check_system_item
 from .._outcome import check_action
 from .._spec import unknown_hook
@@ -142,8 +150,12 @@ def connect(
         transport.initialize = params  # every process it starts is greeted with it
     if hooks is not None:
         offers = tuple(HookOffer(_known(h, known)) for h in hooks)
+        if isinstance(transport, StdioTransport):
+            transport.accept = _accept(name, offers, known)  # checked at each start
         return _build(ExternalPlugin, name, offers, known)(transport)
     hello = load_hello(transport.call_sync("initialize", params, timeout), known)
+    if isinstance(transport, StdioTransport):  # a process started again must agree too
+        transport.accept = _accept(name, hello.hooks, known)
     logger.info("plugin %r is %s %s, handling %s", name, hello.name or "unnamed",
                 hello.version or "", ", ".join(o.name for o in hello.hooks),
                 extra={"interlock_plugin": name})  # fmt: skip
@@ -224,6 +236,27 @@ def _build(
         methods[f"handle_{spec.name}"] = hook(spec)(handler)
     safe = re.sub(r"\W", "_", name)
     return type(f"{base.__name__}_{safe}", (base,), methods)
+
+
+def _accept(
+    name: str, offers: Iterable[HookOffer], known: Mapping[str, HookSpec[Any]]
+) -> Callable[[Any], None]:
+    """The check of a new process's `initialize` result: what `connect` checks at load
+    (the protocol version, known hooks, at least one), and that it still handles every
+    hook it is registered for."""
+    registered = [offer.name for offer in offers]
+
+    def accept(data: Any) -> None:
+        hello = load_hello(data, known)
+        handled = {known[offer.name].name for offer in hello.hooks}
+        missing = [hook for hook in registered if hook not in handled]
+        if missing:
+            raise ProtocolError(
+                f"it does not handle {', '.join(map(repr, missing))}, which it is registered "
+                f"for; fix the plugin, or the `hooks:` of {name!r} in the config"
+            )
+
+    return accept
 
 
 def _index(specs: Mapping[str, HookSpec[Any]] | None) -> dict[str, HookSpec[Any]]:

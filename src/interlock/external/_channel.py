@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import logging
 import os
+import select
 import selectors
 import threading
 import time
@@ -33,6 +34,9 @@ from .protocol import MAX_MESSAGE_BYTES, decode, encode, request, result_of
 logger = logging.getLogger("interlock.external")
 
 _BACKLOG = 4  # messages' worth of bytes that may wait for a plugin not reading its input
+_PIPE_MAX = 1 << 20  # the most a process can leave unread in a pipe (Linux's default cap)
+_READS_BETWEEN_POLLS = 64  # replies read back to back before the exit and stop are looked at
+_ERROR_LINE = 65536  # an error-stream line longer than this is handed on in pieces
 _Loop = asyncio.AbstractEventLoop
 _Reply = dict[str, Any]
 # A caller waiting for a reply: on an event loop (an asyncio future), or anywhere else.
@@ -40,7 +44,15 @@ _Waiter = tuple[_Loop, "asyncio.Future[_Reply]"] | concurrent.futures.Future[_Re
 
 
 class Channel:
-    """One conversation with one plugin process (or any pair of byte streams)."""
+    """One conversation with one plugin process (or any pair of byte streams).
+
+    `errors` is the other end's error stream (a process's stderr): the reader thread
+    takes it too, handing each line to `on_error_line`. `watch` is a file descriptor
+    that becomes readable when the other end is gone (a process's pidfd): what it wrote
+    until then is read, and the channel ends even while something it started still holds
+    the streams open. The channel closes `watch`, and both streams, when it ends.
+    `warnings` rate-limits what it logs about the other end (one per plugin).
+    """
 
     def __init__(
         self,
@@ -51,6 +63,10 @@ class Channel:
         limit: int = MAX_MESSAGE_BYTES,
         on_close: Callable[[str], None] | None = None,
         hang_after: float = 1.0,
+        errors: IO[bytes] | None = None,
+        on_error_line: Callable[[bytes], None] | None = None,
+        watch: int | None = None,
+        warnings: WarningLimit | None = None,
     ) -> None:
         self.name = name
         self.hang_after = hang_after
@@ -58,6 +74,15 @@ class Channel:
         self._writer = writer
         self._limit = limit
         self._on_close = on_close
+        self._errors = errors
+        self._on_error_line = on_error_line
+        self._watch = watch
+        self._warnings = warnings or WarningLimit(name)
+        self._stop_r, self._stop_w = os.pipe()  # written to by `close`: the reader stops
+        self._stopping = False
+        self._partial = b""  # the start of a reply line still to come
+        self._skipping = False  # inside a reply line already over the limit
+        self._errors_partial = b""
         self._ids = itertools.count(1)
         self._pending: dict[int, _Waiter] = {}
         self._sent_at: dict[int, float] = {}
@@ -133,10 +158,25 @@ class Channel:
             ) from None
 
     def close(self, reason: str) -> None:
-        """Stop: fail every waiting call with `reason`, stop writing."""
+        """Stop: fail every waiting call with `reason`, stop writing and reading (whoever
+        still holds the other ends of the streams cannot keep the threads waiting)."""
         self._fail_all(reason)
         with self._wake:
             self._wake.notify()
+            self._stopping = True
+            if self._stop_w >= 0:
+                with contextlib.suppress(OSError):
+                    os.write(self._stop_w, b"x")
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the threads to end (after `close`, or the other end's); True if they
+        did within `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive() and thread.ident is not None:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                thread.join(left)
+        return not any(thread.is_alive() for thread in self._threads)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -214,47 +254,142 @@ class Channel:
     def _read(self) -> None:
         reason = "it closed its output (exited or crashed)"
         try:
-            self._read_batches()
+            reason = self._pump() or reason
         except Exception as error:  # whatever happens here ends the channel, never hangs it
             reason = f"reading from it failed ({type(error).__name__}: {error})"
         # Closed before anyone learns of it, and the process reaped before waiting calls
         # fail: a caller that sees the failure sees a transport ready to restart.
         with self._wake:
-            self._closed = self._closed or reason
+            self._closed = reason = self._closed or reason
             self._wake.notify()
         if self._on_close is not None:
             self._on_close(reason)
         self._fail_all(reason)
+        self._warnings.flush()
+        with self._wake:  # `close` writes to the stop pipe under this lock: never a reused fd
+            for fd in (self._stop_r, self._stop_w):
+                os.close(fd)
+            self._stop_r = self._stop_w = -1
         with contextlib.suppress(OSError, ValueError):
             self._reader.close()
+            if self._errors is not None:
+                self._errors.close()
+        if self._watch is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._watch)
 
-    def _read_batches(self) -> None:
-        """Read what is there, split it into lines, deliver the lines as one batch."""
-        read = getattr(self._reader, "read1", self._reader.read)
-        partial = b""
-        skipping = False  # inside a line already over the limit: drop up to its end
+    def _pump(self) -> str | None:
+        """Read replies (and the other end's error stream) until the end; why it ended,
+        or None for the default reason (end of output)."""
+        out = self._reader.fileno()
+        err = None if self._errors is None else self._errors.fileno()
+        poller = select.poll()
+        for fd in (out, err, self._watch, self._stop_r):
+            if fd is not None:
+                poller.register(fd, select.POLLIN)
+        for fd in (out, err):
+            if fd is not None:
+                os.set_blocking(fd, False)
+        reads = 0
         while True:
-            chunk = read(65536)
-            if not chunk:
-                if partial.strip() and not skipping:
-                    self._deliver([partial])  # a last line without its newline
-                return
-            data = partial + chunk
-            if skipping:
-                end = data.find(b"\n")
-                partial = b""
-                if end < 0:
+            # Replies first, without asking poll when they keep coming (one system call
+            # per batch under load); poll when there are none, and now and then anyway.
+            if reads < _READS_BETWEEN_POLLS and not self._stopping:
+                try:
+                    chunk = os.read(out, 65536)
+                except BlockingIOError:
+                    reads = _READS_BETWEEN_POLLS
+                else:
+                    reads += 1
+                    self._lines_in(chunk)
+                    if not chunk:
+                        self._drain(err)
+                        return None
+                    self._warnings.tick()
                     continue
-                data, skipping = data[end + 1 :], False
-            *lines, partial = data.split(b"\n")
-            if len(partial) > self._limit:
-                partial, skipping = b"", True
-                self._fail_waiting(f"a message over the {self._limit}-byte limit")
-            too_long = [line for line in lines if len(line) > self._limit]
-            if too_long:
-                self._fail_waiting(f"a message over the {self._limit}-byte limit")
-                lines = [line for line in lines if len(line) <= self._limit]
-            self._deliver(lines)
+            reads = 0
+            ready = {fd for fd, _ in poller.poll()}
+            if self._stop_r in ready:
+                return None  # the host closed the channel; `_closed` says why
+            if err is not None and err in ready and not self._take(err, self._errors_in):
+                poller.unregister(err)
+                err = None
+            if self._watch is not None and self._watch in ready:
+                # It exited: what it wrote before it went is in the pipes, read it; what
+                # its leftovers write from now on is nobody's answer.
+                ended = not self._drain(out, self._lines_in)
+                self._drain(err)
+                if ended:
+                    return None
+                return "it exited, and something it started still holds its output"
+
+    def _take(self, fd: int, sink: Callable[[bytes], None]) -> bool:
+        """Read once from `fd` into `sink`; False at the end of the stream."""
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            sink(b"")
+            return False
+        sink(chunk)
+        return True
+
+    def _drain(self, fd: int | None, sink: Callable[[bytes], None] | None = None) -> bool:
+        """Read what `fd` holds now, up to what one process can leave in a pipe; False
+        when the stream ended."""
+        if fd is None:
+            return True
+        sink = sink or self._errors_in
+        budget = self._limit + _PIPE_MAX
+        while budget > 0:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                return True
+            budget -= len(chunk)
+            sink(chunk)
+            if not chunk:
+                return False
+        return True
+
+    def _lines_in(self, chunk: bytes) -> None:
+        """Split what arrived into lines and deliver the whole ones as one batch (an
+        empty chunk: the end, which delivers a last line without its newline)."""
+        if not chunk:
+            if self._partial.strip() and not self._skipping:
+                self._deliver([self._partial])
+            self._partial = b""
+            return
+        data = self._partial + chunk
+        if self._skipping:  # inside a line already over the limit: drop up to its end
+            end = data.find(b"\n")
+            self._partial = b""
+            if end < 0:
+                return
+            data, self._skipping = data[end + 1 :], False
+        *lines, self._partial = data.split(b"\n")
+        if len(self._partial) > self._limit:
+            self._partial, self._skipping = b"", True
+            self._fail_waiting(f"a message over the {self._limit}-byte limit")
+        too_long = [line for line in lines if len(line) > self._limit]
+        if too_long:
+            self._fail_waiting(f"a message over the {self._limit}-byte limit")
+            lines = [line for line in lines if len(line) <= self._limit]
+        self._deliver(lines)
+
+    def _errors_in(self, chunk: bytes) -> None:
+        """Hand the error stream's lines to `on_error_line` (an overlong line in pieces)."""
+        data = self._errors_partial + chunk
+        *lines, rest = data.split(b"\n")
+        if not chunk or len(rest) > _ERROR_LINE:
+            lines.append(rest)
+            rest = b""
+        self._errors_partial = rest
+        if self._on_error_line is not None:
+            for line in lines:
+                if line:
+                    self._on_error_line(line)
 
     def _deliver(self, lines: list[bytes]) -> None:
         by_loop: dict[_Loop, list[tuple[asyncio.Future[_Reply], Any]]] = {}
@@ -278,9 +413,7 @@ class Channel:
                 waiter = self._pending.pop(id, None)
                 self._sent_at.pop(id, None)
             if waiter is None:
-                logger.warning(
-                    "plugin %r sent a reply nobody waits for (id %r); ignored", self.name, id
-                )
+                self._warnings.warn("sent a reply nobody waits for (id %r); ignored", id)
             elif isinstance(waiter, tuple):
                 by_loop.setdefault(waiter[0], []).append((waiter[1], message))
             elif not waiter.done():
@@ -290,7 +423,7 @@ class Channel:
 
     def _fail_waiting(self, problem: str) -> None:
         """A reply that cannot be matched to its caller fails every caller waiting."""
-        logger.warning("plugin %r: %s", self.name, problem)
+        self._warnings.warn(": %s", problem)
         self._fail(self._take_pending(), ProtocolError(f"plugin {self.name!r} sent {problem}"))
 
     def _fail_all(self, reason: str) -> None:
@@ -330,3 +463,58 @@ def _settle(outcomes: list[tuple[asyncio.Future[_Reply], Any]]) -> None:
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+
+
+class WarningLimit:
+    """Protocol warnings about one plugin, rate-limited: the first `burst` in each
+    `window` seconds are logged, the rest counted and summed up in one line once the
+    window is over (or the channel ends), so a plugin flooding its output cannot flood
+    the host's log. One per plugin, shared by the channels of its processes."""
+
+    def __init__(self, name: str, *, burst: int = 10, window: float = 60.0) -> None:
+        self.name = name
+        self.burst = burst
+        self.window = window
+        self.suppressed = 0
+        """Warnings counted but not logged since the last summary."""
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._logged = 0
+
+    def warn(self, message: str, *args: Any) -> None:
+        """Log `message % args` about the plugin, unless over the limit: then count it."""
+        with self._lock:
+            self._roll(time.monotonic())
+            if self._logged >= self.burst:
+                self.suppressed += 1
+                return
+            self._logged += 1
+            last = self._logged == self.burst
+        logger.warning("plugin %r " + message, self.name, *args,
+                       extra={"interlock_plugin": self.name})  # fmt: skip
+        if last:
+            logger.warning("plugin %r: %d protocol warnings in %gs; more are counted, not "
+                           "logged, until the next %gs", self.name, self.burst, self.window,
+                           self.window, extra={"interlock_plugin": self.name})  # fmt: skip
+
+    def tick(self) -> None:
+        """Sum up what was suppressed once its window is over (cheap when nothing was)."""
+        if self.suppressed:
+            with self._lock:
+                self._roll(time.monotonic())
+
+    def flush(self) -> None:
+        """Sum up what was suppressed now (the channel ends)."""
+        with self._lock:
+            self._summary()
+
+    def _roll(self, now: float) -> None:
+        if now - self._started >= self.window:
+            self._summary()
+            self._started, self._logged = now, 0
+
+    def _summary(self) -> None:
+        if self.suppressed:
+            logger.warning("plugin %r: %d more protocol warnings were not logged", self.name,
+                           self.suppressed, extra={"interlock_plugin": self.name})  # fmt: skip
+            self.suppressed = 0

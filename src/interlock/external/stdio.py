@@ -2,15 +2,19 @@
 
 The process starts on first use, and each new process gets the `initialize` request
 first (once `connect` has set it), bounded by `handshake_timeout`: a plugin slow to start
-is waited for, not killed by a call's shorter timeout. If the process exits or crashes,
-or fails its handshake, the calls waiting on it fail (attributed to the plugin, per its
+is waited for, not killed by a call's shorter timeout; each process's handshake result
+is checked (`accept`) before any call goes to it. If the process exits or crashes, or
+fails its handshake, the calls waiting on it fail (attributed to the plugin, per its
 registration's `on_error`, with its exit code and the end of what it wrote on stderr),
 and the next call starts it again, after a back-off that doubles with each failure in a
-row. A call given up on (its timeout passed) after waiting `hang_after` seconds with
+row (a call made meanwhile waits for it, within its own timeout). The exit is noticed
+by the process (its pidfd), not by the end of its output, which a helper it started may
+hold open. A call given up on (its timeout passed) after waiting `hang_after` seconds with
 nothing answered since it was sent restarts it too: a plugin that does not answer cannot
 hold the host, while a call cancelled early, or a slow call among answered ones, leaves
 it running. What the process writes on stderr goes to the `interlock.external` logger.
-The process runs in a process group of its own, and the whole group is ended with it.
+The process runs in a process group of its own, and the whole group is ended with it,
+as is anything it started that left the group but holds one of its pipes (Linux).
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import ProtocolError
-from ._channel import Channel
+from ._channel import Channel, WarningLimit
 from .protocol import MAX_MESSAGE_BYTES, result_of
 
 logger = logging.getLogger("interlock.external")
@@ -47,7 +51,8 @@ class StdioTransport:
     other request (`connect` sets it); `handshake_timeout` bounds it (and `shutdown`);
     `backoff` is the first and the longest wait before a restart after failures in a
     row; `hang_after` is how long a call given up on must have waited, with nothing
-    answered, for the process to be taken for hung and restarted.
+    answered, for the process to be taken for hung and restarted. `clock` and `sleep`
+    measure and wait out the back-off (tests replace them).
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class StdioTransport:
         handshake_timeout: float = 10.0,
         hang_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not command:
             raise ValueError("a stdio plugin needs a command to run")
@@ -74,9 +80,14 @@ class StdioTransport:
         self.handshake_timeout = handshake_timeout
         self.hang_after = hang_after
         self.initialize: Mapping[str, Any] | None = None
+        self.accept: Callable[[Any], None] | None = None
+        """Checks each new process's `initialize` result before any call goes to it, and
+        raises `ProtocolError` to refuse the process (`connect` sets it)."""
         self.starts = 0
         """How many processes were started (the first, then each restart)."""
         self._clock = clock
+        self._sleep = sleep
+        self._warnings = WarningLimit(self.name)
         self._lock = threading.Lock()
         self._run: _Run | None = None
         self._failures = 0
@@ -93,8 +104,13 @@ class StdioTransport:
         return None if run is None or run.process.poll() is not None else run.process.pid
 
     async def call(self, method: str, params: Any) -> Any:
-        """One request, answered by the process (started or restarted first if needed)."""
-        run = self._ensure()
+        """One request, answered by the process (started or restarted first if needed:
+        after the back-off, waited for within the call's own timeout)."""
+        while True:
+            run = self._ensure()
+            if isinstance(run, _Run):
+                break
+            await self._sleep(run)
         try:
             hello = await self._greet(run, method, params)
             if method == "initialize":
@@ -111,8 +127,13 @@ class StdioTransport:
         return result
 
     def call_sync(self, method: str, params: Any, timeout: float | None = None) -> Any:
-        """`call` without an event loop: for the handshake while a config loads."""
+        """`call` without an event loop: for the handshake while a config loads. During
+        a back-off it fails at once, saying when the plugin starts again."""
         run = self._ensure()
+        if not isinstance(run, _Run):
+            why = self._run.channel.closed if self._run else "it failed"
+            raise ProtocolError(f"plugin {self.name!r} stopped ({why}); it starts again in "
+                                f"{run:.2f}s")  # fmt: skip
         try:
             greeting = self._greeting(run, method, params)
             if greeting is not None:
@@ -141,7 +162,8 @@ class StdioTransport:
             with contextlib.suppress(ProtocolError):
                 run.channel.call_sync("shutdown", {}, limit)
         run.channel.close("the host closed it")
-        _end(run.process, limit if polite else 0.0)
+        _end(run.process, limit if polite else 0.0, run.pipes)
+        run.channel.join(limit + 1.0)
 
     async def aclose(self) -> None:
         """`close` without blocking the event loop."""
@@ -183,16 +205,29 @@ class StdioTransport:
             return run.greeting
 
     def _greeted(self, run: _Run, reply: dict[str, Any]) -> Any:
-        """The handshake's result; a process that refuses it is replaced."""
+        """The handshake's result, checked once per process (`accept`); a process that
+        refuses the handshake, or is refused, is replaced."""
+        if run.accepted:
+            return run.hello
         try:
-            return result_of(reply)
+            hello = result_of(reply)
         except ProtocolError:
             self._restart(run, "it refused initialize", failure=True)
             raise
+        if self.accept is not None:
+            try:
+                self.accept(hello)
+            except ProtocolError as error:
+                self._restart(run, "its initialize result was refused", failure=True)
+                raise ProtocolError(f"plugin {self.name!r} is refused: {error}") from None
+        run.hello, run.accepted = hello, True
+        return hello
 
     # -- processes ------------------------------------------------------------------------
 
-    def _ensure(self) -> _Run:
+    def _ensure(self) -> _Run | float:
+        """The running process, started if need be; or, during a back-off, how many
+        seconds are left of it."""
         with self._lock:
             if self._closed:
                 raise ProtocolError(f"plugin {self.name!r} was closed")
@@ -201,9 +236,7 @@ class StdioTransport:
                 return run
             wait = self._retry_at - self._clock()
             if wait > 0:
-                why = run.channel.closed if run else "it failed"
-                message = f"plugin {self.name!r} stopped ({why}); it starts again in {wait:.2f}s"
-                raise ProtocolError(message)
+                return wait
             self._run = self._start()
             return self._run
 
@@ -232,17 +265,24 @@ class StdioTransport:
         def closed(reason: str) -> None:
             self._on_close(run, reason)
 
+        def said(line: bytes) -> None:
+            self._stderr_line(run, line)
+
+        # The plugin's ends of its pipes, by inode: whoever else holds one when it ends
+        # is something it started, and is ended with it.
+        pipes = {os.fstat(stdin.fileno()).st_ino: os.O_RDONLY,
+                 os.fstat(stdout.fileno()).st_ino: os.O_WRONLY,
+                 os.fstat(stderr.fileno()).st_ino: os.O_WRONLY}  # fmt: skip
         channel = Channel(stdout, stdin, name=self.name, limit=self.limit, on_close=closed,
-                          hang_after=self.hang_after)  # fmt: skip
-        run = _Run(process, channel, self.handshake_timeout)
-        threading.Thread(target=self._log_stderr, args=(run, stderr), daemon=True,
-                         name=f"interlock-{self.name}-stderr").start()  # fmt: skip
+                          hang_after=self.hang_after, errors=stderr, on_error_line=said,
+                          watch=_exit_watch(process), warnings=self._warnings)  # fmt: skip
+        run = _Run(process, channel, self.handshake_timeout, pipes)
         channel.start()
         return run
 
     def _on_close(self, run: _Run, reason: str) -> None:
-        """The process's output ended: it exited, crashed, or was stopped by us."""
-        _end(run.process, 1.0)
+        """The process exited, crashed, closed its output, or was stopped by us."""
+        _end(run.process, 1.0, run.pipes)
         if run.process in self._live:
             self._live.remove(run.process)
         if self._closed or run.given_up:
@@ -263,7 +303,7 @@ class StdioTransport:
         if failure:
             self._note_failure()
         run.channel.close(reason)
-        _end(run.process, 0.0)
+        _end(run.process, 0.0, run.pipes)
 
     def _note_failure(self) -> None:
         first, longest = self.backoff
@@ -283,27 +323,32 @@ class StdioTransport:
         detail += f"; its last words on stderr: {tail}" if tail else ""
         return ProtocolError(f"{error}{detail}")
 
-    def _log_stderr(self, run: _Run, stream: Any) -> None:
-        for raw in iter(stream.readline, b""):
-            line = raw.decode(errors="replace").rstrip()
-            if line:
-                run.stderr.append(line[:500])
-                logger.info("plugin %r: %s", self.name, line,
-                            extra={"interlock_plugin": self.name})  # fmt: skip
-        stream.close()
+    def _stderr_line(self, run: _Run, raw: bytes) -> None:
+        line = raw.decode(errors="replace").rstrip()
+        if line:
+            run.stderr.append(line[:500])
+            logger.info("plugin %r: %s", self.name, line,
+                        extra={"interlock_plugin": self.name})  # fmt: skip
 
 
 class _Run:
     """One process of the plugin: its channel, its handshake, the end of its stderr."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], channel: Channel, handshake_timeout: float
+        self,
+        process: subprocess.Popen[bytes],
+        channel: Channel,
+        handshake_timeout: float,
+        pipes: Mapping[int, int],
     ) -> None:
         self.process = process
         self.channel = channel
         self.handshake_timeout = handshake_timeout
+        self.pipes = pipes
         self.greeting: concurrent.futures.Future[dict[str, Any]] | None = None
         self.greeted_at = 0.0
+        self.hello: Any = None
+        self.accepted = False  # its initialize result was checked and taken
         self.given_up = False  # stopped by the host: its end is no crash
         self.stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
 
@@ -320,10 +365,14 @@ def _shared(future: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
     return asyncio.shield(inner)
 
 
-def _end(process: subprocess.Popen[bytes], timeout: float) -> None:
+def _end(
+    process: subprocess.Popen[bytes], timeout: float, pipes: Mapping[int, int] | None = None
+) -> None:
     """Wait for `process` up to `timeout`, kill it if it is still there, and end whatever
     it left in its process group (helpers, the children of `npx` or `sh` wrappers): all
-    while it is not yet reaped, so its group id cannot have gone to another process."""
+    while it is not yet reaped, so its group id cannot have gone to another process.
+    Then end what left the group (`setsid`) but still holds the plugin's end of one of
+    its `pipes`: only something the plugin started can."""
     with _ending(process):  # the reader thread and a restart may both end it
         if process.returncode is None:
             try:
@@ -334,6 +383,8 @@ def _end(process: subprocess.Popen[bytes], timeout: float) -> None:
             except (ChildProcessError, ProcessLookupError):
                 pass  # reaped elsewhere (`Popen.poll`): its group id is no longer ours
         process.wait()
+        if pipes:
+            _end_holders(pipes)
 
 
 _ENDING: weakref.WeakKeyDictionary[subprocess.Popen[bytes], threading.Lock]
@@ -377,6 +428,93 @@ def _poll_exit(pid: int, timeout: float) -> bool:
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, 0.05)
     return True
+
+
+def _exit_watch(process: subprocess.Popen[bytes]) -> int:
+    """A file descriptor that becomes readable when `process` exits: its pidfd, or (where
+    there is none) a pipe a thread writes to once `waitid` saw the exit."""
+    try:
+        return os.pidfd_open(process.pid)
+    except (AttributeError, NotImplementedError, OSError):
+        pass
+    readable, writable = os.pipe()
+
+    def watch() -> None:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+        os.close(writable)  # the end of the pipe: readable
+
+    threading.Thread(target=watch, name="interlock-watch", daemon=True).start()
+    return readable
+
+
+def _end_holders(pipes: Mapping[int, int], rounds: int = 5) -> None:
+    """Kill every process, other than this one, that holds the plugin's end of one of
+    `pipes` (inode -> the access mode of the plugin's end). Each is checked again through
+    a pidfd before the signal, so a process id reused meanwhile is never hit. Linux only
+    (/proc); elsewhere the process group is all that is ended."""
+    if not hasattr(os, "pidfd_open") or not os.path.isdir("/proc/self/fd"):
+        return
+    for _ in range(rounds):  # one that forked between two looks is found in the next
+        found = [pid for pid in _pids() if _holds(pid, pipes)]
+        if not found:
+            return
+        for pid in found:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError:
+                continue  # gone already
+            try:
+                if _holds(pid, pipes):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    waiter = select.poll()
+                    waiter.register(pidfd, select.POLLIN)
+                    waiter.poll(1000)
+                    logger.info("ended process %d, started by a plugin and left running with "
+                                "its pipes", pid)  # fmt: skip
+            except OSError:
+                pass
+            finally:
+                os.close(pidfd)
+
+
+def _pids() -> list[int]:
+    me = os.getpid()
+    try:
+        return [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) != me]
+    except OSError:
+        return []
+
+
+def _holds(pid: int, pipes: Mapping[int, int]) -> bool:
+    """Does process `pid` hold one of `pipes` open with the plugin's access mode?"""
+    base = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(base)
+    except OSError:
+        return False  # gone, or not ours to look at (then not ours to kill either)
+    for fd in fds:
+        try:
+            target = os.readlink(f"{base}/{fd}")
+        except OSError:
+            continue
+        if not target.startswith("pipe:["):
+            continue
+        mode = pipes.get(int(target[6:-1]))
+        if mode is not None and _access_mode(pid, fd) == mode:
+            return True
+    return False
+
+
+def _access_mode(pid: int, fd: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+            for line in info:
+                if line.startswith("flags:"):
+                    return int(line.split()[1], 8) & os.O_ACCMODE
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _kill_group(pid: int) -> None:
