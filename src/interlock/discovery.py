@@ -144,15 +144,22 @@ def discover(directories: Iterable[str | Path] | None = None) -> dict[str, Plugi
 
 
 def read_manifest(folder: Path) -> PluginSource:
-    """Read one drop-in plugin's `plugin.yaml`; raises `PluginLoadError` if it is wrong."""
-    import yaml
+    """Read one drop-in plugin's `plugin.yaml`; raises `PluginLoadError` if it is wrong.
+
+    It is read as a config is (docs/config.md, "Limits"): a file over 1 MiB is refused
+    unread, aliases cannot blow it up, and its values are JSON data (no `${VAR}`).
+    """
+    from ._exceptions import ConfigError
+    from .config._source import load_yaml, read
 
     manifest = folder / "plugin.yaml"
     try:
-        data = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
-    except Exception as error:  # unreadable, not UTF-8, not YAML, a value YAML cannot hold
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        data = load_yaml(read(manifest, what="manifest"), str(manifest), what="manifest").data
+    except ConfigError as error:  # unreadable, too large, not UTF-8, not YAML, not JSON data
+        reason = "; ".join(p.message if p.line is None else f"line {p.line}: {p.message}"
+                           for p in error.problems)  # fmt: skip
         raise PluginLoadError(f"{manifest}: cannot be read ({reason})") from None
+    data = data or {}
     if not isinstance(data, Mapping):
         raise PluginLoadError(f"{manifest}: expected a mapping with name, entry and tools")
     unknown = {str(k) for k in data} - {"name", "entry", "tools", "description", "version"}

@@ -414,7 +414,7 @@ def _plugins(
     the tools the drop-in plugins among them contribute, what can be named, and what
     each registered plugin name was loaded from (its `use:`, or `external:KIND`)."""
     from interlock.config import check as check_config
-    from interlock.config import load_config, load_plugin, plugin_sources
+    from interlock.config import load_config, load_plugin, plugin_sources, read_config
     from interlock.discovery import PluginLoadError
 
     available = _discover(directories) if config is None else {}
@@ -423,7 +423,7 @@ def _plugins(
     uses: dict[str, str] = {}
     if config is not None:
         try:
-            parsed = check_config(config.read_text(), file=str(config))[1]
+            parsed = check_config(read_config(config), file=str(config))[1]  # size-capped
             available = plugin_sources(parsed, str(config), directories)
             load_config(config, manager=manager, plugins=available)
         except OSError as error:

@@ -20,9 +20,10 @@ from .. import ConfigError, ConfigProblem, PluginManager
 from ..discovery import PluginLoadError, PluginSource, discover
 from ._load import Problem, construct, discard, import_target, register, resolve, validate
 from ._schema import ConfigFile, Entry, External, Options, SetEntry, parse_duration
-from ._source import Source, parse
+from ._source import MAX_BYTES, Source, parse, read
 
 __all__ = [
+    "MAX_BYTES",
     "ConfigFile",
     "Entry",
     "External",
@@ -35,6 +36,7 @@ __all__ = [
     "load_plugin",
     "parse_duration",
     "plugin_sources",
+    "read_config",
 ]
 
 
@@ -54,7 +56,7 @@ def load_config(
     replaces that discovery. Raises `ConfigError` listing every problem; on error
     nothing is registered.
     """
-    return load_config_text(_read(path), file=str(path), manager=manager, environ=environ,
+    return load_config_text(read_config(path), file=str(path), manager=manager, environ=environ,
                             plugins=plugins, plugin_dirs=plugin_dirs)  # fmt: skip
 
 
@@ -186,14 +188,10 @@ def find_plugin(use: str, *, plugins: Mapping[str, PluginSource] | None = None) 
         raise ConfigError([ConfigProblem("--plugin", None, use, problem.message)]) from None
 
 
-def _read(path: str | Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else str(error)
-        raise ConfigError(
-            [ConfigProblem(str(path), None, None, f"cannot read the file: {reason}")]
-        ) from None
+def read_config(path: str | Path) -> str:
+    """The text of a config file. A file over `MAX_BYTES` (1 MiB) is refused before it is
+    read through, and so is one that is not UTF-8: raises `ConfigError` (one problem)."""
+    return read(path)
 
 
 def _catalog() -> set[Any]:

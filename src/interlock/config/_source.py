@@ -1,18 +1,34 @@
 """Reading a config file: YAML with line numbers, `${VAR}` from the environment, JSON data
-only, and messages that never show what came from the environment."""
+only, and messages that never show what came from the environment.
+
+The same bounded reader reads drop-in plugins' `plugin.yaml` manifests (without `${VAR}`):
+a file over `MAX_BYTES` is refused before it is parsed, and aliases cannot expand a small
+file into a large one (`_MAX_NODES`).
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import re
-from collections.abc import Mapping
+import stat
+import urllib.parse
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .. import ConfigError, ConfigProblem
 
+MAX_BYTES = 1_048_576
+"""The largest config file or `plugin.yaml` interlock reads (1 MiB); a larger one is
+refused before it is parsed."""
+
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^${}]*))?\}|\$\{")
 _MAX_NODES = 100_000  # a config is small; this stops alias bombs
+# libyaml parses about 4x faster than the pure-Python parser; both give the same nodes.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
@@ -24,6 +40,7 @@ class Source:
         self.data: Any = {}
         self.lines: dict[tuple[Any, ...], int] = {}
         self.secrets: dict[str, str] = {}  # value from the environment -> ${NAME}
+        self._hiding: tuple[int, re.Pattern[str] | None, dict[str, str]] = (0, None, {})
 
     def line(self, path: tuple[Any, ...]) -> int | None:
         """The line of `path`, or of its closest parent that has one."""
@@ -50,25 +67,156 @@ class Source:
         return ConfigProblem(self.file, self.line(path), name, self.redact(message))
 
     def redact(self, text: str) -> str:
-        """`text` with every value that came from the environment hidden."""
-        for value in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(value, self.secrets[value])
-        return text
+        """`text` with every value that came from the environment hidden, however it is
+        written there: as is, or escaped as `repr()`, `ascii()`, JSON, YAML, bytes or a URL
+        write it (also twice over), so a backslash, quote or newline in a value does not
+        slip it through."""
+        count, pattern, names = self._hiding
+        if count != len(self.secrets):  # values are added while the file is read
+            names = {}
+            for value, name in self.secrets.items():
+                for shown in renderings(value):
+                    names.setdefault(shown, name)
+            # Longest first, one pass: a value inside another's rendering, or inside a
+            # `${NAME}` already put in, is never replaced piecemeal.
+            alternatives = sorted(names, key=len, reverse=True)
+            pattern = re.compile("|".join(map(re.escape, alternatives))) if names else None
+            self._hiding = (len(self.secrets), pattern, names)
+        return text if pattern is None else pattern.sub(lambda m: names[m.group(0)], text)
 
 
-def parse(text: str, file: str, environ: Mapping[str, str]) -> Source:
-    """Read the file's text into a `Source`; raises `ConfigError` when it is not usable."""
+def renderings(value: str) -> set[str]:
+    """Every way `value` may be written inside a message: as is, and escaped by each of
+    `_ESCAPES` (quotes left off, since the value may be part of a longer string), and each
+    of those escaped once more (a message quoting a message)."""
+    once = {value} | {shown for escape in _ESCAPES for shown in _escaped(escape, value)}
+    twice = {shown for text in once for escape in _ESCAPES[:3] for shown in _escaped(escape, text)}
+    return {shown for shown in once | twice if shown}
+
+
+def _escaped(escape: Callable[[str], list[str]], value: str) -> list[str]:
+    try:
+        return escape(value)
+    except (UnicodeError, yaml.YAMLError):  # a lone surrogate: no such rendering exists
+        return []
+
+
+def _python(value: str, quote: Callable[[str], str]) -> list[str]:
+    # Escaped one character at a time (Python's escapes do not depend on their
+    # neighbours), in both quoting styles: inside '...' a ' is escaped, inside "..." not.
+    # Ending each piece with `"` makes `repr` choose '...'.
+    pieces = [quote(c + '"')[1:-2] for c in value]
+    return [
+        "".join(pieces),
+        "".join("'" if c == "'" else p for c, p in zip(value, pieces, strict=True)),
+    ]
+
+
+def _bytes(value: str) -> list[str]:
+    data = value.encode("utf-8", "surrogateescape")
+    pieces = [repr(bytes([b]) + b'"')[2:-2] for b in data]
+    return [
+        "".join(pieces),
+        "".join("'" if b == 39 else p for b, p in zip(data, pieces, strict=True)),
+    ]
+
+
+def _json(value: str) -> list[str]:
+    return [json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]]
+
+
+def _yaml(value: str) -> list[str]:
+    shown = []
+    for style, unicode in (('"', True), ('"', False), ("'", True)):
+        text = yaml.dump(value, default_style=style, allow_unicode=unicode, width=1 << 30)
+        end = text.rfind(style)
+        if text.startswith(style) and end > 0:  # not when YAML chose another style
+            shown.append(text[1:end])
+    return [*shown, value.replace("'", "''")]
+
+
+def _url(value: str) -> list[str]:
+    quote = urllib.parse.quote
+    return [quote(value, safe=""), quote(value), urllib.parse.quote_plus(value)]
+
+
+_ESCAPES: tuple[Callable[[str], list[str]], ...] = (
+    lambda v: _python(v, repr),
+    _json,
+    lambda v: _python(v, ascii),
+    _bytes,
+    _yaml,
+    _url,
+)
+
+
+def read(path: str | Path, *, what: str = "config") -> str:
+    """The text of a config file (or, with `what="manifest"`, a `plugin.yaml`), refused
+    before it is parsed when it is over `MAX_BYTES`; raises `ConfigError` naming the file,
+    its size, the limit and what to do."""
+    file = str(path)
+    try:
+        with open(path, "rb") as stream:
+            info = os.fstat(stream.fileno())
+            regular = stat.S_ISREG(info.st_mode)
+            if regular and info.st_size > MAX_BYTES:
+                raise ConfigError([_too_large(file, info.st_size, what)])
+            data = stream.read(MAX_BYTES + 1)  # a file may grow, or not know its size
+        if len(data) > MAX_BYTES:
+            raise ConfigError([_too_large(file, None, what)])
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else str(error)
+        message = f"cannot read the file: {reason}"
+        raise ConfigError([ConfigProblem(file, None, None, message)]) from None
+
+
+def _too_large(file: str, size: int | None, what: str) -> ConfigProblem:
+    size_text = f"more than {MAX_BYTES:,} bytes" if size is None else f"{size:,} bytes"
+    if what == "manifest":
+        advice = (
+            "a plugin.yaml holds a plugin's name, entry, tools, description and version, "
+            "no data: check that this is the plugin's manifest and shorten it"
+        )
+    else:
+        advice = (
+            "a config names plugins and their options: keep large data (word lists, rules) "
+            "in files the plugins read, and name those files in their config"
+        )
+    message = (f"the file is {size_text}, over the limit of {MAX_BYTES:,} bytes (1 MiB), so "
+               f"it was not read; {advice}")  # fmt: skip
+    return ConfigProblem(file, None, None, message)
+
+
+def _check_size(text: str, file: str, what: str) -> None:
+    if len(text) * 4 > MAX_BYTES:  # else its UTF-8 cannot be over: spare the encoding
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_BYTES:
+            raise ConfigError([_too_large(file, size, what)])
+
+
+def load_yaml(text: str, file: str, environ: Mapping[str, str] | None = None, *,
+              what: str = "config") -> Source:  # fmt: skip
+    """Read YAML text into a `Source`: bounded in size and in nodes, JSON data only, with
+    lines kept. `environ` fills in `${VAR}`; without it (a manifest) `$` is plain text.
+    Raises `ConfigError` when the text is not usable."""
+    _check_size(text, file, what)  # before parsing: parsing is what is slow
     source = Source(file)
     found: list[tuple[tuple[Any, ...], int, str]] = []
     try:
-        loader = yaml.SafeLoader(text)  # reading starts here: it may raise too
+        _count_values(text, file)  # reading starts here: it may raise too
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             if node is not None:
                 source.data = _Walker(source, loader, environ, found).value(node, ())
+        except _Overflow:
+            pass  # reported in `found`
         finally:
             loader.dispose()
     except (yaml.YAMLError, ValueError, RecursionError) as error:
+        if isinstance(error, ConfigError):
+            raise
         problem = ConfigProblem(file, _error_line(error), None, _yaml_message(error))
         raise ConfigError([problem]) from None
     if found:  # now that the data is built, problems can name their entries
@@ -79,6 +227,42 @@ def parse(text: str, file: str, environ: Mapping[str, str]) -> Source:
                 for p, (_, line, _) in zip(problems, found, strict=True)
             ]
         )
+    return source
+
+
+def _count_values(text: str, file: str) -> None:
+    """Refuse text of more than `_MAX_NODES` keys and values, counted before any node is
+    built (building them is what is slow). Each scalar, alias, mapping and list is at least
+    one value once the nodes are walked, so no text the walk would accept is refused."""
+    loader = _Loader(text)
+    try:
+        count = 0
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, _VALUE_EVENTS):
+                count += 1
+                if count > _MAX_NODES:
+                    mark = event.start_mark
+                    line = mark.line + 1 if mark is not None else None
+                    raise ConfigError([ConfigProblem(file, line, None, _too_many())])
+    finally:
+        loader.dispose()
+
+
+_VALUE_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent, yaml.CollectionStartEvent)
+
+
+def _too_many() -> str:
+    return f"the file is too large: over {_MAX_NODES:,} keys and values (do aliases repeat it?)"
+
+
+class _Overflow(Exception):
+    """The walk passed `_MAX_NODES`: stop it (private)."""
+
+
+def parse(text: str, file: str, environ: Mapping[str, str]) -> Source:
+    """Read the file's text into a `Source`; raises `ConfigError` when it is not usable."""
+    source = load_yaml(text, file, environ)
     if not isinstance(source.data, dict):
         message = "the file must be a mapping with a 'plugins:' list"
         raise ConfigError([ConfigProblem(file, 1, None, message)])
@@ -91,8 +275,8 @@ class _Walker:
     def __init__(
         self,
         source: Source,
-        loader: yaml.SafeLoader,
-        environ: Mapping[str, str],
+        loader: Any,
+        environ: Mapping[str, str] | None,
         found: list[tuple[tuple[Any, ...], int, str]],
     ) -> None:
         self.source = source
@@ -106,11 +290,7 @@ class _Walker:
     def value(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
         self.path = path
         self.source.lines.setdefault(path, node.start_mark.line + 1)
-        self.count += 1
-        if self.count > _MAX_NODES:
-            if self.count == _MAX_NODES + 1:
-                self._problem(node, "the file is too large (do aliases repeat a lot of it?)")
-            return None
+        self._tick(node)
         if id(node) in self.active:
             self._problem(node, "an alias refers to the mapping or list that holds it")
             return None
@@ -127,6 +307,7 @@ class _Walker:
         if isinstance(node, yaml.MappingNode):
             data: dict[str, Any] = {}
             for key_node, value_node in node.value:
+                self._tick(key_node)
                 key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
                 if not isinstance(key, str):
                     self._problem(key_node, "keys are text; put this key in quotes")
@@ -158,8 +339,9 @@ class _Walker:
         return None
 
     def _fill(self, value: str, node: yaml.Node) -> str:
-        if "$" not in value:
+        if "$" not in value or self.environ is None:
             return value
+        environ = self.environ
 
         def replace(match: re.Match[str]) -> str:
             whole, name, default = match.group(0), match.group(1), match.group(2)
@@ -169,8 +351,8 @@ class _Walker:
                 self._problem(node, "a '${' that is not a ${NAME} or ${NAME:-default}; "
                               "write $${ for a literal ${")  # fmt: skip
                 return whole
-            if name in self.environ:
-                filled = self.environ[name]
+            if name in environ:
+                filled = environ[name]
                 if filled:
                     self.source.secrets.setdefault(filled, f"${{{name}}}")
                 return filled
@@ -182,6 +364,12 @@ class _Walker:
 
         return _ENV.sub(replace, value)
 
+    def _tick(self, node: yaml.Node) -> None:
+        self.count += 1
+        if self.count > _MAX_NODES:
+            self._problem(node, _too_many())
+            raise _Overflow
+
     def _problem(self, node: yaml.Node, message: str) -> None:
         self.found.append((self.path, node.start_mark.line + 1, message))
 
@@ -192,7 +380,7 @@ def _error_line(error: BaseException) -> int | None:
 
 
 def _yaml_message(error: BaseException) -> str:
-    if isinstance(error, RecursionError):
+    problem = getattr(error, "problem", None) or (str(error).splitlines() or [""])[0]
+    if isinstance(error, RecursionError) or "maximum nesting depth" in problem:  # libyaml's
         return "the file nests too deeply to read"
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     return f"not valid YAML: {problem}"
