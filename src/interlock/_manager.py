@@ -8,7 +8,7 @@ import itertools
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
@@ -35,6 +35,7 @@ from ._portal import Portal
 from ._registry import (
     CLOSED,
     Options,
+    Overflow,
     Plan,
     Policy,
     Registration,
@@ -94,7 +95,8 @@ class PluginManager:
     do not set one; `slow_threshold` is when a handler call gets a "slow plugin" log line;
     after `failure_threshold` failures in a row a registration is suspended for `cooldown`
     seconds, then gets one trial call; at most `background_limit` background calls wait,
-    further ones are dropped and counted. `clock` (monotonic seconds) drives the breaker.
+    further ones are dropped and counted, or (`overflow="wait"` registrations) wait for
+    room. `clock` (monotonic seconds) drives the breaker.
     """
 
     has: Callable[[HookRef], bool]
@@ -202,6 +204,7 @@ class PluginManager:
         when: Mapping[str, str | Sequence[str]] | None = None,
         background: bool | None = None,
         thread: bool | None = None,
+        overflow: Overflow | None = None,
         capabilities: Iterable[str] = (),
         writable: Iterable[str] = (),
         config: Mapping[str, JsonValue] | None = None,
@@ -218,6 +221,11 @@ class PluginManager:
         - `when`: glob conditions on payload/context fields, checked before the call.
         - `background`: fire-and-forget after the invocation; `drain()` waits for it.
         - `thread`: run a sync handler in a worker thread, so its timeout can apply.
+        - `overflow`: what a background call does when the background queue is full:
+          `drop` (the default; counted, logged, told to the plugin) or `wait` for room
+          (back-pressure: the invocation waits while the queue makes progress, and drops
+          only when no background call finished for the registration's timeout, or 5 s
+          without one).
         - `capabilities`: handles this plugin may receive (`system_items`, `notify`).
         - `writable`: payload fields (or rules) it may change beyond the hook's own.
         - `config`: read-only mapping the handlers see as `ctx.config`.
@@ -229,7 +237,7 @@ class PluginManager:
         request = _Request(
             name=name,
             hook=hook,
-            options=Options(priority, mode, on_error, timeout, when, background, thread),
+            options=Options(priority, mode, on_error, timeout, when, background, thread, overflow),
             capabilities=tuple(capabilities),
             writable=tuple(writable),
             config=config,
@@ -361,7 +369,11 @@ class PluginManager:
             step = start(plan, payload, call)
             result = step if isinstance(step, HookResult) else await step.finish()
             if plan.background:
-                self._schedule(plan, result.payload or payload, call, result, portal=False)
+                waiting = self._schedule(
+                    plan, result.payload or payload, call, result, portal=False
+                )
+                if waiting is not None:  # the queue is full and a registration waits for room
+                    await waiting
         finally:
             call.revoke()
         return result
@@ -543,21 +555,66 @@ class PluginManager:
         return Call(spec, session or scope.info, turn, handles, scope.states)
 
     def _schedule(
-        self, plan: Plan, payload: Any, call: Call, result: HookResult[Any], *, portal: bool
-    ) -> None:
-        for reg in plan.background:
+        self,
+        plan: Plan,
+        payload: Any,
+        call: Call,
+        result: HookResult[Any],
+        *,
+        portal: bool,
+        start: int = 0,
+        wait: bool = True,
+    ) -> Coroutine[Any, Any, None] | None:
+        """Start the background handlers of `plan` (from `start`) for one invocation.
+
+        When the queue is full, a call is dropped; for an `overflow="wait"` registration
+        a sync host waits for room here, and an async host gets a coroutine to await that
+        waits and schedules the rest (None otherwise: the common path allocates nothing).
+        """
+        background = self._background
+        for reg in plan.background[start:]:
             after = call.follow_up(result)
             if reg.condition is not None and not reg.condition(payload, after):
                 continue
             if reg.counters.circuit is not CLOSED and not reg.counters.admit():
                 continue
-            if not self._background.admit(reg.plugin, plan.spec.name):
-                continue
+            if not background.admit():
+                if reg.overflow_wait is None or not wait:
+                    background.drop(reg)
+                    continue
+                if not portal:
+                    return self._schedule_later(plan, payload, call, result, reg)
+                if not background.wait_sync(reg.overflow_wait):
+                    background.drop(reg)
+                    continue
             coro = run_background(reg, payload, after)
             if portal:
-                self._background.track(self._portal.submit(coro))
+                background.track(self._portal.submit(coro))
             else:
-                self._background.track(asyncio.get_running_loop().create_task(coro))
+                background.track(asyncio.get_running_loop().create_task(coro))
+        return None
+
+    async def _schedule_later(
+        self, plan: Plan, payload: Any, call: Call, result: HookResult[Any], reg: Registration
+    ) -> None:
+        """An async host's invocation waits for room for `reg`'s call (overflow="wait"),
+        then schedules it and the background handlers after it."""
+        background = self._background
+        rest = plan.background.index(reg) + 1
+        try:
+            room = await background.wait(reg.overflow_wait or 0.0)
+        except BaseException:  # cancelled while waiting: no more waiting, nothing lost unsaid
+            background.drop(reg)
+            self._schedule(plan, payload, call, result, portal=False, start=rest, wait=False)
+            raise
+        if room:
+            coro = run_background(reg, payload, call.follow_up(result))
+            background.track(asyncio.get_running_loop().create_task(coro))
+        else:
+            background.drop(reg)
+        later = self._schedule(plan, payload, call, result, portal=False, start=rest)
+        if later is not None:
+            await later
 
     def _build_plans(
         self, registrations: Iterable[Registration]
@@ -597,6 +654,9 @@ class PluginManager:
             )
         handlers = collect(obj, self.spec, name=name, hook=request.hook)
         operator = request.options
+        on_drop = None  # a plugin that wants to know of its dropped background calls
+        if isinstance(obj, Plugin) and _overrides(obj, "background_dropped"):
+            on_drop = obj.background_dropped
         registrations = tuple(
             self._instrumented(
                 build_registration(
@@ -615,6 +675,7 @@ class PluginManager:
                     seq=next(self._seq),
                     default_timeout=self._default_timeout,
                     policy=self._policy,
+                    on_drop=on_drop,
                 )
             )
             for h in handlers
@@ -646,7 +707,12 @@ class PluginManager:
             config=request.config if member.config is None else member.config,
         )
         handle = self._build(member.plugin, own, scope, taken)
-        if member.capabilities is not None or member.writable is not None or member.when:
+        if (
+            member.capabilities is not None
+            or member.writable is not None
+            or member.when
+            or member.overflow
+        ):
             _check_reach(dataclasses.replace(own, options=member.options()), handle)
         return handle
 
@@ -803,6 +869,13 @@ def _check_reach(request: _Request, handle: PluginHandle) -> None:
         if not any(valid_key(key, spec) for spec in specs):
             raise unknown_key(key, specs, handle.name)
     hooks = ", ".join(s.name for s in specs)
+    if request.options.overflow is not None and not any(r.background for r in regs):
+        raise RegistrationError(
+            f"plugin {handle.name!r}: overflow={request.options.overflow!r} applies to "
+            f"background handlers, and none of its handlers ({hooks}) is one; register it "
+            "with background=True or leave overflow out",
+            plugin=handle.name,
+        )
     for grant in request.writable:
         if not any(grant in r.writable for r in regs):
             grantable_here = sorted({g for s in specs for g in grantable(s)})
@@ -819,6 +892,10 @@ def _check_reach(request: _Request, handle: PluginHandle) -> None:
                 f"its hooks ({hooks}); offered there: {', '.join(offered) or 'none'}",
                 plugin=handle.name,
             )
+
+
+def _overrides(plugin: Plugin, method: str) -> bool:
+    return getattr(type(plugin), method) is not getattr(Plugin, method)
 
 
 def _not_registered(name: str, handles: Iterable[PluginHandle]) -> UnknownPluginError:

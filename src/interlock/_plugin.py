@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, overload
 
 from ._exceptions import IncompatiblePluginError, RegistrationError, UnknownHookError
-from ._registry import Options
+from ._registry import Options, Overflow
 from ._spec import HookSpec, Mode, OnError
 
 API_VERSION = 1
@@ -44,6 +44,7 @@ def hook(
     when: Mapping[str, str | Sequence[str]] | None = None,
     background: bool | None = None,
     thread: bool | None = None,
+    overflow: Overflow | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -115,6 +116,16 @@ class Plugin:
         does nothing; an error here is logged, never raised into the host.
         """
 
+    def background_dropped(self, hook: str, count: int) -> None:
+        """Told that `count` of this plugin's background calls at `hook` were dropped.
+
+        Called when the background queue was full (`overflow="drop"`, or `"wait"` past
+        its bound), in the thread that invoked the hook, before the invocation returns:
+        keep it short and never block. A plugin that keeps a record can write the gap
+        down (the audit log writes a gap record). The default does nothing; an error
+        here is logged, never raised into the host.
+        """
+
 
 class PluginSet:
     """A named group of plugins that registers and unregisters as one; sets nest.
@@ -152,6 +163,7 @@ class Member:
     when: Mapping[str, str | Sequence[str]] | None = None
     background: bool | None = None
     thread: bool | None = None
+    overflow: Overflow | None = None
     capabilities: tuple[str, ...] | None = None
     writable: tuple[str, ...] | None = None
     config: Mapping[str, Any] | None = None
@@ -166,6 +178,7 @@ class Member:
             self.when,
             self.background,
             self.thread,
+            self.overflow,
         )
 
 

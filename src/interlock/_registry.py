@@ -15,7 +15,7 @@ import threading
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ._conditions import Condition, compile_when
 from ._exceptions import HandlerSignatureError, RegistrationError
@@ -23,6 +23,14 @@ from ._frozen import FrozenDict, freeze_mapping
 from ._spec import MODES, ON_ERROR, HookSpec, Mode, OnError, WriteRule
 
 _ADMIT_LOCK = threading.Lock()
+
+Overflow = Literal["drop", "wait"]
+"""What a background call does when the background queue is full: `drop` (counted, and
+the plugin told through `Plugin.background_dropped`) or `wait` for room (bounded)."""
+
+OVERFLOW: frozenset[str] = frozenset({"drop", "wait"})
+OVERFLOW_WAIT = 5.0
+"""Seconds an `overflow="wait"` registration without a timeout waits for room at most."""
 
 CLOSED = "closed"
 OPEN = "open"
@@ -40,6 +48,7 @@ class Options:
     when: Mapping[str, str | Sequence[str]] | None = None
     background: bool | None = None
     thread: bool | None = None
+    overflow: Overflow | None = None
 
     def over(self, base: Options) -> Options:
         """These options, falling back to `base` where unset; `when` conditions are merged."""
@@ -54,6 +63,7 @@ class Options:
             when=base.when if when is None else when,
             background=base.background if self.background is None else self.background,
             thread=base.thread if self.thread is None else self.thread,
+            overflow=base.overflow if self.overflow is None else self.overflow,
         )
 
 
@@ -74,6 +84,7 @@ class Counters:
         "blocks",
         "calls",
         "circuit",
+        "dropped",
         "errors",
         "failures_in_row",
         "modifications",
@@ -95,6 +106,7 @@ class Counters:
         self.modifications = 0
         self.violations = 0
         self.skipped = 0
+        self.dropped = 0
         self.time_total = 0.0
         self.time_max = 0.0
         self.failures_in_row = 0
@@ -152,7 +164,9 @@ class Registration:
     """One handler attached to one hook, with its resolved options (read-only).
 
     `manager.registrations()` lists them; `scope` is the session id for session-scoped
-    plugins and `None` for global ones.
+    plugins and `None` for global ones. `overflow` is what a background call does when the
+    background queue is full: `drop` it (counted), or `wait` for room, at most
+    `overflow_wait` seconds.
     """
 
     plugin: str
@@ -164,6 +178,7 @@ class Registration:
     when: Mapping[str, Any] | None
     background: bool
     thread: bool
+    overflow: Overflow
     capabilities: frozenset[str]
     writable: frozenset[str]
     scope: str | None
@@ -178,6 +193,8 @@ class Registration:
     counters: Counters = field(repr=False)
     limit: float = field(repr=False)  # past this many seconds: log slow, and check the timeout
     direct: bool = field(repr=False)  # a sync, unconditional handler run inline: the fast path
+    overflow_wait: float | None = field(repr=False)  # None: drop at once when full
+    on_drop: Callable[[str, int], None] | None = field(repr=False)  # Plugin.background_dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +219,7 @@ def build_registration(
     seq: int,
     default_timeout: float,
     policy: Policy,
+    on_drop: Callable[[str, int], None] | None = None,
 ) -> Registration:
     """Check and resolve everything about one handler; raise `RegistrationError` if wrong."""
     is_async = _check_handler(fn, spec, plugin)
@@ -209,6 +227,7 @@ def build_registration(
     on_error = _choice(options.on_error, spec.on_error, ON_ERROR, "on_error", plugin, spec)
     timeout = _timeout(default_timeout if options.timeout is None else options.timeout, plugin)
     priority = 0 if options.priority is None else options.priority
+    overflow = _choice(options.overflow, "drop", OVERFLOW, "overflow", plugin, spec)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise RegistrationError(
             f"plugin {plugin!r}: priority must be an int, got {priority!r}",
@@ -234,6 +253,7 @@ def build_registration(
         when=options.when,
         background=bool(options.background),
         thread=bool(options.thread),
+        overflow=overflow,
         capabilities=frozenset(capabilities) & frozenset(spec.capabilities),
         writable=grants,
         scope=scope,
@@ -248,6 +268,10 @@ def build_registration(
         counters=Counters(policy),
         limit=min(policy.slow_threshold, math.inf if timeout is None else timeout),
         direct=not is_async and not options.thread and options.when is None,
+        overflow_wait=None
+        if overflow == "drop"
+        else (OVERFLOW_WAIT if timeout is None else timeout),
+        on_drop=on_drop,
     )
 
 

@@ -16,7 +16,8 @@ class RegistrationStats:
     """Counters of one registration at the moment `stats()` was called.
 
     `calls` counts every call that ran (failed ones included); `skipped` counts calls the
-    open circuit breaker turned away. Times are in seconds.
+    open circuit breaker turned away; `dropped` counts background calls that never ran
+    because the background queue was full. Times are in seconds.
     """
 
     plugin: str
@@ -34,6 +35,7 @@ class RegistrationStats:
     circuit: CircuitState
     time_total: float
     time_max: float
+    dropped: int = 0
 
     @property
     def time_mean(self) -> float:
@@ -60,12 +62,14 @@ class RegistrationStats:
             circuit=c.circuit,  # type: ignore[arg-type]
             time_total=c.time_total,
             time_max=c.time_max,
+            dropped=c.dropped,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class ManagerStats:
-    """Everything `manager.stats()` reports."""
+    """Everything `manager.stats()` reports; `background_dropped` is the sum of every
+    registration's `dropped`, those no longer registered included."""
 
     registrations: tuple[RegistrationStats, ...]
     background_pending: int

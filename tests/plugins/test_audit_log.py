@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
-from interlock import PluginManager, ToolCall, hooks
+import pytest
+
+from interlock import PluginManager, ToolCall, hook, hooks
 from interlock.config import load_config_text
 from interlock.plugins.audit_log import AuditLog, AuditLogConfig
 from interlock.runtime import Step
@@ -107,3 +111,150 @@ async def test_the_file_rotates_by_size_and_keeps_the_newest(tmp_path: Path) -> 
     assert all(p.stat().st_size <= 1500 for p in tmp_path.iterdir())
     kept = [r["payload"]["call_id"] for name in reversed(files) for r in lines(tmp_path / name)]
     assert kept == [f"call-{n}" for n in range(30 - len(kept), 30)]  # the newest, in order
+
+
+# -- a burst: every record is written (overflow: wait) or accounted for by a gap record --
+
+BURST = 10_000
+
+
+def burst_log(tmp_path: Path, overflow: str, *first: object) -> tuple[PluginManager, Path]:
+    """A manager with a small background queue and an audit log of tool calls (after the
+    plugins `first`)."""
+    audit = tmp_path / "audit.jsonl"
+    manager = PluginManager(background_limit=50)
+    for plugin in first:
+        manager.register(plugin)
+    config = AuditLogConfig(path=str(audit), fsync="never", hooks=["pre_tool_call"])
+    options = {} if overflow == "wait" else {"overflow": overflow}
+    manager.register(AuditLog(config), **options)  # type: ignore[arg-type]
+    return manager, audit
+
+
+def tool_call(number: int) -> ToolCall:
+    return ToolCall("tool", {}, f"call-{number}")
+
+
+def accounted(audit: Path, manager: PluginManager) -> tuple[list[int], int]:
+    """The call numbers recorded, and the records the gap records say were dropped;
+    checks that the two account for the burst and that the stats agree."""
+    records = lines(audit)
+    numbers = [
+        int(r["payload"]["call_id"].removeprefix("call-")) for r in records if "gap" not in r
+    ]
+    gaps = [r for r in records if "gap" in r]
+    dropped = sum(gap["gap"] for gap in gaps)
+    assert all(gap["hooks"] == {"pre_tool_call": gap["gap"]} for gap in gaps)
+    assert all(gap["from"] <= gap["to"] for gap in gaps)
+    assert len(set(numbers)) == len(numbers) and set(numbers) <= set(range(BURST))
+    assert len(numbers) + dropped == BURST
+    stats = manager.stats()
+    assert stats.get("audit-log", "pre_tool_call").dropped == dropped
+    assert stats.background_dropped == dropped
+    return numbers, dropped
+
+
+@pytest.mark.parametrize("overflow", ["wait", "drop"])
+async def test_an_async_burst_without_yielding_loses_no_record_silently(
+    tmp_path: Path, overflow: str
+) -> None:
+    manager, audit = burst_log(tmp_path, overflow)
+    for number in range(BURST):
+        await manager.invoke(hooks.PRE_TOOL_CALL, tool_call(number))
+    await manager.aclose()
+    numbers, dropped = accounted(audit, manager)
+    if overflow == "wait":
+        assert numbers == list(range(BURST)) and dropped == 0  # all of them, in order
+    else:
+        assert (len(numbers), dropped) == (50, BURST - 50)  # the loop never let them run
+
+
+@pytest.mark.parametrize("overflow", ["wait", "drop"])
+async def test_a_gathered_async_burst_loses_no_record_silently(
+    tmp_path: Path, overflow: str
+) -> None:
+    manager, audit = burst_log(tmp_path, overflow)
+    await asyncio.gather(*(manager.invoke(hooks.PRE_TOOL_CALL, tool_call(n)) for n in range(BURST)))
+    await manager.aclose()
+    numbers, dropped = accounted(audit, manager)
+    if overflow == "wait":
+        assert sorted(numbers) == list(range(BURST)) and dropped == 0
+    else:
+        assert (len(numbers), dropped) == (50, BURST - 50)
+
+
+def test_a_sync_burst_waits_for_every_record(tmp_path: Path) -> None:
+    manager, audit = burst_log(tmp_path, "wait")
+    for number in range(BURST):
+        manager.invoke_sync(hooks.PRE_TOOL_CALL, tool_call(number))
+    manager.close()
+    numbers, dropped = accounted(audit, manager)
+    assert numbers == list(range(BURST)) and dropped == 0
+
+
+def holder(release: threading.Event) -> Any:
+    @hook("turn_end", background=True, timeout=None)
+    async def hold(payload: Any, ctx: Any) -> None:
+        release.wait()  # holds interlock's event loop: no record is written meanwhile
+
+    return hold
+
+
+def test_a_sync_burst_in_drop_mode_writes_what_it_dropped_as_gaps(tmp_path: Path) -> None:
+    release = threading.Event()
+    manager, audit = burst_log(tmp_path, "drop", holder(release))
+    try:
+        manager.invoke_sync(hooks.TURN_END, hooks.TURN_END.payload_type(1))
+        for number in range(BURST):
+            manager.invoke_sync(hooks.PRE_TOOL_CALL, tool_call(number))
+    finally:
+        release.set()
+    manager.close()
+    numbers, dropped = accounted(audit, manager)
+    # The holder's call and the log's own turn_end call (it records only tool calls) hold
+    # two places in the queue; 48 records fit beside them.
+    assert (numbers, dropped) == (list(range(48)), BURST - 48)
+
+
+def test_drops_are_written_before_the_next_record_and_at_close(tmp_path: Path) -> None:
+    manager, audit = burst_log(tmp_path, "drop")
+    plugin = manager.registrations()[0].fn.__self__  # the AuditLog object
+    for _ in range(3):
+        plugin.background_dropped("pre_tool_call", 1)  # as the manager does when full
+    plugin.background_dropped("turn_end", 1)  # not a hook it records: no gap
+    manager.invoke_sync(hooks.PRE_TOOL_CALL, tool_call(3))
+    assert manager.drain_sync(timeout=10)
+    plugin.background_dropped("pre_tool_call", 2)  # trailing: written at close
+    manager.close()
+    records = lines(audit)
+    assert [r.get("gap") for r in records] == [3, None, 2]
+    assert records[1]["payload"]["call_id"] == "call-3"
+
+
+def test_the_config_entry_chooses_drop_and_the_default_waits(tmp_path: Path) -> None:
+    text = """
+plugins:
+  - name: audit-log
+    use: audit-log
+    config: {path: "%s"}
+"""
+    waits = load_config_text(text % (tmp_path / "a.jsonl"))
+    assert {r.overflow for r in waits.registrations()} == {"wait"}
+    drops = load_config_text((text + "    overflow: drop\n") % (tmp_path / "b.jsonl"))
+    assert {r.overflow for r in drops.registrations()} == {"drop"}
+    waits.close()
+    drops.close()
+
+
+def test_a_default_overflow_applies_to_plugins_with_background_handlers(tmp_path: Path) -> None:
+    manager = load_config_text(f"""
+defaults: {{overflow: drop}}
+plugins:
+  - name: audit-log
+    use: audit-log
+    config: {{path: "{tmp_path / "audit.jsonl"}"}}
+  - name: tool-guard
+    use: tool-guard
+""")  # tool-guard has no background handler: the default is not its concern
+    assert {r.overflow for r in manager.registrations() if r.plugin == "audit-log"} == {"drop"}
+    manager.close()

@@ -91,6 +91,21 @@ def _notification(data: Any, kind: str) -> list[Part]:
     return [(f"notice ({data['level']})", "cyan"), f" from {data['plugin']}: ", data["text"]]
 
 
+def _stats(data: Any, kind: str) -> list[Part]:
+    """The plugin counters logged at session end, in one line; dropped background calls
+    (a full queue: records an audit log wrote down as gaps) stand out."""
+    regs = data.get("registrations", ())
+    calls = sum(r.get("calls", 0) for r in regs)
+    errors = sum(r.get("errors", 0) for r in regs)
+    parts: list[Part] = [("plugin stats", "bold"),
+                         f" {len(regs)} registrations, {calls} calls, {errors} errors"]  # fmt: skip
+    dropped = [r for r in regs if r.get("dropped")]
+    if dropped:
+        lost = ", ".join(f"{r['plugin']} at {r['hook']}: {r['dropped']}" for r in dropped)
+        parts += ["; ", (f"background calls dropped: {lost}", "red")]
+    return parts
+
+
 def _other(data: Any, kind: str) -> list[Part]:
     return [(kind, "bold"), " ", json.dumps(data, ensure_ascii=False)]
 
@@ -104,6 +119,7 @@ _DESCRIBE: dict[str, Callable[[Any, str], list[Part]]] = {
     "tool_result": _tool,
     "hook": _hook,
     "notification": _notification,
+    "stats": _stats,
 }
 
 

@@ -437,18 +437,26 @@ def _members(
     return members
 
 
-def _options(defaults: Options, options: Options, specs: list[HookSpec[Any]]) -> dict[str, Any]:
+def _options(
+    defaults: Options, options: Options, hooks: tuple[list[HookSpec[Any]], bool]
+) -> dict[str, Any]:
     """`options` over the file's defaults. Defaults for `when`, `capabilities` and
-    `writable` keep only what applies to the plugin's hooks (`specs`)."""
+    `writable` keep only what applies to the plugin's hooks; a default `overflow` applies
+    only to plugins with background handlers (`hooks`: see `_hooks_of`)."""
+    specs, background = hooks
     merged = _applicable(defaults.given(), specs)
+    if not (background or merged.get("background") or options.background):
+        merged.pop("overflow", None)
     merged.update(options.given())
     return merged
 
 
-def _hooks_of(loaded: Mapping[str, Any], entries: list[Any]) -> list[HookSpec[Any]]:
-    """The hooks the plugins of `entries` (entries or (entry, member) pairs) handle."""
+def _hooks_of(loaded: Mapping[str, Any], entries: list[Any]) -> tuple[list[HookSpec[Any]], bool]:
+    """The hooks the plugins of `entries` (entries or (entry, member) pairs) handle, and
+    whether any handler is a background one."""
     probe = PluginManager()
     specs: list[HookSpec[Any]] = []
+    background = False
     for item in entries:
         entry = item[0] if isinstance(item, tuple) else item
         try:
@@ -456,7 +464,8 @@ def _hooks_of(loaded: Mapping[str, Any], entries: list[Any]) -> list[HookSpec[An
         except (InterlockError, TypeError, ValueError):
             continue  # registering for real reports the problem
         specs += [r.hook for r in handle.registrations]
-    return specs
+        background = background or any(r.background for r in handle.registrations)
+    return specs, background
 
 
 def _applicable(options: dict[str, Any], specs: list[HookSpec[Any]]) -> dict[str, Any]:

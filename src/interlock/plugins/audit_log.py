@@ -23,10 +23,23 @@ cooldown). `interval` syncs at most once per
 `fsync_interval`, `never` leaves it to the system. Records are written in the order of
 the invocations, by a thread of their own (the event loop never waits for the disk).
 Closing the manager drains pending records, writes them, then syncs and closes the file.
-Records are background work, so the manager's `background_limit` (1,000 waiting) bounds
-them: a host firing hooks faster than the disk takes records drops the excess, counted in
-`stats().background_dropped` and logged; raise the limit for bursts. An audit log
-registered into a session scope is the host's to close.
+
+No record is lost silently. Records are background work, bounded by the manager's
+`background_limit` (1,000 waiting), and the log registers with `overflow: wait`: when the
+queue is full, the invocation waits for room (back-pressure) as long as background calls
+keep finishing. Only when none finished for the registration's `timeout` (5 s by
+default), or when the host calls `invoke_sync` from a thread running an event loop (which
+must not block), is a record dropped. With `overflow: drop` in the plugin's entry the host
+never waits and the excess is dropped at once. Either way a dropped record is counted
+(`stats()`: the registration's `dropped` and `background_dropped`) and written down: a gap
+record, before the next record and at close, says how many were dropped, between which
+times, at which hooks:
+
+    {"gap": 12, "from": "2026-11-22T02:10:00.123+00:00",
+     "to": "2026-11-22T02:10:00.140+00:00", "hooks": {"pre_tool_call": 12}}
+
+so that the records plus the gaps' counts are every invocation. An audit log registered
+into a session scope is the host's to close (its trailing gap is written at close).
 """
 
 from __future__ import annotations
@@ -90,23 +103,77 @@ class AuditLog(Plugin):
         if unknown:
             raise ValueError(f"no hook {sorted(unknown)[0]!r}; hooks: {', '.join(_ALL)}")
         self._writer = _Writer(self.path, config)
+        self._gap = _Gap()
 
-    @hook(*_ALL, background=True)
+    @hook(*_ALL, background=True, overflow="wait")
     async def record(self, payload: Any, ctx: HookContext) -> None:
         """Queue the record of one invocation (a background handler: it runs after the
         others). Records are queued in the order of the invocations and written in that
         order by a thread of their own; with `fsync: always` this returns once the record
-        is on disk."""
+        is on disk. Records dropped since the last one are written down first, as a gap."""
         if ctx.hook.name not in self._hooks:
             return
+        if self._gap.count:
+            self._put_gap()
         line = json.dumps(entry(payload, ctx), ensure_ascii=False, default=str) + "\n"
         written = self._writer.put(line.encode())
         if self.config.fsync == "always":
             await asyncio.wrap_future(written)
 
+    def background_dropped(self, hook: str, count: int) -> None:
+        """Note records the manager dropped (a full queue): the next record, or closing,
+        writes them down as a gap record."""
+        if hook in self._hooks:
+            self._gap.add(hook, count)
+
     async def aclose(self) -> None:
-        """Write what is queued, sync and close the file."""
+        """Write what is queued (and a gap for records dropped since the last one), sync
+        and close the file."""
+        written = self._put_gap()
+        if written is not None:
+            with contextlib.suppress(OSError):  # the writer logged it
+                await asyncio.wrap_future(written)
         await asyncio.to_thread(self._writer.close)
+
+    def _put_gap(self) -> concurrent.futures.Future[None] | None:
+        gap = self._gap.take()
+        if gap is None:
+            return None
+        return self._writer.put((json.dumps(gap) + "\n").encode())
+
+
+class _Gap:
+    """Records dropped and not yet written down: how many, when, at which hooks.
+
+    Drops are noted from whichever thread invoked the hook; the record handler (on an
+    event loop) takes them, so both sides hold the lock.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        self._first = self._last = ""
+        self._hooks: dict[str, int] = {}
+
+    def add(self, hook: str, count: int) -> None:
+        now = _now()
+        with self._lock:
+            if not self.count:
+                self._first = now
+            self.count += count
+            self._last = now
+            self._hooks[hook] = self._hooks.get(hook, 0) + count
+
+    def take(self) -> dict[str, Any] | None:
+        """The gap record for what was dropped since the last take, if anything was."""
+        with self._lock:
+            if not self.count:
+                return None
+            gap = {"gap": self.count, "from": self._first, "to": self._last,
+                   "hooks": self._hooks}  # fmt: skip
+            self.count = 0
+            self._hooks = {}
+            return gap
 
 
 class _Writer:
@@ -236,7 +303,7 @@ def entry(payload: Any, ctx: HookContext) -> dict[str, Any]:
     """The audit record of one invocation, as its background handler sees it."""
     result: HookResult[Any] | None = ctx.result
     record: dict[str, Any] = {
-        "ts": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+        "ts": _now(),
         "session": ctx.session.id if ctx.session is not None else None,
         "turn": ctx.turn,
         "hook": ctx.hook.name,
@@ -246,6 +313,10 @@ def entry(payload: Any, ctx: HookContext) -> dict[str, Any]:
         record.update(_what_plugins_did(result))
     record["payload"] = summary(payload)
     return record
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def outcome(result: HookResult[Any] | None) -> str:

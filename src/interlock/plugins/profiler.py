@@ -11,8 +11,9 @@ It times each model call (from the last `pre_llm_call` handler to the first
 call (likewise, by call id), and reads the plugin statistics (`ctx.stats`) at
 `session_start` and `session_end`: the difference is the time spent per plugin and per
 hook in this session (`max ms`, a registration's longest single call, is over its life).
-The table is sent as a notification: shown live, written to the session log, and listed
-by `interlock log`.
+Background calls dropped in this session (the background queue was full) are listed under
+the table, per plugin and hook. The table is sent as a notification: shown live, written
+to the session log, and listed by `interlock log`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Callable, Sequence
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .. import (
     HookContext,
@@ -104,7 +106,8 @@ def render(
     tools: dict[str, list[float]],
     plugins: Sequence[RegistrationStats],
 ) -> str:
-    """The profile as text: a table of calls, then one of plugins (times in ms)."""
+    """The profile as text: a table of calls, then one of plugins (times in ms), then the
+    background calls dropped, if any were."""
     calls = Table("where", "calls", "total ms", "mean ms", "p95 ms", "max ms",
                   title="time per model and tool call", box=box.SIMPLE)  # fmt: skip
     if llm:
@@ -129,6 +132,11 @@ def render(
     console.print(calls)
     if shown:
         console.print(by_plugin)
+    dropped = [s for s in plugins if s.dropped]
+    if dropped:
+        console.print(Text("background calls dropped (the queue was full):"))
+        for stats in sorted(dropped, key=lambda s: (-s.dropped, s.plugin, s.hook)):
+            console.print(Text(f"  {stats.plugin} at {stats.hook}: {stats.dropped}"))
     return console.export_text().rstrip()
 
 
@@ -153,6 +161,7 @@ def _since(
             stats,
             calls=stats.calls - old.calls,
             errors=stats.errors - old.errors,
+            dropped=stats.dropped - old.dropped,
             time_total=stats.time_total - old.time_total,
         ))  # fmt: skip
     return out
