@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import dataclasses
 import threading
 import types
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -123,7 +124,7 @@ def run_modify(
             if duration > counters.time_max:
                 counters.time_max = duration
             continue
-        out = account(out, spec, payload, reg, action, None, duration)
+        out = account(out, spec, payload, reg, action, None, duration, inline=True)
         if out is not None:
             if out.stopped:
                 break
@@ -293,7 +294,7 @@ def run_observe(
             start = now
             continue
         now = perf_counter()
-        out = account(out, spec, payload, reg, action, None, now - start)
+        out = account(out, spec, payload, reg, action, None, now - start, inline=True)
         start = now
     if gathering is not None:
         gathering.out = out
@@ -466,10 +467,59 @@ def _remaining(reg: Registration, started: float) -> float | None:
     return max(reg.timeout - (perf_counter() - started), 0.0)
 
 
+class _Setup:
+    """A setup wait in progress (see `untimed`): when it began, and its bound."""
+
+    __slots__ = ("entered", "limit")
+
+    def __init__(self, entered: float, limit: float) -> None:
+        self.entered = entered
+        self.limit = limit
+
+
+_SCOPE: contextvars.ContextVar[asyncio.Timeout | None] = contextvars.ContextVar(
+    "interlock_timeout_scope", default=None
+)
+_SETUP: contextvars.ContextVar[_Setup | None] = contextvars.ContextVar(
+    "interlock_setup", default=None
+)
+
+
+@contextlib.asynccontextmanager
+async def untimed(limit: float) -> AsyncIterator[None]:
+    """Time a handler spends in this block, up to `limit` seconds, does not count against
+    its timeout: for waits that belong to the host's setup, not to the call (a plugin
+    process starting). Private: host-side code (transports) uses it, never plugins.
+
+    While the block runs, the handler's deadline is `limit` later; when it ends, the
+    deadline is moved back by what the block did not use.
+    """
+    loop = asyncio.get_running_loop()
+    setup = _Setup(loop.time(), limit)
+    token = _SETUP.set(setup)
+    _shift(limit)
+    try:
+        yield
+    finally:
+        _SETUP.reset(token)
+        _shift(-(limit - min(loop.time() - setup.entered, limit)))
+
+
+def _shift(seconds: float) -> None:
+    scope = _SCOPE.get()
+    deadline = None if scope is None else scope.when()
+    if scope is not None and deadline is not None and not scope.expired():
+        scope.reschedule(deadline + seconds)
+
+
 async def _within(awaitable: Awaitable[Any], reg: Registration, timeout: float | None) -> Any:
     if timeout is None:
         return await awaitable
+    setup = _SETUP.get()
+    if setup is not None:  # the handler is waiting for setup (`untimed`) as its timer starts
+        timeout += setup.limit
     scope = asyncio.timeout(timeout)
+    token = _SCOPE.set(scope)
     try:
         async with scope:
             result = await awaitable
@@ -477,6 +527,8 @@ async def _within(awaitable: Awaitable[Any], reg: Registration, timeout: float |
         if not scope.expired():
             raise
         raise late(reg, reg.timeout or timeout) from None
+    finally:
+        _SCOPE.reset(token)
     if scope.expired():  # the handler swallowed its cancellation; its answer is late
         raise late(reg, reg.timeout or timeout)
     return result

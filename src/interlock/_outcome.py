@@ -291,12 +291,16 @@ def account(
     action: Any,
     error: BaseException | None,
     duration: float,
+    *,
+    inline: bool = False,
 ) -> Outcome | None:
-    """Account for one finished handler call that did more than quietly continue."""
+    """Account for one finished handler call that did more than quietly continue;
+    `inline`: it finished in its first step, with no timer on it."""
     if duration > reg.limit and not isinstance(error, HookTimeoutError):
-        if reg.is_async and reg.timeout is not None and duration > reg.timeout:
+        if inline and reg.is_async and reg.timeout is not None and duration > reg.timeout:
             # It finished without waiting, so no timer could stop it; its time is up all
-            # the same, and an answer past the timeout is discarded.
+            # the same, and an answer past the timeout is discarded. (One that waited had
+            # a timer, which `_dispatch` already checked, setup time excluded.)
             error = late(reg, duration)
         else:
             _log_slow(reg, duration)

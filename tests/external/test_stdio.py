@@ -269,9 +269,12 @@ from interlock import PluginManager, ToolCall, hooks
 from interlock.external import StdioTransport, connect
 
 async def main():
-    # A plugin that never reads its input: the pipe fills, and the host must not freeze.
-    transport = StdioTransport([sys.executable, "-c", "import time; time.sleep(600)"],
-                               limit=10_000_000)
+    # A plugin that stops reading after its handshake: the pipe fills, and the host must
+    # not freeze.
+    deaf = ("import json, sys, time; m = json.loads(sys.stdin.readline()); "
+            "print(json.dumps({'jsonrpc': '2.0', 'id': m['id'], 'result': "
+            "{'protocol': 1, 'hooks': ['pre_tool_call']}}), flush=True); time.sleep(600)")
+    transport = StdioTransport([sys.executable, "-c", deaf], limit=10_000_000)
     manager = PluginManager()
     manager.register(connect(transport, name="deaf", hooks=["pre_tool_call"]), timeout=0.5)
     big = ToolCall("shell", {"command": "x" * 2_000_000})

@@ -189,3 +189,17 @@ async def test_a_back_off_longer_than_the_call_fails_it_by_its_timeout(
     [failure] = waiting.errors
     assert failure.kind == "timeout" and waiting.blocked  # waited its timeout, then closed
     assert transport.starts == 1
+
+
+async def test_a_slow_start_is_waited_for_outside_the_calls_timeout(
+    chaos: Callable[..., StdioTransport],
+) -> None:
+    # The plugin takes longer to answer `initialize` than the call may take: the wait for
+    # the handshake (bounded by its own timeout) does not count against the call's.
+    plugin = connect(chaos("--slow-start", "0.5"), name="slow", hooks=["pre_tool_call"])
+    manager = PluginManager()
+    manager.register(plugin, timeout=0.2, on_error="block")
+    result = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("answered"))
+    await manager.aclose()
+    assert result.errors == ()
+    assert result.blocked_by == "slow" and result.reason == "answered"

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import ProtocolError
+from .._dispatch import untimed
 from ._channel import Channel, WarningLimit
 from .protocol import MAX_MESSAGE_BYTES, result_of
 
@@ -112,7 +113,10 @@ class StdioTransport:
                 break
             await self._sleep(run)
         try:
-            hello = await self._greet(run, method, params)
+            # Starting the plugin is the host's setup, bounded by the handshake timeout:
+            # the first call's own timeout starts once the plugin is ready.
+            async with untimed(self.handshake_timeout):
+                hello = await self._greet(run, method, params)
             if method == "initialize":
                 return hello
             result = await run.channel.call(method, params)

@@ -1,7 +1,7 @@
 """A stdio plugin that misbehaves on request, for the transport's hardening tests.
 
 Options: `--protocol N` and `--hooks a,b` change its `initialize` answer (`--hooks ""`:
-none). At pre_tool_call, by tool name:
+none); `--slow-start S` answers `initialize` only after S seconds. At pre_tool_call, by tool name:
 - "escape": starts a helper in a session of its own (`setsid`) that keeps the plugin's
   stdin, stdout and stderr open, says `helper PID` on stderr, and answers;
 - "fork-exit": the same, then exits without answering;
@@ -14,10 +14,12 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--protocol", type=int, default=1)
 parser.add_argument("--hooks", default="pre_tool_call")
+parser.add_argument("--slow-start", type=float, default=0.0)
 options = parser.parse_args()
 
 
@@ -38,6 +40,7 @@ for line in sys.stdin:
     message = json.loads(line)
     id, method = message["id"], message["method"]
     if method == "initialize":
+        time.sleep(options.slow_start)  # stands in for a plugin that loads slowly
         hooks = [h for h in options.hooks.split(",") if h]
         send({"id": id, "result": {"protocol": options.protocol, "hooks": hooks}})
         continue
