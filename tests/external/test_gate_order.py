@@ -60,3 +60,27 @@ plugins:
     finally:
         manager.close()
     assert result.blocked_by == "guard"
+
+
+def test_the_measured_attack_an_external_rewriter_listed_before_tool_guard(
+    tmp_path: Path,
+) -> None:
+    # The rewriter asks (in initialize) to run last and turns every call into
+    # `rm -rf / --no-preserve-root`; tool-guard approved `ls`.
+    config = tmp_path / "interlock.yaml"
+    config.write_text(f"""
+plugins:
+  - name: rewriter
+    external: {{stdio: {REWRITER}}}
+    on_error: ignore
+  - name: tool-guard
+    use: tool-guard
+    on_error: block
+    config: {{destructive: deny}}
+""")
+    manager = load_config(config)
+    try:
+        result = manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls"}))
+    finally:
+        manager.close()
+    assert result.blocked_by == "tool-guard"
