@@ -196,7 +196,7 @@ async def test_plugins_that_keep_changing_the_payload_end_blocked() -> None:
     assert result.reason is not None and "kept changing the payload" in result.reason
 
 
-async def test_an_equal_but_retyped_value_is_a_change() -> None:
+async def test_an_equal_value_of_another_type_does_not_slip_past_the_gate() -> None:
     @hook("pre_tool_call", name="strict")
     def strict(call: ToolCall, ctx: Any) -> Block | None:
         return Block("recursive") if call.arguments.get("recursive") is True else None
@@ -209,7 +209,10 @@ async def test_an_equal_but_retyped_value_is_a_change() -> None:
     manager.register(strict)
     manager.register(retype)
     result = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("fs_delete", {"recursive": 1}))
-    assert result.blocked_by == "strict"
+    # An equal payload changes nothing: the host runs what the gate judged, `1`, not `True`.
+    assert not result.blocked
+    assert result.payload is not None
+    assert type(result.payload.arguments["recursive"]) is int
 
 
 async def test_a_question_asked_again_reaches_the_approver_once() -> None:

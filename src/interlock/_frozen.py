@@ -7,7 +7,6 @@ lists become tuples, and anything that is not JSON data is refused with the path
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -86,26 +85,6 @@ class FrozenDict(dict[str, Any]):
             handler(dict[str, JsonValue]),
             serialization=core_schema.plain_serializer_function_ser_schema(dict),
         )
-
-
-def identical(a: Any, b: Any) -> bool:
-    """Whether `a` and `b` hold the same data, types included: `1` is not `True` nor `1.0`,
-    so a plugin cannot pass off a changed value as unchanged. Payloads, their nested
-    dataclasses, mappings and sequences are compared item by item."""
-    if a is b:
-        return True
-    kind = type(a)
-    if kind is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(identical(value, b[key]) for key, value in a.items())
-    if kind is tuple or kind is list:
-        return len(a) == len(b) and all(map(identical, a, b))
-    if dataclasses.is_dataclass(a):
-        return all(identical(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
-    if kind is float and a != a:  # NaN: the same value, though unequal to itself
-        return bool(b != b)
-    return bool(a == b)
 
 
 def freeze_json(value: Any, path: str = "value") -> Any:

@@ -29,7 +29,6 @@ from ._exceptions import (
     HookTimeoutError,
     InvalidActionError,
 )
-from ._frozen import identical
 from ._log import logger
 
 if TYPE_CHECKING:
@@ -162,7 +161,9 @@ class Outcome:
         self.stopped = True
 
     def _modify(self, reg: Registration, new: Any) -> None:
-        if identical(new, self.payload):  # a Modify that changes nothing
+        if new is self.payload or new == self.payload:
+            # Changes nothing, so the payload stays the one the handlers saw: an equal
+            # value of another type (`True` for `1`) never slips past them.
             if self.entries is None:  # asked again, it just agrees: not listed twice
                 self.modified_by.append(reg.plugin)
                 reg.counters.modifications += 1
