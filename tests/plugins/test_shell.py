@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from interlock.plugins._shell import (
+    MAX_BRACE_WORDS,
+    MAX_CHARS,
+    MAX_COMMANDS,
     MAX_DEPTH,
     Analysis,
     analyse_argv,
@@ -27,7 +30,7 @@ def programs(analysis: Analysis) -> list[str]:
         ("x() { inner; }; x", ["inner", "x"]),
         ("cat <<EOF\n$(hidden)\nEOF", ["cat", "hidden"]),
         ("X=$(assigned) ls", ["ls", "assigned"]),
-        ("export A=$(declared)", ["declared"]),
+        ("export A=$(declared)", ["export", "declared"]),  # declarations are commands
         ("bash -c 'a; b'", ["bash", "a", "b"]),
         ("sh -ec 'a'", ["sh", "a"]),
         ("eval 'a | b'", ["eval", "a", "b"]),
@@ -158,3 +161,113 @@ def test_argument_vectors_are_judged_as_argv() -> None:
     (single,) = analyse_argv(["echo", "a; rm -rf /"]).commands  # no shell: one argument
     assert single.words == ("a; rm -rf /",)
     assert analyse_argv([]).opaque
+
+
+@pytest.mark.parametrize(
+    ("script", "words"),
+    [
+        ("rm {-r,-f} x", ("-r", "-f", "x")),
+        ("rm {-rf,} x", ("-rf", "x")),
+        ("rm -{r,f} x", ("-r", "-f", "x")),
+        ("echo a{1..3}", ("a1", "a2", "a3")),
+        ("echo {a..c}", ("a", "b", "c")),
+        ("echo '{a,b}' \\{a,b}", ("{a,b}", "{a,b}")),  # quoted or escaped: no expansion
+        ("find . -exec x {} +", (".", "-exec", "x", "{}", "+")),
+    ],
+)  # fmt: skip
+def test_brace_expansion_happens_before_judging(script: str, words: tuple[str, ...]) -> None:
+    assert analyse_script(script).commands[0].words == words
+
+
+def test_a_brace_expansion_too_large_to_judge_is_opaque() -> None:
+    analysis = analyse_script(f"rm {{1..{MAX_BRACE_WORDS * 2}}}")
+    assert "brace expansion" in analysis.opaque[0].why
+
+
+@pytest.mark.parametrize(
+    ("program", "words", "flags"),
+    [
+        ("rm", ["--rec", "--f"], {"-r", "-f"}),
+        ("rm", ["--r"], {"-r"}),
+        ("chmod", ["--recur"], {"-R"}),
+        ("chmod", ["--re"], {"--reference", "-R"}),  # ambiguous: every candidate counts
+        ("git", ["--har"], {"--hard"}),
+        ("git", ["--forc"], {"-f", "--force-with-lease", "--force-if-includes"}),
+        ("ls", ["--rec"], {"--rec"}),  # programs outside the table keep what is written
+    ],
+)  # fmt: skip
+def test_long_option_abbreviations_count_as_the_options(
+    program: str, words: list[str], flags: set[str]
+) -> None:
+    assert normalise_flags(program, words) == flags
+
+
+def test_line_continuations_are_removed_as_bash_removes_them() -> None:
+    assert "rm" in programs(analyse_script("r\\\nm -rf x"))
+    assert analyse_script("rm -r\\\nf x").commands[0].flags >= {"-r", "-f"}
+
+
+def test_written_paths_are_normalised_and_found_in_arguments() -> None:
+    def writes(script: str) -> set[str | None]:
+        return {w for c in analyse_script(script).commands for w in c.writes}
+
+    assert writes("dd if=/dev/zero of=//dev/./sda") == {"/dev/sda"}
+    assert writes("echo x > /dev/../dev//sda") == {"/dev/sda"}
+    assert writes("ls | tee -a a.log /dev/sdb") == {"a.log", "/dev/sdb"}
+    assert writes("cp /dev/zero /dev/sda") == {"/dev/sda"}
+    assert writes("cp -t /backup a b") == {"/backup"}
+    assert writes("find / -fls /dev/sdc") == {"/dev/sdc"}
+
+
+@pytest.mark.parametrize(
+    ("script", "why"),
+    [
+        ("cat <<EOF\n`id`\nEOF\n", "substitution the analysis did not read"),
+        ("echo ${x:-`id`}", "substitution the analysis did not read"),
+        ("echo $((x))", "arithmetic reads `x`"),
+        ("x=$(date); echo $((x))", "arithmetic reads `x`"),
+        ("echo $(( $(date +%s) ))", "output of a substitution"),
+        ("echo $(($1 + 1))", "parameter whose value is not known"),
+        ("x='a[$(id)]'", "array element with a substitution"),
+        ("unset 'a[$(id)]'", "substitution in its subscript"),
+        ("declare -n r=$y", "name reference"),
+        ("echo ${x@P}", "as a prompt"),
+        ("echo ${!x}", "${!name}"),
+        ("alias ll='ls -l'", "alias"),
+        ("bind -x '\"\\C-t\": id'", "command run later"),
+        ("bash /dev/stdin", "reads commands from its input"),
+        ("python3 /proc/self/fd/0", "reads code from its input"),
+        ("sed '1e id' f", "sed script"),
+        ("awk 'BEGIN { system(\"id\") }'", "awk program"),
+        ("parallel echo ::: a", "through a shell"),
+        ("git -c alias.x='!id' x", "may run code"),
+        ("LD_PRELOAD=/tmp/x.so ls", "LD_PRELOAD"),
+        ("PS1='$(id)'", "PS1"),
+        ("env -S \"$X\"", "env runs text that is not known"),
+    ],
+)  # fmt: skip
+def test_hidden_code_is_opaque(script: str, why: str) -> None:
+    opaque = analyse_script(script).opaque
+    assert any(why in part.why for part in opaque), opaque
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "x=1; echo $((x + 1))", "for ((i = 0; i < 3; i++)); do echo $i; done",
+        "for i in 1 2; do echo $((i * 2)); done", "let n=2; echo $((n))", "echo $((RANDOM % 6))",
+        "declare -A m; m[key]=1; echo ${m[key]}", "echo ${!arr[@]} ${#x} ${x:-y}",
+        "cat <<'EOF'\n$(literal) `literal`\nEOF\n", 'echo "\\`x"', "sed -e 's/a/b/g' f",
+        "awk '$1 > 2 || $2 < 1 {print $1}' f", "trap - EXIT", "trap -p",
+    ],
+)  # fmt: skip
+def test_look_alikes_of_hidden_code_are_not_opaque(script: str) -> None:
+    assert analyse_script(script).opaque == (), script
+
+
+def test_long_text_and_many_commands_are_opaque_not_slow() -> None:
+    long = analyse_script("echo " + "a" * MAX_CHARS)
+    assert not long.commands and f"longer than {MAX_CHARS}" in long.opaque[0].why
+    many = analyse_script("ls; " * (MAX_COMMANDS + 5))
+    assert f"more than {MAX_COMMANDS} commands" in many.opaque[-1].why
+    assert analyse_argv(["echo", "a" * MAX_CHARS]).opaque

@@ -304,3 +304,202 @@ def test_globs_on_other_arguments_of_shell_tools_and_on_other_tools_stay() -> No
 def test_bad_command_rules_are_refused(rule: dict[str, Any], says: str) -> None:
     with pytest.raises(ValidationError, match=says):
         ToolGuardConfig.model_validate({"rules": [rule]})
+
+
+# -- bypasses found by a red-team review (issue 9): each must be denied or asked about -----
+
+# Under the example config (default deny, `echo`/`cat`/`grep`/`ls` allowed): code hidden
+# where the first analysis did not look. Nothing here may be allowed.
+HIDDEN_CODE = [
+    "cat <<EOF\n`rm -rf /tmp/v`\nEOF\n",
+    "grep -e x <<EOF\n`rm -rf /tmp/v`\nEOF\n",
+    "cat <<EOF\nx `rm -rf /tmp/v` y\nEOF\n",
+    "cat <<EOF\n${x:-`rm -rf /tmp/v`}\nEOF\n",
+    "echo ${x:-`rm -rf /tmp/v`}",
+    'echo "${x:-`rm -rf /tmp/v`}"',
+    "ls; x='a[$(rm -rf /tmp/v)]'; echo $((x))",
+    "echo $(( 'a[$(rm -rf /tmp/v)]' ))",
+    "echo $[ 'a[$(rm -rf /tmp/v)]' ]",
+    "ls; [[ 'a[$(rm -rf /tmp/v)]' -eq 0 ]]",
+    "[[ 'a[$(rm -rf /tmp/v)]' -eq 0 ]]",
+    "ls; (( 'a[$(rm -rf /tmp/v)]' ))",
+    "x='a[$(rm -rf /tmp/v)]'; echo ${!x}",
+    "x='$(rm -rf /tmp/v)'; echo ${x@P}",
+    "echo ${x@P}",
+    "ls; declare -i x='a[$(rm -rf /tmp/v)]'",
+    "ls; typeset -i y='b[$(rm -rf /tmp/v)]'",
+    "ls; declare -a a; unset 'a[$(rm -rf /tmp/v)]'",
+    "ls; readonly x='a[$(rm -rf /tmp/v)]'; echo $((x))",
+    "ls; export x='a[$(rm -rf /tmp/v)]'; ls; [[ $x -eq 0 ]]",
+    "ls; read -r x <<< 'a[$(rm -rf /tmp/v)]'; echo $((x))",
+    "ls; x=a[\\$\\(rm\\ -rf\\ /tmp/v\\)]; echo $((x))",
+    "ls && for ((i='a[$(rm -rf /tmp/v)]';i<1;i++)); do :; done",
+    "echo $(( $(cat /tmp/n) + 1 ))",
+    "echo ${s:$off}",
+    "echo ${a[$i]}",
+    "ls; declare -n r='a[$(rm -rf /tmp/v)]'; echo $r",
+    "ls; printf -v 'a[$(rm -rf /tmp/v)]' x",
+    "ls; test -v 'a[$(rm -rf /tmp/v)]'",
+    "ls; local x",
+]
+
+
+@pytest.mark.parametrize("command", HIDDEN_CODE)
+def test_code_hidden_in_expansions_arithmetic_and_declarations_is_never_allowed(
+    command: str,
+) -> None:
+    assert isinstance(judge(DEFAULT_DENY, command), Block | Ask), command
+
+
+# Under the docs' config (destructive: deny, default allow): each of these runs rm -rf or
+# writes to a disk, and must be denied or asked about.
+DESTRUCTIVE_SPELLINGS = [
+    "r\\\nm -rf /tmp/v",
+    "rm -r\\\nf /tmp/v",
+    "echo /tmp/v | xargs -i rm -rf {}",
+    "echo /tmp/v | xargs -l rm -rf",
+    "echo /tmp/v | xargs -e rm -rf",
+    "echo /tmp/v | xargs --replace rm -rf {}",
+    "env -vS'rm -rf /tmp/v'",
+    "env -iS'rm -rf /tmp/v'",
+    "env --split-str='rm -rf /tmp/v'",
+    "bash /dev/stdin <<< 'rm -rf /tmp/v'",
+    "bash /proc/self/fd/0 <<< 'rm -rf /tmp/v'",
+    "bash - <<< 'rm -rf /tmp/v'",
+    "source /proc/self/fd/0 <<< 'rm -rf /tmp/v'",
+    "python3 /dev/stdin <<< 'import shutil; shutil.rmtree(\"/tmp/v\")'",
+    "rm {-r,-f} /tmp/v",
+    "rm {-r,x} /tmp/v",
+    "rm {-rf,} /tmp/v",
+    "rm -{r,f} /tmp/v",
+    "rm --rec /tmp/v",
+    "rm --r --f /tmp/v",
+    "chmod --recur 777 /",
+    "chown --recursive=x root /",
+    "git reset --har",
+    "git clean --forc -d",
+    "git push --mirr",
+    "git push --del origin main",
+    "git push --forc origin main",
+    "flock /tmp/l -c 'rm -rf /tmp/v'",
+    "flock -x /tmp/l -c 'rm -rf /tmp/v'",
+    "flock /tmp/l rm -rf /tmp/v",
+    "flock -c 'rm -rf /tmp/v' /tmp/l",
+    "trap 'rm -rf /tmp/v' EXIT",
+    "alias x='rm -rf'\nx /tmp/v",
+    "shopt -s expand_aliases\nalias ls='rm -rf'\nls /tmp/v",
+    "runuser -u root -- rm -rf /tmp/v",
+    "runuser root -c 'rm -rf /tmp/v'",
+    "su -lc 'rm -rf /tmp/v'",
+    "toybox rm -rf /tmp/v",
+    "parallel rm -rf ::: /tmp/v",
+    "setsid -f rm -rf /tmp/v",
+    "ionice -c 3 rm -rf /tmp/v",
+    "chrt -f 1 rm -rf /tmp/v",
+    "taskset -c 0 rm -rf /tmp/v",
+    "unbuffer rm -rf /tmp/v",
+    "script -qc 'rm -rf /tmp/v' /dev/null",
+    "sed -n '1e rm -rf /tmp/v' /etc/hostname",
+    "sed 's/.*/rm -rf \\/tmp\\/v/e' /etc/hostname",
+    "awk 'BEGIN{system(\"rm -rf /tmp/v\")}'",
+    "GIT_PAGER='rm -rf /tmp/v' git log",
+    "git -c core.sshCommand='rm -rf /tmp/v' fetch",
+    "PROMPT_COMMAND='rm -rf /tmp/v' bash -i",
+    "BASH_ENV=/tmp/x bash -c ls",
+    "PS4='$(rm -rf /tmp/v)' bash -xc ls",
+    "dd if=/dev/zero of=//dev/sda",
+    "dd if=/dev/zero of=/dev/./sda",
+    "dd if=/dev/zero of=/dev/../dev/sda",
+    "cat /etc/hostname | tee /dev/sda",
+    "cp /dev/zero /dev/sda",
+    "find /tmp -fls /dev/sda",
+    "find /tmp -fprintf /dev/sda %p",
+    "echo x > //dev/sda",
+    "echo o > /proc/sysrq-trigger",
+    "systemctl poweroff",
+    "systemctl reboot",
+    "init 0",
+    "telinit 6",
+    "rm $'-rf' /tmp/v",
+    "x=rm; $x -rf /tmp/v",
+    "echo " + "a " * 40_000,
+]
+
+
+@pytest.mark.parametrize("command", DESTRUCTIVE_SPELLINGS)
+def test_destructive_spellings_are_never_allowed(command: str) -> None:
+    assert isinstance(judge(DEFAULT_ALLOW, command), Block | Ask), command
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "r\\\nm -rf /tmp/v", "echo /tmp/v | xargs -i rm -rf {}", "env -vS'rm -rf /tmp/v'",
+        "rm {-r,-f} /tmp/v", "rm --rec /tmp/v", "git reset --har", "chmod --recur 777 /",
+        "flock /tmp/l -c 'rm -rf /tmp/v'", "trap 'rm -rf /tmp/v' EXIT", "toybox rm -rf /",
+        "runuser -u root -- rm -rf /tmp/v", "dd of=//dev/sda", "tee /dev/sda",
+        "cp /dev/zero /dev/sda", "systemctl poweroff", "echo o > /proc/sysrq-trigger",
+    ],
+)  # fmt: skip
+def test_what_the_analysis_now_reads_is_denied_by_the_destructive_set(command: str) -> None:
+    answer = judge(DEFAULT_ALLOW, command)
+    assert isinstance(answer, Block) and "the destructive set" in answer.reason, answer
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"command": "rm", "args": "-rf /tmp/v"},
+        {"command": ["rm"], "args": ["-rf", "/tmp/v"]},
+        {"cmd": ["rm"], "args": ["-r", "/tmp/v"]},
+        {"command": "rm", "args": ["-rf", "/tmp/v"]},
+        {"command": "ls", "cmd": "rm -rf /tmp/v"},
+    ],
+)
+def test_a_program_and_its_arguments_under_two_keys_are_judged_joined(
+    arguments: dict[str, Any],
+) -> None:
+    call = ToolCall("shell", arguments)
+    for guard in (DEFAULT_ALLOW, DEFAULT_DENY):
+        assert isinstance(guard.on_pre_tool_call(call, None), Block), (arguments, guard)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "ls -la", "ls -la | grep -i x", "echo \"$(pwd)\"", "grep -r --include=*.py foo .",
+        "x=1; echo $((x+1))", "for i in 1 2 3; do echo $((i*2)); done",
+        "n=5; for ((i=0; i<n; i++)); do echo $i; done", "echo ${#x} ${x:-default}",
+        "cat <<'EOF'\nliteral $(x) and `y`\nEOF\n", 'echo "a\\`b"', "echo {a,b}.txt",
+        "cat file | head -n 5", "wc -l *.py",
+    ],
+)  # fmt: skip
+def test_benign_look_alikes_stay_allowed(command: str) -> None:
+    assert judge(DEFAULT_DENY, command) is None, command
+    assert judge(DEFAULT_ALLOW, command) is None, command
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["git push origin main", "sed -i 's/a/b/g' f.txt", "awk -F, '$3 > 10 {print $1}' f",
+     "cp a.txt b.txt", "mkdir -p build/{lib,bin}", "export FOO=bar", "tee out.log"],
+)  # fmt: skip
+def test_benign_commands_stay_allowed_under_default_allow(command: str) -> None:
+    assert judge(DEFAULT_ALLOW, command) is None, command
+
+
+def test_arithmetic_on_a_value_the_script_did_not_set_is_asked_about() -> None:
+    """The trade-off: bash evaluates a variable's value in arithmetic as code (`a[$(cmd)]`),
+    so arithmetic on a value the script did not set to a number is opaque."""
+    answer = judge(DEFAULT_ALLOW, "echo $((COUNT + 1))")
+    assert isinstance(answer, Ask) and "`COUNT`" in answer.question
+    assert judge(DEFAULT_ALLOW, "COUNT=3; echo $((COUNT + 1))") is None
+
+
+def test_declarations_are_judged_as_commands() -> None:
+    answer = judge(DEFAULT_DENY, "export FOO=bar")
+    assert isinstance(answer, Block) and "the `export` command" in answer.reason
+    guard = ToolGuard(ToolGuardConfig.model_validate(
+        {"default": "deny", "rules": [{"allow": {"program": ["export", "echo"]}}]}
+    ))  # fmt: skip
+    assert judge(guard, "export FOO=bar; echo $FOO") is None

@@ -211,7 +211,9 @@ def _flow(value: str | tuple[str, ...]) -> str:
 
 
 _DISKS = ("/dev/sd*", "/dev/hd*", "/dev/vd*", "/dev/xvd*", "/dev/nvme*", "/dev/mmcblk*",
-          "/dev/disk*", "/dev/mapper/*", "/dev/md*", "/dev/dm-*")  # fmt: skip
+          "/dev/disk*", "/dev/mapper/*", "/dev/md*", "/dev/dm-*", "/dev/mem", "/dev/kmem",
+          "/dev/port", "/proc/sysrq-trigger")  # fmt: skip
+_SYSTEM_STATES = ("poweroff", "reboot", "halt", "kexec", "emergency", "rescue", "soft-reboot")
 
 DESTRUCTIVE: tuple[CommandPattern, ...] = (
     CommandPattern(program="rm", flags=("-r",)),
@@ -245,6 +247,11 @@ DESTRUCTIVE: tuple[CommandPattern, ...] = (
     CommandPattern(program="git", args=("clean",), flags=("-f",)),
     CommandPattern(program="crontab", flags=("-r",)),
     CommandPattern(program=("shutdown", "reboot", "halt", "poweroff")),
+    *(CommandPattern(program=("systemctl", "loginctl"), args=(state,)) for state in _SYSTEM_STATES),
+    *(
+        CommandPattern(program=("init", "telinit"), args=(level,))
+        for level in ("0", "6", "1", "[sS]")
+    ),
 )
 """The built-in destructive-command set (`destructive: deny` or `ask` turns it on)."""
 
@@ -541,9 +548,27 @@ class ToolGuard(Plugin):
         if not texts and not vectors and not opaque:
             keys = ", ".join(self._keys)
             opaque.append(_shell.Opaque(call.tool_name, f"no command argument ({keys})"))
-        if texts and vectors:  # an executable with its arguments: `{command: x, args: [...]}`
-            texts = [f"{text} {shlex.join(words)}" for text in texts for words in vectors]
-            vectors = []
+        if len(texts) + len(vectors) > 1:
+            # A program under one key and its arguments under another (`{command: rm, args:
+            # -rf x}`) run as one command: judged joined, in key order; each value of a key
+            # other than `args` is judged alone as well, in case it is a command by itself.
+            parts: list[tuple[str, str | list[str]]] = []
+            for key in self._keys:
+                value = call.arguments.get(key)
+                if isinstance(value, str):
+                    parts.append((key, value))
+                elif _is_words(value):
+                    parts.append((key, list(value)))
+            alone = [value for key, value in parts if key != "args"]
+            texts = [value for value in alone if isinstance(value, str)]
+            vectors = [value for value in alone if not isinstance(value, str)]
+            if all(not isinstance(value, str) for _, value in parts):
+                vectors.append(
+                    [w for _, value in parts if not isinstance(value, str) for w in value]
+                )
+            else:
+                texts.append(" ".join(value if isinstance(value, str) else shlex.join(value)
+                                      for _, value in parts))  # fmt: skip
         analyses = [_shell.analyse_script(text) for text in texts]
         analyses += [_shell.analyse_argv(words) for words in vectors]
         if len(analyses) == 1 and not opaque:
