@@ -47,7 +47,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         ["AKIA" + body(16, UPPER), "ASIA" + body(16, UPPER), "ABIA" + body(16, UPPER),
          "ACCA" + body(16, UPPER), "A3TX" + body(16, UPPER)],
         ["AKIA" + "X" * 16, "AKIA" + body(9, UPPER) + "EXAMPLE", "AKIA" + body(12, UPPER),
-         "x" + "AKIA" + body(16, UPPER), "AKIA" + body(17, UPPER), "akia" + body(16, HEX)],
+         "X" + "AKIA" + body(16, UPPER), "AKIA" + body(17, UPPER), "akia" + body(16, HEX)],
     ),
     "aws-secret-access-key": (
         ['aws_secret_access_key = "' + body(40, ALNUM + "/+") + '"',

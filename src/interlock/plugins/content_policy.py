@@ -1,7 +1,8 @@
 """`content_policy`: redact personal data and secrets, and block what must never pass.
 
-On messages in and out, on the model's requests and answers, and on streamed text before
-it is shown (holding back its newest `stream_hold` characters to judge them). Detectors: e-mail
+On messages in and out, on the model's requests and answers, on tool results before the
+runtime stores or shows them, and on streamed text before it is shown (holding back its
+newest `stream_hold` characters to judge them). Detectors: e-mail
 addresses, phone numbers, payment card numbers (Luhn-checked), IBANs (check digits), US
 social security numbers, common API-key and secret formats, and regexes of your own.
 
@@ -14,6 +15,11 @@ social security numbers, common API-key and secret formats, and regexes of your 
           deny: [api_key]               # a secret in a message blocks it
           deny_patterns: ["(?i)internal use only"]
           custom: {employee_id: "EMP-\\\\d{6}"}
+
+Values are found however they are spelt (full-width or other digits, a full-width `@`, zero-width
+characters or soft hyphens inside, unusual spaces and dashes) and removed whole, invisible
+characters included. A tool result holding a `deny` kind is withheld: the model gets an
+error result naming the plugin instead.
 
 What it found is reported by kind and count (in the block reason, the log, a `notify`
 and, on messages, `metadata["content_policy"]`), never the value itself. Tool calls the
@@ -44,15 +50,21 @@ from .. import (
     Plugin,
     StreamChunk,
     ToolCall,
+    ToolResult,
 )
-from ._detectors import BUILT_IN, Detector, detectors, redact, scan
+from ._detectors import BUILT_IN, Detector, View, detectors, redact, scan
 
 logger = logging.getLogger("interlock.plugins.content_policy")
 
 _CACHED_CHARS = 4096  # texts up to this long are judged once and remembered
 
 Where = Literal[
-    "message_received", "message_sending", "pre_llm_call", "post_llm_call", "llm_stream_chunk"
+    "message_received",
+    "message_sending",
+    "pre_llm_call",
+    "post_llm_call",
+    "llm_stream_chunk",
+    "post_tool_call",
 ]
 _EVERYWHERE: tuple[Where, ...] = (
     "message_received",
@@ -60,6 +72,7 @@ _EVERYWHERE: tuple[Where, ...] = (
     "pre_llm_call",
     "post_llm_call",
     "llm_stream_chunk",
+    "post_tool_call",
 )
 _HELD = "stream_held"  # the key of the streamed text not shown yet, in the session state
 _CUTS = 32  # places tried for where to stop showing streamed text, per chunk
@@ -81,7 +94,8 @@ class ContentPolicyConfig(BaseModel):
     replacement: str = "[{kind}]"
     """What a redacted value becomes; `{kind}` names what it was."""
     where: list[Where] = Field(default_factory=lambda: list(_EVERYWHERE))
-    """The hooks it acts on."""
+    """The hooks it acts on. `post_tool_call` redacts a tool's output before the host
+    stores or shows it (and withholds a result holding a `deny` kind)."""
     stream_hold: int = Field(default=256, ge=0)
     """Characters of streamed text held back (`llm_stream_chunk`) until they can be judged:
     values up to this long are redacted before any of them is shown, however the chunks
@@ -167,6 +181,22 @@ class ContentPolicy(Plugin):
             return None
         self._report(verdict.counts, ctx)
         return Modify(response.replace(content=verdict.text))
+
+    def on_post_tool_call(self, result: ToolResult, ctx: HookContext) -> Any:
+        """Redact a tool's output before the host stores, shows or sends it to the model.
+
+        A `deny` kind or pattern blocks: the host withholds the result (the reference
+        runtime gives the model an error result naming this plugin and the reason).
+        """
+        if "post_tool_call" not in self._where:
+            return None
+        verdict = self._judge(result.output)
+        if verdict.denied is not None:
+            return self._block(verdict, ctx)
+        if not verdict.counts:
+            return None
+        self._report(verdict.counts, ctx)
+        return Modify(result.replace(output=verdict.text))
 
     # -- streamed text ----------------------------------------------------------------------
 
@@ -262,10 +292,11 @@ class ContentPolicy(Plugin):
     def _judge_text(self, text: str) -> _Verdict:
         if not text:
             return _Verdict(text, Counter(), None)
-        denied = _denied(text, self._deny, self._deny_patterns)
+        view = View(text)  # normalised once, judged by every detector and pattern
+        denied = _denied(text, view, self._deny, self._deny_patterns)
         if denied is not None:
             return _Verdict(text, Counter(), denied)
-        found = scan(text, self._redact)
+        found = scan(text, self._redact, view)
         counts = Counter(kind for _, _, kind in found)
         return _Verdict(redact(text, found, self.config.replacement), counts, None)
 
@@ -284,13 +315,16 @@ class ContentPolicy(Plugin):
             ctx.notify.notify(f"redacted {summary} ({ctx.hook.name})")
 
 
-def _denied(text: str, deny: list[Detector], patterns: list[re.Pattern[str]]) -> str | None:
-    """Why `text` may not pass (kinds and counts, never the values), or None."""
-    counts = Counter(kind for _, _, kind in scan(text, deny))
+def _denied(
+    text: str, view: View, deny: list[Detector], patterns: list[re.Pattern[str]]
+) -> str | None:
+    """Why `text` may not pass (kinds and counts, never the values), or None. Patterns
+    are tried on the text as written and on its normalised view (`View`)."""
+    counts = Counter(kind for _, _, kind in scan(text, deny, view))
     if counts:
         return f"it contains {_summary(counts)}"
     for pattern in patterns:
-        if pattern.search(text):
+        if pattern.search(text) or (view.text is not text and pattern.search(view.text)):
             return f"it matches the deny pattern {pattern.pattern!r}"
     return None
 
