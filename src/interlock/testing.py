@@ -15,6 +15,8 @@ With pytest, the `interlock_harness` and `interlock_manager` fixtures are ready 
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
@@ -42,7 +44,7 @@ from . import (
     hooks,
 )
 
-__all__ = ["Harness", "RecordingPlugin", "sample"]
+__all__ = ["Conformance", "Expected", "Harness", "RecordingPlugin", "sample"]
 
 _SAMPLES: dict[str, Callable[[], Any]] = {
     "session_start": lambda: SessionStart("test-session"),
@@ -182,3 +184,100 @@ def _recorder(hook_name: str) -> Callable[[RecordingPlugin, Any, HookContext], N
 
 for _spec in hooks.CATALOG:
     setattr(RecordingPlugin, f"on_{_spec.name}", _recorder(_spec.name))
+
+
+@dataclasses.dataclass(frozen=True)
+class Expected:
+    """The events a scripted conversation produces, for `Conformance.check`: user
+    messages, model calls, tool calls, and (on a streaming path) streamed chunks."""
+
+    user_messages: int = 0
+    model_calls: int = 0
+    tool_calls: int = 0
+    chunks: int | None = None
+
+
+class Conformance:
+    """Checks that an adapter fires each hook it claims exactly once per event.
+
+    Give it the hooks the adapter claims; run the host with `manager` (where a recording
+    plugin sees every hook), then `check` what was recorded against what the scripted
+    conversation did; `reset` before the next path (sync, async, streaming).
+
+        kit = Conformance(["message_received", "pre_llm_call", "post_llm_call",
+                           "pre_tool_call", "post_tool_call"])
+        agent = build_agent(adapter(kit.manager))
+        agent.run_sync("list the files")          # one message, two model calls, one tool
+        kit.check(Expected(user_messages=1, model_calls=2, tool_calls=1))
+    """
+
+    def __init__(self, claims: Iterable[str]) -> None:
+        self.claims = frozenset(hooks.get(name).name for name in claims)
+        self.recorder = RecordingPlugin()
+        self.manager = PluginManager()
+        self.manager.register(self.recorder)
+
+    def reset(self) -> None:
+        """Forget what was recorded (before the next path)."""
+        self.recorder.events.clear()
+
+    def check(self, expected: Expected) -> None:
+        """Raise `AssertionError` naming every way the recorded hooks differ from what
+        `expected` events should fire: counts per claimed hook, hooks fired that the
+        adapter does not claim, `message_received` before the first model call, and each
+        `post_tool_call` following a `pre_tool_call` of the same call id."""
+        problems = self._counts(expected) + self._order() + self._pairs()
+        if problems:
+            raise AssertionError("adapter conformance:\n- " + "\n- ".join(problems))
+
+    def _counts(self, expected: Expected) -> list[str]:
+        seen = Counter(self.recorder.names())
+        want = {
+            "message_received": expected.user_messages,
+            "pre_llm_call": expected.model_calls,
+            "post_llm_call": expected.model_calls,
+            "pre_tool_call": expected.tool_calls,
+            "post_tool_call": expected.tool_calls,
+        }
+        if expected.chunks is not None:
+            want["llm_stream_chunk"] = expected.chunks
+        problems = [
+            f"{name} fired {seen[name]} times for {count} events"
+            for name, count in want.items()
+            if name in self.claims and seen[name] != count
+        ]
+        problems += [
+            f"{name} fired {seen[name]} times, but the adapter does not claim it"
+            for name in sorted(seen)
+            if name not in self.claims
+        ]
+        return problems
+
+    def _order(self) -> list[str]:
+        names = self.recorder.names()
+        if "message_received" not in self.claims or "pre_llm_call" not in names:
+            return []
+        first_call = names.index("pre_llm_call")
+        if "message_received" in names[:first_call]:
+            return []
+        return ["no message_received before the first pre_llm_call"]
+
+    def _pairs(self) -> list[str]:
+        if not {"pre_tool_call", "post_tool_call"} <= self.claims:
+            return []
+        problems: list[str] = []
+        open_ids: list[str] = []
+        for name, payload in self.recorder.events:
+            if name == "pre_tool_call":
+                if not payload.call_id:
+                    problems.append(f"pre_tool_call of {payload.tool_name!r} has no call id")
+                open_ids.append(payload.call_id)
+            elif name == "post_tool_call":
+                if payload.call_id not in open_ids:
+                    problems.append(
+                        f"post_tool_call of {payload.tool_name!r} (call id "
+                        f"{payload.call_id!r}) follows no pre_tool_call of that id"
+                    )
+                else:
+                    open_ids.remove(payload.call_id)
+        return problems
