@@ -332,6 +332,56 @@ def serve(
         serve_stdio(plugin, name=name, limit=max_message_bytes, config=config)
 
 
+@app.command("mcp-gateway")
+def mcp_gateway(
+    upstream: Annotated[
+        list[str],
+        typer.Argument(metavar="-- COMMAND...", help="The upstream MCP server's command."),
+    ],
+    config: ConfigFile = None,
+    plugin: Annotated[
+        list[str] | None,
+        typer.Option(help="A plugin to add: an import path (module:attr) or a plugin name."),
+    ] = None,
+    plugin_dir: PluginDirs = None,
+) -> None:
+    """Serve an MCP server on stdio that offers an upstream server's tools, each call
+    judged by the plugins (pre_tool_call, post_tool_call).
+
+    Point any MCP client at it: `interlock mcp-gateway --config interlock.yaml -- python
+    server.py`. A blocked call is an error result carrying the reason.
+    """
+    from ._mcp import serve_gateway
+
+    manager, _, _, _ = _plugins(config, plugin or [], plugin_dir or [])
+    serve_gateway(manager, upstream)
+
+
+@app.command("claude-hook")
+def claude_hook(
+    config: ConfigFile = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            metavar="DIR",
+            help="Where per-session plugin state is kept.",
+            show_default="$INTERLOCK_DATA_DIR/claude-code",
+        ),
+    ] = None,
+) -> None:
+    """A Claude Code command hook: read one hook event on stdin, run the config's plugins
+    on the matching hook, answer as Claude Code expects.
+
+    In .claude/settings.json: "command": "interlock claude-hook --config
+    .claude/interlock.yaml". A tool call the plugins block is denied with the reason; a
+    config that fails to load denies too.
+    """
+    from ._claude import claude_hook as run_hook
+
+    raise typer.Exit(run_hook(config, state_dir))
+
+
 @app.command("new-plugin")
 def new_plugin(
     name: Annotated[str, typer.Argument(help="The plugin's name, e.g. no-sudo.")],
