@@ -171,6 +171,11 @@ class Bridge:
         self._sweep_sync()
         return session
 
+    def find(self, host_id: object) -> Session | None:
+        """The open session for `host_id`, or None (nothing is opened)."""
+        with self._lock:
+            return self._sessions.get(str(host_id))
+
     async def end(self, session: Session, reason: str = "completed") -> None:
         """Close `session`: `session_end` fires, background work is drained, state dropped."""
         if not self._forget(session):
