@@ -162,7 +162,9 @@ class _Writers:
 
 
 class RecordingPlugin(Plugin):
-    """Records every catalog hook it sees, in order: `events` holds (hook name, payload)."""
+    """Records every catalog hook it sees, in order: `events` holds (hook name, payload).
+    Events only: a recheck (`ctx.recheck`, the same event asked about again) is not
+    recorded."""
 
     name = "recorder"
 
@@ -176,7 +178,8 @@ class RecordingPlugin(Plugin):
 
 def _recorder(hook_name: str) -> Callable[[RecordingPlugin, Any, HookContext], None]:
     def handler(self: RecordingPlugin, payload: Any, ctx: HookContext) -> None:
-        self.events.append((hook_name, payload))
+        if not ctx.recheck:  # asked again about the same event: not a new one
+            self.events.append((hook_name, payload))
 
     handler.__name__ = f"on_{hook_name}"
     return handler
