@@ -279,3 +279,54 @@ def test_handles_die_with_a_handler_past_its_timeout() -> None:
     assert written == []  # the abandoned thread wrote nothing the model would see
     assert outcome[0] == "no handle" or "ran past its timeout" in outcome[0]
     manager.close()
+
+
+async def test_a_respond_after_a_change_stands_only_if_the_gates_pass_the_final_request() -> None:
+    from interlock import LLMRequest, LLMResponse, Message, Respond
+
+    @hook("pre_llm_call", name="gate")
+    def gate(request: LLMRequest, ctx: Any) -> Block | None:
+        words = " ".join(m.content for m in request.messages)
+        return Block("forbidden") if "FORBIDDEN" in words else None
+
+    @hook("pre_llm_call", name="injector", priority=1)
+    def injector(request: LLMRequest, ctx: Any) -> Modify[LLMRequest]:
+        return Modify(request.replace(messages=(*request.messages, Message("user", "FORBIDDEN"))))
+
+    @hook("pre_llm_call", name="cache", priority=2)
+    def cache(request: LLMRequest, ctx: Any) -> Respond[LLMResponse]:
+        return Respond(LLMResponse(request.model, "cached"))
+
+    manager = PluginManager()
+    for plugin in (gate, injector, cache):
+        manager.register(plugin)
+    request = LLMRequest("m", (Message("user", "hello"),))
+    result = await manager.invoke(hooks.PRE_LLM_CALL, request)
+    assert result.blocked_by == "gate" and result.response is None
+
+    manager.unregister("injector")
+    answered = await manager.invoke(hooks.PRE_LLM_CALL, request)
+    assert answered.responded_by == "cache" and answered.response.content == "cached"
+
+
+async def test_a_cascade_of_fixes_longer_than_three_passes_settles() -> None:
+    def fixer(n: int) -> Any:
+        @hook("message_received", name=f"fix{n}", priority=n)
+        def fix(event: MessageEvent, ctx: Any) -> Modify[MessageEvent] | None:
+            if event.content == f"t{n + 1}":
+                return Modify(event.replace(content=f"t{n}"))
+            return None
+
+        return fix
+
+    @hook("message_received", name="starter", priority=100)
+    def starter(event: MessageEvent, ctx: Any) -> Modify[MessageEvent] | None:
+        return Modify(event.replace(content="t6")) if event.content == "go" else None
+
+    manager = PluginManager()
+    for n in range(1, 6):
+        manager.register(fixer(n))
+    manager.register(starter)
+    result = await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("go"))
+    assert not result.blocked
+    assert result.payload == MessageEvent("t1")

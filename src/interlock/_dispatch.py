@@ -43,9 +43,9 @@ if TYPE_CHECKING:
 _new = object.__new__
 _MAIN = threading.main_thread()
 
-# Recheck passes before plugins that keep changing each other's output are stopped; a
-# redactor and a rewriter after it settle in two.
-MAX_RECHECKS = 3
+# Recheck passes before plugins that keep changing each other's output are stopped: a
+# redactor and a rewriter after it settle in two; a cascade of fixes needs one per fix.
+MAX_RECHECKS = 8
 
 # What a pending handler is: a coroutine (or its continuation) or a thread's future.
 Waiting = Awaitable[Any] | concurrent.futures.Future[Any]
@@ -129,7 +129,9 @@ def run_modify(
             if out.stopped:
                 break
             payload = out.payload
-    if out is not None and out.changer is not None and not out.stopped:
+    if out is not None and out.changer is not None and out.blocked_by is None:
+        # A chain that ended, or ended with a Respond, on a payload changed after
+        # some handler judged it: they judge the final one before either stands.
         return recheck(plan, call, out, out.changer, eager)
     return finish(out)
 
@@ -150,6 +152,10 @@ def recheck(
     that failed, or whose block was recorded as a permissive violation, are not asked again.
     """
     out.changer = out.pending = None
+    if out.stopped:  # by a Respond: it stands only if the gates pass what it answered
+        out.held = (out.response, out.responded_by)
+        out.response = out.responded_by = None
+        out.stopped = False
     if out.rechecks >= MAX_RECHECKS:
         out.unsettled(changer)
         return out.result()

@@ -50,6 +50,7 @@ class Outcome:
         "changer",
         "entries",
         "errors",
+        "held",
         "modified_by",
         "payload",
         "pending",
@@ -91,6 +92,7 @@ class Outcome:
         self.entries: tuple[Registration, ...] | None = None
         self.rechecks = 0
         self.probes: dict[int, Registration] = {}
+        self.held: tuple[Any, str | None] | None = None  # a Respond while rechecks run
         self.pending: tuple[Registration, Any, Registration | None, int] | None = None
 
     def apply(self, reg: Registration, action: Any, duration: float) -> None:
@@ -139,13 +141,16 @@ class Outcome:
 
     def result(self) -> HookResult[Any]:
         """The host's view of this invocation."""
+        response, responded_by = self.response, self.responded_by
+        if responded_by is None and self.held is not None and self.blocked_by is None:
+            response, responded_by = self.held  # a Respond the rechecks let stand
         return HookResult(
             payload=self.payload if self.modified_by else None,
             modified_by=tuple(self.modified_by),
             blocked_by=self.blocked_by,
             reason=self.reason,
-            response=self.response,
-            responded_by=self.responded_by,
+            response=response,
+            responded_by=responded_by,
             asks=tuple(self.asks),
             errors=tuple(self.errors),
             violations=tuple(self.violations),
