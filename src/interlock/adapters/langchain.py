@@ -41,23 +41,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any, NotRequired
 
 from .. import (
-    ErrorEvent,
     Level,
-    LLMRequest,
-    LLMResponse,
-    Message,
     MessageEvent,
     PluginManager,
-    Role,
     StreamChunk,
-    ToolCall,
-    ToolResult,
-    ToolSchema,
-    TurnEnd,
-    Usage,
     hooks,
 )
-from ._bridge import Approver, Bridge, Session, Verdict, arguments, json_data, text, tool_call
+from ._bridge import Approver, Bridge, Verdict, text, tool_call
 
 try:
     from langchain.agents.middleware import (
@@ -70,33 +60,51 @@ try:
     )
     from langchain.agents.middleware.types import PrivateStateAttr
     from langchain_core.callbacks import BaseCallbackHandler
-    from langchain_core.messages import (
-        AIMessage,
-        AnyMessage,
-        BaseMessage,
-        HumanMessage,
-        RemoveMessage,
-        SystemMessage,
-        ToolMessage,
-    )
+    from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
     from langgraph.config import get_config
     from langgraph.prebuilt.tool_node import ToolCallRequest
-    from langgraph.types import Command
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "interlock.adapters.langchain needs LangChain 1.x and LangGraph: "
         "pip install 'interlock[langchain]'"
     ) from error
 
+# The private modules import the framework as well: only after the check above.
+from ._langchain_convert import (
+    ToolOutput,
+    _answer,
+    _apply_answer,
+    _apply_call,
+    _apply_request,
+    _error,
+    _final_result,
+    _id,
+    _llm_request,
+    _llm_response,
+    _model_name,
+    _model_response,
+    _refusal,
+    _responded,
+    _tool_output,
+    _tool_result,
+    _unapproved,
+)
+from ._langchain_state import (
+    _SESSION_KEY,
+    _final_answer,
+    _inbound_update,
+    _items_update,
+    _late_items,
+    _merge,
+    _outbound,
+    _with_items,
+)
+
 __all__ = ["InterlockCallbackHandler", "InterlockMiddleware", "InterlockState"]
 
 logger = logging.getLogger("interlock.adapters.langchain")
 
 _HOST = "langchain"
-_ROLES: dict[object, Role] = {"system": "system", "assistant": "assistant", "tool": "tool"}
-_SESSION_KEY = "interlock_session"
-
-ToolOutput = ToolMessage | Command[Any]
 
 
 class InterlockState(AgentState[Any]):
@@ -473,7 +481,7 @@ class _Stream:
     held: StreamChunk | None = None
 
 
-# -- sessions and state updates ---------------------------------------------------------
+# -- sessions ---------------------------------------------------------------------------
 
 
 def _thread_id() -> str | None:
@@ -485,404 +493,5 @@ def _thread_id() -> str | None:
     return None if thread is None or thread == "" else str(thread)
 
 
-def _inbound_update(
-    verdicts: list[tuple[HumanMessage, Verdict[MessageEvent]]], anonymous_key: str | None
-) -> dict[str, Any] | None:
-    """The state update for the judged user messages: redactions replace the message by
-    id, a blocked message is removed and the run ends with the reason as the answer."""
-    update: dict[str, Any] = {}
-    if anonymous_key is not None:
-        update[_SESSION_KEY] = anonymous_key
-    messages: list[BaseMessage] = []
-    reasons: list[str] = []
-    for message, verdict in verdicts:
-        if verdict.blocked:
-            messages.append(RemoveMessage(id=str(message.id)))
-            reasons.append(str(verdict.reason))
-        elif verdict.changed:
-            messages.append(_with_text(message, verdict.payload.content))
-    if reasons:
-        messages.append(AIMessage(content="[blocked] " + "; ".join(reasons)))
-        update["jump_to"] = "end"
-    if messages:
-        update["messages"] = messages
-    return update or None
-
-
-def _items_update(session: Session) -> dict[str, Any] | None:
-    items = _system_messages(session.take_system_items())
-    return {"messages": items} if items else None
-
-
-def _system_messages(items: list[tuple[str, str, str]]) -> list[AnyMessage]:
-    """System items as the model sees them (as the reference runtime shows them)."""
-    return [SystemMessage(content=f"{kind}: {body}") for kind, body, _plugin in items]
-
-
-def _merge(first: dict[str, Any] | None, second: dict[str, Any] | None) -> dict[str, Any] | None:
-    if first is None or second is None:
-        return first or second
-    merged = dict(first)
-    merged["messages"] = [*first.get("messages", ()), *second.get("messages", ())]
-    return merged
-
-
-def _final_answer(state: Mapping[str, Any]) -> AIMessage | None:
-    messages: Sequence[AnyMessage] = state.get("messages", ())
-    last = messages[-1] if messages else None
-    if isinstance(last, AIMessage) and not last.tool_calls:
-        return last
-    return None
-
-
-def _outbound(
-    state: Mapping[str, Any],
-    answer: AIMessage | None,
-    sending: Verdict[MessageEvent] | None,
-) -> tuple[dict[str, Any] | None, TurnEnd]:
-    """The state update for the delivered answer, and the `turn_end` payload."""
-    update = None
-    reply = "" if answer is None else str(answer.text)
-    if answer is not None and sending is not None:
-        if sending.blocked:
-            note = f"[your reply was not delivered: {sending.reason}]"
-            update = {"messages": [answer.model_copy(update={"content": note})]}
-            reply = ""
-        elif sending.changed:
-            reply = sending.payload.content
-            update = {"messages": [answer.model_copy(update={"content": reply})]}
-    messages: Sequence[AnyMessage] = state.get("messages", ())
-    humans = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
-    this_turn = messages[humans[-1] + 1 :] if humans else messages
-    usage = Usage()
-    for message in this_turn:
-        if isinstance(message, AIMessage) and message.usage_metadata:
-            usage = Usage(
-                usage.input_tokens + message.usage_metadata.get("input_tokens", 0),
-                usage.output_tokens + message.usage_metadata.get("output_tokens", 0),
-            )
-    tools = sum(isinstance(m, ToolMessage) for m in this_turn)
-    return update, TurnEnd(len(humans), reply, tools, usage)
-
-
-# -- model calls ------------------------------------------------------------------------
-
-
-def _llm_request(request: ModelRequest[Any]) -> LLMRequest:
-    originals = _request_messages(request)
-    return LLMRequest(
-        _model_name(request.model),
-        tuple(_message(m) for m in originals),
-        tuple(_tool_schema(t) for t in request.tools),
-        _params(request.model_settings),
-    )
-
-
-def _request_messages(request: ModelRequest[Any]) -> list[BaseMessage]:
-    system = request.system_message
-    return [*([system] if system is not None else []), *request.messages]
-
-
-def _apply_request(
-    request: ModelRequest[Any], payload: LLMRequest, verdict: Verdict[LLMRequest]
-) -> ModelRequest[Any]:
-    """The request as the plugins left it: messages, model settings, and the tools a
-    registration allowed to change them kept."""
-    if not verdict.changed:
-        return request
-    final = verdict.payload
-    changes: dict[str, Any] = {}
-    if final.messages != payload.messages:
-        messages = _lc_messages(final.messages, _request_messages(request), payload.messages)
-        system = request.system_message
-        if messages and isinstance(messages[0], SystemMessage) and system is not None:
-            system, messages = messages[0], messages[1:]
-        elif system is not None:
-            system = None
-        changes["system_message"] = system
-        changes["messages"] = messages
-    if final.params != payload.params:
-        changes["model_settings"] = _plain(final.params)
-    if final.tools != payload.tools:
-        names = {tool.name for tool in final.tools}
-        changes["tools"] = [t for t in request.tools if _tool_schema(t).name in names]
-    return request.override(**changes) if changes else request
-
-
-def _late_items(
-    request: ModelRequest[Any], session: Session
-) -> tuple[ModelRequest[Any], list[AnyMessage]]:
-    """System items appended while `pre_llm_call` ran: for this call already."""
-    late = _system_messages(session.take_system_items())
-    if not late:
-        return request, late
-    return request.override(messages=[*request.messages, *late]), late
-
-
-def _with_items(
-    response: ModelResponse[Any], late: list[AnyMessage]
-) -> ModelResponse[Any] | ExtendedModelResponse[Any]:
-    """The response, with the items this call saw kept in the state's messages."""
-    if not late:
-        return response
-    return ExtendedModelResponse(
-        model_response=response, command=Command(update={"messages": late})
-    )
-
-
-def _model_response(value: Any) -> ModelResponse[Any]:
-    if isinstance(value, ModelResponse):
-        return value
-    if isinstance(value, ExtendedModelResponse):
-        inner: ModelResponse[Any] = value.model_response
-        return inner
-    return ModelResponse(result=[value])
-
-
-def _responded(response: Any) -> ModelResponse[Any]:
-    """A `Respond` answer as the model's `AIMessage`."""
-    if isinstance(response, LLMResponse):
-        return ModelResponse(result=[_ai_message(response)])
-    return ModelResponse(result=[AIMessage(content=text(response))])
-
-
-def _answer(response: ModelResponse[Any]) -> AIMessage | None:
-    return next((m for m in response.result if isinstance(m, AIMessage)), None)
-
-
-def _apply_answer(
-    response: ModelResponse[Any], answer: AIMessage, verdict: Verdict[LLMResponse]
-) -> ModelResponse[Any]:
-    if verdict.blocked:
-        update: dict[str, Any] = {"content": f"[blocked] {verdict.reason}", "tool_calls": []}
-        replacement = answer.model_copy(update=update)
-    elif verdict.changed:
-        final = verdict.payload
-        tool_calls = _lc_tool_calls(final.tool_calls)
-        replacement = answer.model_copy(update={"content": final.content, "tool_calls": tool_calls})
-    else:
-        return response
-    result = [replacement if m is answer else m for m in response.result]
-    return dataclasses.replace(response, result=result)
-
-
-def _llm_response(message: AIMessage, model: str) -> LLMResponse:
-    usage: Mapping[str, Any] = message.usage_metadata or {}
-    calls = tuple(tool_call(c["name"], c.get("args"), c.get("id")) for c in message.tool_calls)
-    finish = message.response_metadata.get("finish_reason")
-    return LLMResponse(
-        model,
-        str(message.text),
-        calls,
-        Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0)),
-        str(finish) if finish else ("tool_calls" if calls else "stop"),
-    )
-
-
-def _ai_message(response: LLMResponse) -> AIMessage:
-    message = AIMessage(content=response.content, tool_calls=_lc_tool_calls(response.tool_calls))
-    if response.usage.total_tokens:
-        message.usage_metadata = {
-            "input_tokens": response.usage.input_tokens,
-            "output_tokens": response.usage.output_tokens,
-            "total_tokens": response.usage.total_tokens,
-        }
-    return message
-
-
-def _lc_tool_calls(calls: Iterable[ToolCall]) -> list[Any]:
-    return [
-        {
-            "name": call.tool_name,
-            "args": _plain(call.arguments),
-            "id": call.call_id or f"call_{uuid.uuid4().hex[:24]}",
-            "type": "tool_call",
-        }
-        for call in calls
-    ]
-
-
-def _model_name(model: Any) -> str:
-    for attribute in ("model_name", "model", "model_id"):
-        name = getattr(model, attribute, None)
-        if isinstance(name, str) and name:
-            return name
-    llm_type = getattr(model, "_llm_type", None)
-    return llm_type if isinstance(llm_type, str) else type(model).__name__
-
-
-def _params(settings: Mapping[str, Any]) -> Mapping[str, Any]:
-    data = json_data(dict(settings))
-    return data if isinstance(data, Mapping) else {}
-
-
-def _tool_schema(tool: Any) -> ToolSchema:
-    from langchain_core.utils.function_calling import convert_to_openai_tool
-
-    try:
-        spec = convert_to_openai_tool(tool)["function"]
-    except Exception:  # a provider's own tool dict: named as it names itself
-        name = tool.get("name", "") if isinstance(tool, Mapping) else getattr(tool, "name", "")
-        return ToolSchema(str(name or type(tool).__name__))
-    return ToolSchema(
-        str(spec.get("name", "")),
-        str(spec.get("description", "")),
-        arguments(spec.get("parameters")),
-    )
-
-
-# -- messages ---------------------------------------------------------------------------
-
-
-def _message(message: BaseMessage) -> Message:
-    """A LangChain message as the `Message` plugins see."""
-    body = str(message.text)
-    if isinstance(message, SystemMessage):
-        return Message("system", body)
-    if isinstance(message, AIMessage):
-        calls = tuple(tool_call(c["name"], c.get("args"), c.get("id")) for c in message.tool_calls)
-        return Message("assistant", body, tool_calls=calls)
-    if isinstance(message, ToolMessage):
-        return Message("tool", body, name=message.name, tool_call_id=message.tool_call_id)
-    role = getattr(message, "role", "user")
-    return Message(_ROLES.get(role, "user"), body)
-
-
-def _lc_messages(
-    final: Sequence[Message], originals: Sequence[BaseMessage], seen: Sequence[Message]
-) -> list[AnyMessage]:
-    """The plugins' messages in LangChain's terms: a message a plugin left as it was is
-    the host's own object (ids, metadata and content blocks kept); a changed or new one is
-    rebuilt, keeping the id and kind of the message it replaced."""
-    result: list[AnyMessage] = []
-    start = 0
-    for position, message in enumerate(final):
-        match = next((i for i in range(start, len(seen)) if seen[i] == message), None)
-        if match is not None:
-            result.append(originals[match])  # type: ignore[arg-type]
-            start = match + 1
-            continue
-        replaced = originals[position] if position < len(originals) else None
-        result.append(_lc_message(message, replaced))
-    return result
-
-
-def _lc_message(message: Message, replaced: BaseMessage | None) -> AnyMessage:
-    role, body = message.role, message.content
-    if replaced is not None and _message(replaced).role == role:
-        update: dict[str, Any] = {"content": body}
-        if role == "assistant":
-            update["tool_calls"] = _lc_tool_calls(message.tool_calls)
-        copy: AnyMessage = replaced.model_copy(update=update)  # type: ignore[assignment]
-        return copy
-    if role == "system":
-        return SystemMessage(content=body)
-    if role == "assistant":
-        return AIMessage(content=body, tool_calls=_lc_tool_calls(message.tool_calls))
-    if role == "tool":
-        return ToolMessage(content=body, tool_call_id=message.tool_call_id or "", name=message.name)
-    return HumanMessage(content=body)
-
-
-def _with_text(message: HumanMessage, body: str) -> HumanMessage:
-    """`message` (same id) with its text replaced; images and other blocks are kept."""
-    content = message.content
-    if isinstance(content, str):
-        return message.model_copy(update={"content": body})
-    blocks: list[Any] = [{"type": "text", "text": body}]
-    blocks += [b for b in content if isinstance(b, dict) and b.get("type") != "text"]
-    return message.model_copy(update={"content": blocks})
-
-
-# -- tool calls -------------------------------------------------------------------------
-
-
-def _id(request: ToolCallRequest) -> str | None:
-    call_id = request.tool_call.get("id")
-    return None if call_id is None else str(call_id)
-
-
-def _refusal(gate: Verdict[ToolCall]) -> str | None:
-    if not gate.blocked:
-        return None
-    call = gate.payload
-    return f"tool {call.tool_name!r} was blocked by plugin {gate.blocked_by!r}: {gate.reason}"
-
-
-def _unapproved(call: ToolCall, question: str, allowed: bool) -> str | None:
-    return None if allowed else f"tool {call.tool_name!r} was not approved: {question}"
-
-
-def _apply_call(request: ToolCallRequest, gate: Verdict[ToolCall]) -> ToolCallRequest:
-    if not gate.changed:
-        return request
-    call = request.tool_call.copy()
-    call["args"] = _plain(gate.payload.arguments)
-    return request.override(tool_call=call)
-
-
-def _tool_message(output: ToolOutput | None, call_id: str) -> ToolMessage | None:
-    """The `ToolMessage` answering `call_id` in what the tool returned."""
-    if isinstance(output, ToolMessage):
-        return output
-    if isinstance(output, Command) and isinstance(output.update, Mapping):
-        for message in output.update.get("messages") or ():
-            if isinstance(message, ToolMessage) and message.tool_call_id == call_id:
-                return message
-    return None
-
-
-def _tool_result(call: ToolCall, output: ToolOutput | None, refusal: str | None) -> ToolResult:
-    if refusal is not None:
-        return ToolResult(call.tool_name, call.arguments, call.call_id, refusal, True)
-    message = _tool_message(output, call.call_id)
-    body = "" if message is None else text(message.content)
-    failed = message is not None and message.status == "error"
-    return ToolResult(call.tool_name, call.arguments, call.call_id, body, failed)
-
-
-def _final_result(result: ToolResult, after: Verdict[ToolResult]) -> ToolResult:
-    if after.blocked:
-        withheld = f"the result of tool {result.tool_name!r} was withheld by plugin "
-        return result.replace(
-            output=f"{withheld}{after.blocked_by!r}: {after.reason}", is_error=True
-        )
-    return after.payload
-
-
-def _tool_output(output: ToolOutput | None, result: ToolResult) -> ToolOutput:
-    """What the tool node returns: the host's own result when the plugins left it, else
-    the result as they left it, under the host's tool call id."""
-    status = "error" if result.is_error else "success"
-    message = _tool_message(output, result.call_id)
-    if message is None:
-        if isinstance(output, Command):  # a Command without a result message: as it is
-            return output
-        return ToolMessage(
-            content=result.output, tool_call_id=result.call_id, name=result.tool_name, status=status
-        )
-    if text(message.content) == result.output and message.status == status:
-        return output if output is not None else message
-    replacement = message.model_copy(update={"content": result.output, "status": status})
-    if isinstance(output, Command) and isinstance(output.update, Mapping):
-        update = dict(output.update)
-        update["messages"] = [replacement if m is message else m for m in update["messages"]]
-        return dataclasses.replace(output, update=update)
-    return replacement
-
-
-def _error(error: Exception, stage: str) -> ErrorEvent:
-    return ErrorEvent(type(error).__name__, str(error), stage)
-
-
 def _modified_by(verdict: Verdict[Any]) -> tuple[str, ...]:
     return () if verdict.result is None else verdict.result.modified_by
-
-
-def _plain(value: Any) -> Any:
-    """Frozen payload data as the plain dicts and lists LangChain stores and serialises."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
