@@ -1,5 +1,5 @@
 """`python -m interlock`: the command line, for when the `interlock` script is not on PATH."""
 
-from interlock.cli import main
+from interlock._console import main
 
 main()

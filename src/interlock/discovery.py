@@ -212,9 +212,18 @@ def _drop_ins(directory: Path) -> list[PluginSource]:
 
 def _entry_points() -> list[PluginSource]:
     sources = []
+    # Each `dist.name` and `dist.version` parses the distribution's metadata anew: once
+    # per distribution instead (it is on the path of every `interlock claude-hook`).
+    named: dict[str, tuple[str, str]] = {}
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = entry_point.dist
-        dist_name = dist.name if dist else ""
+        dist_name, version = "", ""
+        if dist is not None:
+            where = str(getattr(dist, "_path", "")) or str(id(dist))
+            if where not in named:
+                metadata = dist.metadata
+                named[where] = (metadata["Name"] or "", metadata["Version"] or "")
+            dist_name, version = named[where]
         builtin = (
             _normalized(dist_name) == _BUILTIN_DISTRIBUTION
             and entry_point.value.startswith(_BUILTIN_PACKAGE)
@@ -225,7 +234,7 @@ def _entry_points() -> list[PluginSource]:
                 "built-in" if builtin else "entry point",
                 dist_name,
                 entry_point.value,
-                version=dist.version if dist else "",
+                version=version,
             )
         )
     return sources

@@ -25,27 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import Ask, Block, HookContext, HookSpec, Modify, ProtocolError
+from .._claude import CLAUDE_EVENTS, CONTEXT_HOOKS, CONTEXT_KIND, tool_response
 from .protocol import MAX_MESSAGE_BYTES, Request, dump_context, dump_payload, load_result
 
 logger = logging.getLogger("interlock.external")
 
 _DRAIN_SECONDS = 2.0  # for what is left in the pipes of a command that was ended
 _STDERR_KEEP = 4000  # bytes of stderr kept: a block reason, or the end of an error
-CLAUDE_EVENTS = {
-    "pre_tool_call": "PreToolUse",
-    "post_tool_call": "PostToolUse",
-    "message_received": "UserPromptSubmit",
-    "session_start": "SessionStart",
-    "session_end": "SessionEnd",
-    "turn_end": "Stop",
-}
-"""The Claude Code event name each interlock hook is announced as."""
-CONTEXT_KIND = "context"
-"""The system item kind of what a command adds to the model's context: Claude Code's
-`additionalContext`, and the plain output of the hooks in `CONTEXT_HOOKS`."""
-CONTEXT_HOOKS = frozenset({"message_received", "session_start"})
-"""Hooks whose commands' plain output (exit 0) is model context, as Claude Code treats the
-plain stdout of UserPromptSubmit and SessionStart hooks."""
 
 
 class CommandRunner:
@@ -85,7 +71,13 @@ class CommandRunner:
         if code != 0:
             tail = err.decode(errors="replace").strip()[-300:]
             raise ProtocolError(f"command {self.name!r} failed with exit code {code}: {tail}")
-        return read_output(spec, payload, out)
+        action, requests = read_output(spec, payload, out)
+        if spec.name == "message_received" and getattr(payload, "role", "user") == "system":
+            # A system item being judged (the reference runtime fires message_received for
+            # each one): the command may change or block it, but context is added for a
+            # user's prompt only, as Claude Code does, never for an item.
+            requests = tuple(r for r in requests if r.capability != "system_items")
+        return action, requests
 
     async def _execute(self, event: bytes) -> tuple[int, bytes, bytes]:
         try:
@@ -153,17 +145,6 @@ def event_json(spec: HookSpec[Any], payload: Any, ctx: HookContext) -> dict[str,
     elif spec.name == "turn_end":
         event["stop_hook_active"] = False  # a Stop command never makes a turn go on here
     return event
-
-
-def tool_response(output: str, *, is_error: bool = False) -> dict[str, Any]:
-    """A tool's output in the shape of Claude Code's Bash tool response, the one hook
-    scripts read (`tool_response.stdout`): a failed tool's output is its `stderr`."""
-    return {
-        "stdout": "" if is_error else output,
-        "stderr": output if is_error else "",
-        "interrupted": False,
-        "isImage": False,
-    }
 
 
 def read_output(spec: HookSpec[Any], payload: Any, out: bytes) -> tuple[Any, tuple[Request, ...]]:
