@@ -4,8 +4,9 @@
 command it would run: in pipelines and lists, in `$( )`, backticks, `<( )`, subshells,
 function bodies and here-documents, in the scripts given to `bash -c`, `sh -c`, `eval`,
 `su -c`, `trap`, `watch`, `flock -c`, `script -c` and `env -S`, the commands run by
-`find -exec`, and through wrappers (`sudo`, `doas`, `env`, `command`, `exec`, `nohup`,
-`time`, `nice`, `timeout`, `xargs`, `runuser`, ...). Declarations (`declare`, `export`,
+`find -exec`, commands given in options (`tar -I`, `rsync -e`, `git rebase -x`, ...), and
+through wrappers (`sudo`, `doas`, `env`, `command`, `exec`, `nohup`, `time`, `nice`,
+`timeout`, `xargs`, `runuser`, `setpriv`, `prlimit`, ...). Declarations (`declare`, `export`,
 `local`, `readonly`, `unset`) are commands too. `analyse_argv(words)` does the same for an
 argument vector (`["bash", "-lc", "..."]`).
 
@@ -21,13 +22,17 @@ the reason: anything bash could run that the analysis did not turn into a judged
 such as a program from a variable, a shell or an interpreter reading its commands from its
 input, inline code (`python -c`, `sed e`, `awk system()`), substitution text the parser did
 not read (backticks in a here-document), arithmetic on values not known to be numbers
-(bash runs `a[$(cmd)]` inside arithmetic), `${x@P}`, aliases, and text longer than
+(bash runs `a[$(cmd)]` inside arithmetic), `${x@P}`, aliases, a program or script run from
+a file the same text writes (`cp /bin/rm x; ./x`), and text longer than
 `MAX_CHARS` or that does not parse.
 
 The analysis is kept in private modules of one concept each: `_shell_results` (what it
 returns), `_shell_syntax` (the parser, word values, redirections), `_shell_braces` (brace
 expansion), `_shell_arithmetic` (arithmetic and the variables it may read), `_shell_walk` (the
-walk over a parsed script, wrappers), `_shell_runs` (what programs run from their arguments)
+walk over a parsed script, wrappers, backticks re-read as bash reads them), `_shell_runs`
+(what programs run from their arguments), `_shell_options` (commands named in options or
+read from the input: `tar --to-command`, `ssh -o ProxyCommand=`, `gdb -ex`, `vim -c`, ...),
+`_shell_git` (what git subcommands run), `_shell_writes` (files written through arguments)
 and `_shell_programs` (tables about programs). tree-sitter and its bash grammar are imported on
 first use; the parser is kept per thread.
 """

@@ -7,7 +7,6 @@ them. Everything here is data plus small pure functions on words.
 from __future__ import annotations
 
 import functools
-import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ class Options:
     short_optional: str = ""  # short options whose value must be attached (`xargs -i{}`)
     operands: int = 0  # operands before the command (timeout DURATION, chroot ROOT)
     assignments: bool = False  # NAME=VALUE words before the command (env, sudo)
+    dash: bool = False  # a lone `-` is an option (`env -` = `env -i`)
 
 
 def parse_options(
@@ -92,7 +92,12 @@ def parse_options(
         if word == "--":
             index += 1
             break
-        if spec.assignments and ASSIGNMENT.match(word) and first_operand is None:
+        if spec.assignments and "=" in word and not word.startswith("-") \
+                and first_operand is None:  # fmt: skip
+            index += 1  # env takes any word with `=` for an assignment (`BASH_FUNC_f%%=`)
+            continue
+        if word == "-" and spec.dash:
+            found.append(("-", None))
             index += 1
             continue
         if word.startswith("--"):
@@ -141,6 +146,11 @@ def _long_name(name: str, with_value: frozenset[str]) -> str:
 
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
+_SETPRIV = frozenset({"--reuid", "--regid", "--ruid", "--rgid", "--euid", "--egid", "--groups",
+                     "--inh-caps", "--ambient-caps", "--bounding-set", "--securebits",
+                     "--pdeathsig", "--selinux-label", "--apparmor-profile",
+                     "--landlock-access", "--landlock-rule", "--seccomp-filter"})  # fmt: skip
+
 # Programs that run the command given in their arguments.
 WRAPPERS: dict[str, Options] = {
     "sudo": Options(
@@ -163,7 +173,9 @@ WRAPPERS: dict[str, Options] = {
     ),
     "doas": Options("uC"),
     "pkexec": Options("", frozenset({"--user"})),
-    "env": Options("uCS", frozenset({"--unset", "--chdir", "--split-string"}), assignments=True),
+    "env": Options(
+        "uCS", frozenset({"--unset", "--chdir", "--split-string"}), assignments=True, dash=True
+    ),
     "command": Options(),
     "builtin": Options(),
     "exec": Options("a"),
@@ -265,6 +277,10 @@ WRAPPERS: dict[str, Options] = {
     "proxychains4": Options("f"),
     "catchsegv": Options(),
     "caffeinate": Options("tw"),
+    "setpriv": Options("", _SETPRIV),
+    "prlimit": Options("po", frozenset({"--pid", "--output"}), short_optional="cdefilmnqrstuvxy"),
+    "dbus-run-session": Options("", frozenset({"--config-file", "--dbus-daemon"})),
+    "dbus-launch": Options("", frozenset({"--config-file", "--autolaunch"})),
 }
 
 # How `su`, `runuser`, `script`, `sed` and `awk` read their options.
@@ -274,7 +290,7 @@ SCRIPT = Options("cEIOBTmo", frozenset({"--command", "--echo", "--log-in", "--lo
                                         "--log-io", "--log-timing", "--logging-format",
                                         "--output-limit"}), short_optional="t")  # fmt: skip
 SED = Options("efl", frozenset({"--expression", "--file", "--line-length"}), short_optional="i")
-AWK = Options("Ffvie", frozenset({"--field-separator", "--file", "--assign", "--include",
+AWK = Options("FfvieE", frozenset({"--field-separator", "--file", "--assign", "--include",
                                   "--source", "--exec"}))  # fmt: skip
 
 # Long options spelled differently for the same flag, per program; the short form is kept.
@@ -286,7 +302,8 @@ ALIASES: dict[str, dict[str, str]] = {
     "chown": {"--recursive": "-R"},
     "chgrp": {"--recursive": "-R"},
     "shred": {"--remove": "-u", "--zero": "-z", "--force": "-f", "--iterations": "-n"},
-    "git": {"--force": "-f"},
+    "git": {"--force": "-f", "-d": "--delete"},
+    "zip": {"--move": "-m"},
     "crontab": {},
     "grep": {"--recursive": "-r"},
 }
@@ -315,6 +332,7 @@ LONG_OPTIONS: dict[str, tuple[str, ...]] = {
             "--verify", "--thin", "--progress", "--recurse-submodules", "--ipv4", "--ipv6",
             "--hard", "--soft", "--mixed", "--merge", "--keep", "--no-refresh",
             "--pathspec-from-file", "--exclude", "--interactive"),
+    "tar": ("--remove-files", "--recursion", "--recursive-unlink", "--record-size"),
 }  # fmt: skip
 
 _NO_CLUSTERS = frozenset({"find", "dd", "java", "gcc", "clang", "ssh-keygen"})
@@ -370,7 +388,15 @@ _GIT_EXEC_KEY = re.compile(
     r"|pager\..*|gpg\.(?:.*\.)?program|credential\..*helper|.*\.(?:textconv|clean|smudge"
     r"|process|cmd|command|path|hook|packobjectshook))$"
 )
-_GIT_OPAQUE_KEY = re.compile(r"^(?:alias\..*|core\.(?:hookspath|fsmonitor)|include.*)$")
+_GIT_OPAQUE_KEY = re.compile(
+    r"^(?:alias\..*|core\.(?:hookspath|fsmonitor)|include.*|protocol\..*allow)$"
+)
+_GIT_PUSH_KEY = re.compile(r"^(?:remote\..*\.(?:mirror|push)|push\..*)$")
+
+
+def git_push_config(key: str) -> bool:
+    """Whether `git -c KEY=...` changes what `git push` sends (`remote.origin.mirror`)."""
+    return bool(_GIT_PUSH_KEY.match(key.lower()))
 
 
 def git_config_code(key: str) -> str | None:
@@ -397,48 +423,12 @@ def sed_runs_code(script: str) -> bool:
     return any("e" in match.group(2) for match in _SED_SUBST.finditer(script))
 
 
-_AWK_CODE = re.compile(r"system\s*\(|\||>\s*\"?/|@load|extension\s*\(")
+# system(), pipes, writes by path, extensions, and gawk's indirect calls (`@f(...)`).
+_AWK_CODE = re.compile(
+    r"system\s*\(|\||>\s*\"?/|extension\s*\(|@[A-Za-z_][\w:]*\s*\(|@load|@include"
+)
 
 
 def awk_runs_code(program: str) -> bool:
     """Whether an awk program may run a command or write to a path by name."""
     return bool(_AWK_CODE.search(program.replace("||", " ")))
-
-
-# -- paths ------------------------------------------------------------------------------------
-
-_SLASHES = re.compile(r"/{2,}")
-
-
-def normal_path(path: str | None) -> str | None:
-    """An absolute path with `//`, `/./` and `..` resolved as the kernel would: `//dev/./sda`
-    -> `/dev/sda`. Relative paths are kept as written."""
-    if path is None or not path.startswith("/"):
-        return path
-    return posixpath.normpath(_SLASHES.sub("/", path)).replace("//", "/")
-
-
-def written_by(program: str, args: Sequence[str | None]) -> list[str | None]:
-    """Files a program writes through its arguments (`tee F`, `cp A F`, `dd of=F`)."""
-    if program == "tee":
-        return [w for w in args if w is None or not w.startswith("-") or w == "-"]
-    if program in ("cp", "mv", "install", "ln", "ddrescue", "rsync"):
-        start, options = parse_options(
-            Options("tSVbm", frozenset({"--target-directory", "--suffix", "--backup"})),
-            args,
-            permute=True,
-        )
-        targets = [v for o, v in options if o in ("-t", "--target-directory")]
-        if targets:
-            return targets
-        operands = [w for w in args[start or 0 :] if w is None or not w.startswith("-")]
-        return operands[-1:] if len(operands) > 1 else []
-    if program == "dd":
-        return [w.split("=", 1)[1] for w in args if w is not None and w.lower().startswith("of=")]
-    if program == "find":
-        writes: list[str | None] = []
-        for index, word in enumerate(args):
-            if word in ("-fls", "-fprint", "-fprint0", "-fprintf"):
-                writes.append(args[index + 1] if index + 1 < len(args) else None)
-        return writes
-    return []

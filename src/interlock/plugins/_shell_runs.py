@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from . import _shell_programs as _programs
+from ._shell_git import git_subcommand
+from ._shell_options import OPTION_RUNNERS
 from ._shell_programs import SHELLS
 from ._shell_results import Opaque, short
 from ._shell_syntax import join
@@ -38,6 +40,8 @@ def runs(
     elif program in ("source", "."):
         if not args or args[0] is None or _programs.reads_input(args[0]):
             walker.opaque.append(Opaque(short(text), "it runs a script that is not known"))
+        else:
+            walker.code_files.append((args[0], text))
     elif program == "find":
         _find(walker, args, depth)
     elif program == "alias" and any(w is None or "=" in w for w in args):
@@ -64,6 +68,12 @@ def runs(
         _sed(walker, args, text)
     elif program in _programs.AWKS:
         _awk(walker, program, args, text)
+    elif program in OPTION_RUNNERS:
+        if any(word is None for word in args):
+            # `tar -cf x "$OPT"`: the word could be `--to-command=...`
+            walker.opaque.append(Opaque(short(text), f"{program}'s arguments are not known, "
+                                        "and options can make it run commands"))  # fmt: skip
+        OPTION_RUNNERS[program](walker, program, args, text, fed, depth)
     else:
         interpreter = _programs.interpreter(program)
         if interpreter is not None:
@@ -111,6 +121,8 @@ def _shell(
         return
     if index < len(args) and _programs.reads_input(args[index]):
         reads_input = True
+    elif index < len(args) and args[index] is not None:
+        walker.code_files.append((args[index] or "", text))
     if reads_input or (index >= len(args) and fed):
         walker.opaque.append(Opaque(short(text), f"{program} reads commands from its input"))
 
@@ -165,8 +177,8 @@ def _find(walker: Collector, args: list[str | None], depth: int) -> None:
             while end < len(args) and args[end] not in (";", "+"):
                 end += 1
             inner = args[index + 1 : end]
-            if inner:
-                walker.argv(inner, join(inner), (), False, depth)
+            if inner:  # find adds the names it finds: more words from elsewhere
+                walker.argv(inner, join(inner), (), False, depth, more=True)
             index = end
         index += 1
 
@@ -176,7 +188,8 @@ def _git(walker: Collector, args: list[str | None], text: str, depth: int) -> No
     while index < len(args):
         word = args[index]
         if word is None or not word.startswith("-"):
-            return  # the subcommand
+            git_subcommand(walker, args[index:], text, depth)
+            return
         setting: str | None = None
         if word == "-c":
             index += 1
@@ -198,6 +211,9 @@ def _git(walker: Collector, args: list[str | None], text: str, depth: int) -> No
                 walker.opaque.append(Opaque(short(text), f"git -c {key} may run code"))
             elif kind == "script":
                 walker.script(value.lstrip("!"), depth + 1)
+            elif _programs.git_push_config(key) and "push" in args:
+                walker.opaque.append(Opaque(short(text), f"git -c {key} changes what git "
+                                            "push deletes or overwrites"))  # fmt: skip
         index += 1
 
 
@@ -207,6 +223,12 @@ def _sed(walker: Collector, args: list[str | None], text: str) -> None:
     if not scripts and not any(o in ("-f", "--file") for o, _ in options):
         operands = args[start or 0 :]
         scripts = operands[:1] if operands else []
+    for option, value in options:
+        if option in ("-f", "--file"):
+            if value is None or _programs.reads_input(value):
+                walker.opaque.append(Opaque(short(text), "sed reads its script from its input"))
+                return
+            walker.code_files.append((value, text))
     for script in scripts:
         if script is None or _programs.sed_runs_code(script):
             walker.opaque.append(Opaque(short(text), "a sed script that may run commands "
@@ -216,8 +238,9 @@ def _sed(walker: Collector, args: list[str | None], text: str) -> None:
 
 def _awk(walker: Collector, program: str, args: list[str | None], text: str) -> None:
     start, options = _programs.parse_options(_programs.AWK, args)
-    sources = [v for o, v in options if o in ("-e", "--source", "--exec")]
-    files = [v for o, v in options if o in ("-f", "--file", "-i", "--include")]
+    sources = [v for o, v in options if o in ("-e", "--source")]
+    files = [v for o, v in options if o in ("-f", "--file", "-i", "--include", "-E", "--exec")]
+    walker.code_files.extend((f, text) for f in files if f is not None)
     if not sources and not files:
         operands = args[start or 0 :]
         sources = operands[:1] if operands else []
@@ -245,6 +268,8 @@ def _interpreter(
     operands = [w for w in args if w is None or not w.startswith("-") or w == "-"]
     if (operands and _programs.reads_input(operands[0])) or (fed and not operands):
         walker.opaque.append(Opaque(short(text), f"{name} reads code from its input"))
+    elif operands and operands[0] is not None:
+        walker.code_files.append((operands[0], text))
 
 
 def _trap_action(args: list[str | None]) -> list[str | None]:

@@ -9,6 +9,7 @@ by `_shell_runs`, which hands the scripts it finds back to the walk.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ from ._shell_syntax import (
     redirects,
     unparsed,
 )
+from ._shell_writes import normal_path, written_by
 
 if TYPE_CHECKING:
     from tree_sitter import Node
@@ -57,6 +59,12 @@ _NAMERS = frozenset({"declare", "typeset", "local", "export", "readonly", "unset
 # Nodes whose text bash expands (substitutions included); single quotes and $'...' are not.
 _EXPANDED_TEXT = frozenset({"word", "string", "string_content", "heredoc_body",
                             "heredoc_content", "expansion", "concatenation", "regex"})  # fmt: skip
+# Words that stand where a program would but are no program the analysis can judge.
+_NOT_PROGRAMS = frozenset({"{", "}", "(", ")", "!", "[[", "]]", "((", "))", "if", "then",
+                           "else", "elif", "fi", "do", "done", "case", "esac", "while", "until",
+                           "for", "in", "select", "function"})  # fmt: skip
+# Wrapper options that name a program the wrapper runs besides its command.
+_PROGRAM_OPTIONS = frozenset({("dbus-run-session", "--dbus-daemon")})
 _SCRIPT_OPTIONS = frozenset({("env", "-S"), ("env", "--split-string"),
                              ("flock", "-c"), ("flock", "--command"),
                              ("runuser", "-c"), ("runuser", "--command"),
@@ -69,9 +77,26 @@ class Collector:
     def __init__(self) -> None:
         self.commands: list[Command] = []
         self.opaque: list[Opaque] = []
+        self.code_files: list[tuple[str, str]] = []  # scripts run from files: (path, text)
 
     def result(self) -> Analysis:
-        """What was found."""
+        """What was found; a program or script run from a file the same text writes is opaque.
+
+        `cp /bin/rm x; ./x -rf /` runs what the analysis cannot see: the file's content is
+        only known once the earlier command has run.
+        """
+        written = {_local_path(w) for c in self.commands for w in c.writes if w is not None}
+        if written:
+            names = {w.rsplit("/", 1)[-1] for w in written}
+            runs = [(c.path, c.text, "/" not in c.path) for c in self.commands if c.path]
+            runs += [(path, text, False) for path, text in self.code_files]
+            for path, text, looked_up in runs:
+                local = _local_path(path)
+                if (looked_up and local in names) or any(
+                    local == w or local.startswith(w + "/") for w in written
+                ):
+                    self.opaque.append(Opaque(text, f"it runs {path!r}, a file the command "
+                                              "line itself writes"))  # fmt: skip
         return Analysis(tuple(self.commands), tuple(self.opaque))
 
     def script(self, text: str, depth: int) -> None:
@@ -91,8 +116,11 @@ class Collector:
             self.opaque.append(Opaque(short(text), "the shell cannot parse it"))
             return
         variables = Variables(tree.root_node)
+        skip = (0, 0)  # the bytes of a substitution judged by re-reading it
         for node in nodes(tree.root_node):
             kind = node.type
+            if skip[0] <= node.start_byte and node.end_byte <= skip[1]:
+                continue
             if len(self.commands) > MAX_COMMANDS:
                 self.opaque.append(Opaque(short(text), f"more than {MAX_COMMANDS} commands"))
                 return
@@ -114,9 +142,46 @@ class Collector:
                 self.opaque.extend(subscript(node, variables))
             elif kind == "test_command":
                 self.opaque.extend(conditional(node, variables))
+            elif kind == "command_substitution" and self._backticks(node, depth):
+                skip = (node.start_byte, node.end_byte)
+                continue
+            elif kind == "function_definition":
+                self._function(node)
             if kind in _EXPANDED_TEXT and unparsed(node):
                 self.opaque.append(Opaque(node_text(node), "it holds a substitution the "
                                           "analysis did not read"))  # fmt: skip
+
+    def _backticks(self, node: Node, depth: int) -> bool:
+        """A backtick substitution re-read as bash reads it; True if its text was re-parsed.
+
+        The parser keeps escapes inside backticks as written, so a nested substitution
+        (`` `echo \\`rm -rf x\\`` ``) is a plain word to it, and it takes `` `a` `b` `` for one
+        substitution. Bash pairs backticks in order and un-escapes `` \\` ``, `\\$` and `\\\\`
+        inside them: each pair's text is judged as a script, in place of the parser's reading.
+        """
+        text = node_text(node)
+        if not text.startswith("`"):
+            return False
+        scripts = backtick_scripts(text)
+        if len(scripts) == 1 and "\\" not in text:
+            return False  # one plain substitution: the parser read it as bash does
+        for script in scripts:
+            self.script(script, depth + 1)
+        return True
+
+    def _function(self, node: Node) -> None:
+        """A function that calls itself (`:(){ :|:& };:`) multiplies without end: opaque."""
+        name = node.child_by_field_name("name")
+        body = node.child_by_field_name("body")
+        if name is None or body is None:
+            return
+        own = node_text(name)
+        for inner in nodes(body):
+            if inner.type == "command_name" and literal(inner.named_children[0]
+                    if inner.named_children else inner) == own:  # fmt: skip
+                self.opaque.append(Opaque(short(node_text(node)), f"the function {own} calls "
+                                          "itself"))  # fmt: skip
+                return
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -220,9 +285,11 @@ class Collector:
         more: bool,
     ) -> None:
         program = basename(path)
-        writes = tuple(_programs.normal_path(w) for w in writes)
-        command = Command(program, path, tuple(words), normalise_flags(program, words),
-                          writes, short(text), more)  # fmt: skip
+        writes = tuple(normal_path(w) for w in writes)
+        flags = normalise_flags(program, words)
+        if more and program == "rm":
+            flags |= {"-r"}  # `find -exec rm`, `xargs rm`: a delete over a tree of names
+        command = Command(program, path, tuple(words), flags, writes, short(text), more)
         self.commands.append(command)
 
     def argv(
@@ -242,6 +309,17 @@ class Collector:
         program = basename(path)
         wrapper = WRAPPERS.get(program)
         args = words[1:]
+        if path in _NOT_PROGRAMS or path.startswith("-") or "=" in path:
+            # `coproc { rm -rf x; }`, `env - rm ...`: a keyword or a word the parser or the
+            # analysis took for a program. What follows a `{` or `(` is judged as a command.
+            self.opaque.append(Opaque(short(text), f"{path!r} is not a program the "
+                                      "analysis can judge"))  # fmt: skip
+            if path in ("{", "(") and args:
+                self.argv(args, join(args), writes, fed, depth, more=more)
+            return
+        if program == "coproc" and len(args) > 1 and args[0] is not None \
+                and NAME.match(args[0]) and args[1] in ("{", "("):  # fmt: skip
+            args = args[1:]  # `coproc NAME { ...; }`: the name is not a program
         if program in _NAMERS:
             for word in args:
                 if word is not None and _CODE_SUBSCRIPT.search(word):
@@ -249,7 +327,7 @@ class Collector:
                                               "substitution in its subscript"))  # fmt: skip
                     break
         if wrapper is None or (program == "runuser" and not _runuser_runs_argv(args)):
-            written = tuple(_programs.written_by(program, args))
+            written = tuple(written_by(program, args))
             self._emit(path, args, writes + written, text, more)
             runs(self, program, args, text, fed, depth)
             return
@@ -259,11 +337,18 @@ class Collector:
             return
         own = args[:start]
         self._emit(path, own, writes, text, more)
+        for option, _ in options:
+            if (program, option) in _PROGRAM_OPTIONS:
+                self.opaque.append(Opaque(short(text), f"{program} {option} runs a program "
+                                          "the analysis does not judge"))  # fmt: skip
         if wrapper.assignments:
             for word in own:
-                if word is not None and _programs.ASSIGNMENT.match(word):
+                if word is not None and "=" in word and not word.startswith("-"):
                     name, _, value = word.partition("=")
                     self._deferred(name, value, text, depth)
+                    if name.startswith("BASH_FUNC_"):
+                        self.opaque.append(Opaque(short(text), "it exports a shell function "
+                                                  "that replaces a command"))  # fmt: skip
         inner = args[start:]
         scripts = [value for option, value in options
                    if (program, option) in _SCRIPT_OPTIONS]  # fmt: skip
@@ -286,6 +371,37 @@ class Collector:
             return
         self.argv(inner, join(inner), writes, fed and program != "xargs", depth,
                   more=more or program == "xargs")  # fmt: skip
+
+
+def backtick_scripts(text: str) -> list[str]:
+    """The scripts of the backtick pairs in `text`, un-escaped as bash does inside them."""
+    scripts: list[str] = []
+    index, end = 0, len(text)
+    while index < end:
+        char = text[index]
+        if char == "\\":
+            index += 2
+        elif char == "`":
+            index += 1
+            script: list[str] = []
+            while index < end and text[index] != "`":
+                if text[index] == "\\" and index + 1 < end:
+                    pair = text[index : index + 2]
+                    script.append(pair[1] if pair[1] in "\\`$" else pair)
+                    index += 2
+                else:
+                    script.append(text[index])
+                    index += 1
+            scripts.append("".join(script))
+            index += 1
+        else:
+            index += 1
+    return scripts
+
+
+def _local_path(path: str) -> str:
+    """A path as written, with `./`, `//` and `..` resolved (`./x` -> `x`)."""
+    return posixpath.normpath(path) if path else path
 
 
 def _runuser_runs_argv(args: Sequence[str | None]) -> bool:

@@ -211,9 +211,16 @@ def _flow(value: str | tuple[str, ...]) -> str:
 
 
 _DISKS = ("/dev/sd*", "/dev/hd*", "/dev/vd*", "/dev/xvd*", "/dev/nvme*", "/dev/mmcblk*",
-          "/dev/disk*", "/dev/mapper/*", "/dev/md*", "/dev/dm-*", "/dev/mem", "/dev/kmem",
-          "/dev/port", "/proc/sysrq-trigger")  # fmt: skip
-_SYSTEM_STATES = ("poweroff", "reboot", "halt", "kexec", "emergency", "rescue", "soft-reboot")
+          "/dev/disk*", "/dev/mapper/*", "/dev/md*", "/dev/dm-*", "/dev/loop*", "/dev/nbd*",
+          "/dev/sg*", "/dev/sr*", "/dev/block/*", "/dev/rbd*", "/dev/zram*", "/dev/mtd*",
+          "/dev/ubi*", "/dev/mem", "/dev/kmem", "/dev/port", "/proc/sysrq-trigger")  # fmt: skip
+_SYSTEM_STATES = ("poweroff", "reboot", "halt", "kexec", "emergency", "rescue", "soft-reboot",
+                  "ctrl-alt-del")  # fmt: skip
+_TARGETS = tuple(name for state in _SYSTEM_STATES for name in (state, f"{state}.target"))
+_RSYNC_DELETES = ("--del", "--delete*", "--remove-source-files", "--remove-sent-files")
+_HDPARM_ERASES = ("--security-erase", "--security-erase-enhanced", "--write-sector",
+                  "--trim-sector-ranges", "--trim-sector-ranges-stdin", "--make-bad-sector",
+                  "--dco-restore")  # fmt: skip
 
 DESTRUCTIVE: tuple[CommandPattern, ...] = (
     CommandPattern(program="rm", flags=("-r",)),
@@ -233,8 +240,28 @@ DESTRUCTIVE: tuple[CommandPattern, ...] = (
             "sgdisk",
             "parted",
             "blkdiscard",
+            "mkdosfs",
+            "mkntfs",
+            "mkexfatfs",
+            "mkudffs",
+            "mformat",
+            "sg_format",
+            "sg_sanitize",
+            "lvremove",
+            "vgremove",
+            "pvremove",
         )
     ),
+    *(
+        CommandPattern(program="cryptsetup", args=(action,))
+        for action in ("luksFormat", "luksformat", "erase", "luksErase", "luksKillSlot")
+    ),
+    CommandPattern(program="badblocks", flags=("-w",)),
+    *(CommandPattern(program="hdparm", flags=(flag,)) for flag in _HDPARM_ERASES),
+    *(CommandPattern(program="nvme", args=(action,)) for action in ("format", "sanitize")),
+    CommandPattern(program="zpool", args=("destroy",)),
+    CommandPattern(program="zpool", args=("labelclear",)),
+    CommandPattern(program="zfs", args=("destroy",)),
     *(CommandPattern(program="dd", args=(f"of={disk}",)) for disk in _DISKS),
     CommandPattern(program="*", writes=_DISKS),
     CommandPattern(program=("chmod", "chown", "chgrp"), flags=("-R",)),
@@ -243,11 +270,21 @@ DESTRUCTIVE: tuple[CommandPattern, ...] = (
     CommandPattern(program="git", args=("push",), flags=("--mirror",)),
     CommandPattern(program="git", args=("push",), flags=("--delete",)),
     CommandPattern(program="git", args=("push", "+*")),
+    CommandPattern(program="git", args=("push", ":*")),  # `origin :branch` deletes it
+    CommandPattern(program="git", args=("push",), flags=("--prune",)),
+    CommandPattern(program=("tar", "bsdtar", "gtar"), flags=("--remove-files",)),
+    CommandPattern(program="zip", flags=("-m",)),
+    CommandPattern(program=("7z", "7za", "7zz", "7zr"), args=("-sdel",)),
+    *(CommandPattern(program="rsync", args=(option,)) for option in _RSYNC_DELETES),
     CommandPattern(program="git", args=("reset",), flags=("--hard",)),
     CommandPattern(program="git", args=("clean",), flags=("-f",)),
     CommandPattern(program="crontab", flags=("-r",)),
-    CommandPattern(program=("shutdown", "reboot", "halt", "poweroff")),
-    *(CommandPattern(program=("systemctl", "loginctl"), args=(state,)) for state in _SYSTEM_STATES),
+    CommandPattern(program="crontab", args=("[!-]*",)),  # `crontab FILE` replaces the table
+    CommandPattern(program="crontab", args=("-",)),
+    CommandPattern(program="kill", args=("-1",)),  # `kill -9 -1`: every process of the user
+    CommandPattern(program=("shutdown", "reboot", "halt", "poweroff", "killall5")),
+    *(CommandPattern(program=("systemctl", "loginctl"), args=(target,)) for target in _TARGETS),
+    CommandPattern(program="systemctl", args=("isolate",)),
     *(
         CommandPattern(program=("init", "telinit"), args=(level,))
         for level in ("0", "6", "1", "[sS]")
