@@ -162,3 +162,41 @@ def test_a_recheck_judges_the_chunk_as_it_is_and_keeps_the_held_tail() -> None:
     # it, and the tail it held comes with the last chunk, once.
     assert stream.run(["abab", "abab", "abab"]) == "abab [email] abababab"
     assert stream.shown == ["", "abab [email] ", "abababab"]
+
+
+ZWSP = "\u200b"
+
+
+def _visible(text: str) -> str:
+    return text.replace(ZWSP, "")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(min_value=1, max_value=9), st.sampled_from([1, 40, 300, 600]))
+def test_a_value_padded_with_invisible_characters_is_never_shown_in_part(
+    size: int, padding: int
+) -> None:
+    # The value is 20 characters as a reader (and the detectors) see it, whatever its raw
+    # length: the hold counts what is visible, so no part of it is shown before it is whole.
+    text = "write to john.doe" + ZWSP * padding + "@example.com now " + "x " * 200
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+    stream = Stream(ContentPolicy())
+    result = stream.run(pieces)
+    assert _visible(result) == "write to [email] now " + "x " * 200
+    display = ""
+    for piece in stream.shown:
+        display += piece
+        assert "john" not in _visible(display) and "@" not in display
+
+
+def test_runs_of_invisible_characters_cannot_grow_the_held_text_without_bound() -> None:
+    # 20,000 zero-width spaces in 5-character chunks: what is held (and judged again with
+    # each chunk) keeps one of each run, so the display moves on and the value is redacted.
+    text = "start " + ZWSP * 20_000 + "mail ada@example.com then " + "more words " * 40
+    pieces = [text[i : i + 5] for i in range(0, len(text), 5)]
+    stream = Stream(ContentPolicy(ContentPolicyConfig(stream_hold=16)))
+    result = stream.run(pieces)
+    assert _visible(result) == _visible(text).replace("ada@example.com", "[email]")
+    assert result.count(ZWSP) < 20_000  # the run was cut while it was held
+    assert "ada" not in result
+    assert _visible("".join(stream.shown[:-1])).startswith("start mail [email] then")

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from interlock.plugins._detectors import BUILT_IN, Detector, detectors, iban, redact, scan
+from interlock.plugins._detectors import BUILT_IN, Detector, View, detectors, iban, redact, scan
 
 ALL = list(BUILT_IN.values())
 
@@ -161,3 +161,14 @@ def test_long_texts_are_scanned_in_linear_time() -> None:
     ]
     for blob in blobs:
         assert [k for *_, k in scan(blob, ALL) if k != "api_key"] == []
+
+
+def test_the_view_maps_back_and_squeezes_runs_of_invisible_characters() -> None:
+    text = "a\u200b\u200b\u200bb\u00adc\u200bd"
+    view = View(text)
+    assert view.text == "abcd"
+    assert [view.origin(i) for i in range(5)] == [0, 4, 6, 8, 9]
+    squeezed = view.squeezed()
+    assert squeezed == "a\u200bb\u00adc\u200bd"  # a run of three cut to one; singles kept
+    assert View(squeezed).text == view.text
+    assert View("plain").squeezed() == "plain" and View("plain").origin(3) == 3

@@ -54,7 +54,8 @@ async def test_two_sessions_in_one_task_keep_their_own_items_and_state() -> None
         ctx.system_items.append("about", f"{payload.content} #{ctx.state['n']} in {ctx.session.id}")
 
     manager = PluginManager()
-    manager.register(note, capabilities=["system_items"])
+    # The user's messages only: system items pass through message_received too.
+    manager.register(note, capabilities=["system_items"], when={"role": "user"})
     agent = Agent(ScriptedBackend(["a"] * 4), manager=manager)
     async with agent.session("A") as a, agent.session("B") as b:
         await asyncio.gather(a.send("for A"), b.send("for B"))

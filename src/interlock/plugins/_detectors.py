@@ -482,10 +482,11 @@ class View:
         (5, 14)
     """
 
-    __slots__ = ("_at", "_from", "_size", "text")
+    __slots__ = ("_at", "_from", "_original", "_size", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self._original = text
         # One entry per changed character: where its replacement starts in the view, where
         # it is in the original, and how long the replacement is (0: left out).
         self._at: list[int] = []
@@ -522,6 +523,28 @@ class View:
         if index < at + size:  # part of a replacement: its whole original character
             return self._from[entry]
         return self._from[entry] + 1 + index - at - size
+
+    def origin(self, index: int) -> int:
+        """Where the view's character at `index` comes from in the original text
+        (`len(view.text)`: the original's end)."""
+        return self._origin(index) if self._at else index
+
+    def squeezed(self) -> str:
+        """The original text with each run of invisible characters cut to its first one:
+        the same view (the detectors find the same values), at most about twice as long."""
+        parts: list[str] = []
+        last = 0
+        previous = -2  # where the last invisible character (kept or not) is
+        for index, size in zip(self._from, self._size, strict=True):
+            if size == 0:
+                if index == previous + 1:  # a repeat: the text up to it, not it
+                    parts.append(self._original[last:index])
+                    last = index + 1
+                previous = index
+        if not parts:
+            return self._original
+        parts.append(self._original[last:])
+        return "".join(parts)
 
     def span(self, start: int, end: int) -> Span:
         """The original span of the view's `start:end` (not empty), invisible characters

@@ -97,10 +97,12 @@ class ContentPolicyConfig(BaseModel):
     """The hooks it acts on. `post_tool_call` redacts a tool's output before the host
     stores or shows it (and withholds a result holding a `deny` kind)."""
     stream_hold: int = Field(default=256, ge=0)
-    """Characters of streamed text held back (`llm_stream_chunk`) until they can be judged:
-    values up to this long are redacted before any of them is shown, however the chunks
-    split them. The display trails the model by this many characters, and by up to twice
-    as many while a value found across that line is held back whole."""
+    """Characters of streamed text held back (`llm_stream_chunk`) until they can be judged,
+    counted as the detectors see them (invisible characters count for nothing): values up
+    to this long are redacted before any of them is shown, however the chunks split them
+    and however many zero-width characters pad them. The display trails the model by this
+    many characters, and by up to twice as many while a value found across that line is
+    held back whole."""
 
     @field_validator("deny_patterns")
     @classmethod
@@ -216,39 +218,50 @@ class ContentPolicy(Plugin):
         keep = not ctx.recheck
         held = state.get(_HELD, "") if keep and chunk.index else ""
         text = held + chunk.delta
-        if keep and not chunk.done and len(text) <= self.config.stream_hold:
-            state[_HELD] = text  # none of it can be shown yet: judged once some can
-            return Modify(chunk.replace(delta="")) if chunk.delta else None
+        view = View(text)
+        if keep and not chunk.done:
+            # The hold is counted as the detectors see the text: zero-width padding inside
+            # a value must not push its start past the line. Runs of invisible characters
+            # are cut to one in what is held (the same view), so that padding cannot make
+            # the held text, and the work per chunk, grow without bound.
+            if len(text) - len(view.text) > self.config.stream_hold:
+                text = view.squeezed()
+                view = View(text)
+            if len(view.text) <= self.config.stream_hold:
+                state[_HELD] = text  # none of it can be shown yet: judged once some can
+                return Modify(chunk.replace(delta="")) if chunk.delta else None
         # The last text of an answer (a short answer whole) is what `post_llm_call` judges
         # next: remembered. Texts in between are each seen once: not kept.
-        verdict = self._judge(text) if chunk.done else self._judge_text(text)
+        verdict = self._judge(text) if chunk.done else self._judge_view(text, view)
         if verdict.denied is not None:
             if keep:
                 state.pop(_HELD, None)
             return self._block(verdict, ctx)
         if keep and not chunk.done:
-            shown, state[_HELD] = self._release(text, verdict)
+            shown, state[_HELD] = self._release(text, view, verdict)
         else:
             shown = verdict.text
             if keep:
                 state.pop(_HELD, None)
         return None if shown == chunk.delta else Modify(chunk.replace(delta=shown))
 
-    def _release(self, text: str, verdict: _Verdict) -> tuple[str, str]:
+    def _release(self, text: str, view: View, verdict: _Verdict) -> tuple[str, str]:
         """Split streamed `text` into what can be shown (redacted) and what is held back.
 
-        Shown is only text `stream_hold` or more characters behind the newest, so a value
-        up to that long is whole in view before any of it is shown; the line moves back
-        (to a whitespace, at most `stream_hold` more) until no finding crosses it, which
-        the redaction of the whole text and of its two sides agreeing shows.
+        Shown is only text `stream_hold` or more characters behind the newest (in the
+        detectors' `view` of it), so a value up to that long is whole in view before any
+        of it is shown; the line moves back (to a whitespace, at most `stream_hold` more)
+        until no finding crosses it, which the redaction of the whole text and of its two
+        sides agreeing shows.
         """
         hold = self.config.stream_hold
-        line = len(text) - hold
-        if line <= 0:
+        seen = len(view.text)
+        if seen <= hold:
             return "", text
+        line = view.origin(seen - hold)
         if verdict.text.startswith(text[:line]):  # nothing found before the line
             return text[:line], text[line:]
-        floor = max(0, line - hold)
+        floor = view.origin(max(0, seen - 2 * hold))
         cuts = [line, *(i for i in range(line - 1, floor, -1) if text[i - 1].isspace())]
         for cut in cuts[:_CUTS]:
             head = self._judge_text(text[:cut])
@@ -290,9 +303,13 @@ class ContentPolicy(Plugin):
         return None
 
     def _judge_text(self, text: str) -> _Verdict:
+        return self._judge_view(text, View(text))
+
+    def _judge_view(self, text: str, view: View) -> _Verdict:
+        """The verdict on `text`, whose normalised `view` (judged by every detector and
+        pattern) the caller made."""
         if not text:
             return _Verdict(text, Counter(), None)
-        view = View(text)  # normalised once, judged by every detector and pattern
         denied = _denied(text, view, self._deny, self._deny_patterns)
         if denied is not None:
             return _Verdict(text, Counter(), denied)

@@ -6,16 +6,19 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from interlock import (
+    CapabilityError,
     ErrorEvent,
     HookResult,
     HookSpec,
     JsonValue,
     Level,
     Message,
+    MessageEvent,
     RegistrationStats,
     SessionEnd,
     SessionStart,
@@ -33,6 +36,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger("interlock.runtime")
 
 INTERRUPTED = "interrupted: the agent stopped before this tool returned; its result is unknown"
+
+SYSTEM_ITEM_CHANNEL = "system_item"
+"""The `channel` of the `message_received` event that judges a system item."""
+
+# Set while `message_received` judges a system item: an item appended then (by a handler of
+# that call, or work it started) is refused, so that judging items never makes more items.
+_judging_item: ContextVar[bool] = ContextVar("interlock_judging_system_item", default=False)
 
 
 class Session:
@@ -61,7 +71,8 @@ class Session:
         self.metadata = dict(metadata or {})
         self.history: list[Message] = []
         self.turn = 0
-        self._pending: list[Message] = []  # system items not yet in the model's context
+        self._written: list[tuple[str, str, str]] = []  # system items not judged yet
+        self._pending: list[Message] = []  # system items judged, not yet in the model's context
         writers = _Writers(self._write_system_item, self._write_notification, self._stats)
         self._scope = agent.manager.session(
             self.id,
@@ -99,8 +110,10 @@ class Session:
     ) -> None:
         reason = "completed" if exc is None else f"error: {type(exc).__name__}"
         try:
+            await self.judge_system_items()  # written after the last model call: logged
             await self.fire(hooks.SESSION_END, SessionEnd(self.id, reason, self.turn))
             await self.agent.manager.drain()
+            await self.judge_system_items()  # from background work that ended just now
             self.record("stats", {"registrations": [_stats(s) for s in self._stats()]})
         finally:
             self._close(reason)
@@ -169,18 +182,59 @@ class Session:
                               "stage": event.stage, "plugin": event.plugin})  # fmt: skip
         await self.fire(hooks.ERROR, event)
 
-    def take_system_items(self) -> list[Message]:
-        """Move the system items written since the last call into the model's context."""
+    async def take_system_items(self) -> list[Message]:
+        """Judge the system items written since the last call and move them into the
+        model's context."""
+        await self.judge_system_items()
         items, self._pending = self._pending, []
         self.history.extend(items)
         return items
 
-    # -- the capability writers (reached by plugins only through bound handles) ----------
+    async def judge_system_items(self) -> None:
+        """Pass each system item written since the last call through `message_received`
+        (role `system`, channel `system_item`, metadata `kind` and `plugin`), then log it,
+        show it and queue it for the model's context as the plugins left it.
 
-    def _write_system_item(self, kind: str, text: str, plugin: str) -> None:
+        An item is text a plugin copied from somewhere (a todo list, a tool's arguments):
+        what a redacting plugin removes from messages is removed from it before it is
+        stored, shown or sent. An item the hook blocks is withheld: the log keeps a note
+        naming the plugin and the reason, the model gets nothing.
+        """
+        written, self._written = self._written, []
+        for kind, text, plugin in written:
+            await self._judge_item(kind, text, plugin)
+
+    async def _judge_item(self, kind: str, text: str, plugin: str) -> None:
+        metadata = {"kind": kind, "plugin": plugin}
+        event = MessageEvent(text, role="system", channel=SYSTEM_ITEM_CHANNEL, metadata=metadata)
+        token = _judging_item.set(True)
+        try:
+            judged = await self.fire(hooks.MESSAGE_RECEIVED, event)
+        finally:
+            _judging_item.reset(token)
+        if judged.blocked:
+            note = f"[withheld by plugin {judged.blocked_by!r}: {judged.reason}]"
+            self.record("system_item", {"kind": kind, "text": note, "plugin": plugin,
+                                        "withheld": judged.reason})  # fmt: skip
+            self.emit("system_item", kind, text=note, plugin=plugin, withheld=judged.reason)
+            return
+        text = (judged.payload or event).content
         self.record("system_item", {"kind": kind, "text": text, "plugin": plugin})
         self._pending.append(_system_item(kind, text))
         self.emit("system_item", kind, text=text, plugin=plugin)
+
+    # -- the capability writers (reached by plugins only through bound handles) ----------
+
+    def _write_system_item(self, kind: str, text: str, plugin: str) -> None:
+        if _judging_item.get():
+            raise CapabilityError(
+                f"plugin {plugin!r}: system_items.append is refused while message_received "
+                f"judges a system item (role 'system', channel {SYSTEM_ITEM_CHANNEL!r}); "
+                "append only for the user's messages, e.g. register with "
+                "when={'role': 'user'}",
+                plugin=plugin,
+            )
+        self._written.append((kind, text, plugin))  # logged once judged (judge_system_items)
 
     def _write_notification(self, text: str, level: Level, plugin: str) -> None:
         self.record("notification", {"text": text, "level": level, "plugin": plugin})
@@ -198,6 +252,7 @@ class Session:
     def _load(self) -> None:
         """Rebuild the model's context and the turn count from the log (reopened sessions)."""
         self.history.clear()
+        self._written.clear()
         self._pending.clear()
         for record in self.records():
             self.turn = max(self.turn, record.turn or 0)
@@ -272,7 +327,7 @@ def _message(record: Record) -> Message | None:
             "tool", str(data["output"]), name=str(data["tool_name"]),
             tool_call_id=str(data["call_id"]),
         )  # fmt: skip
-    if record.kind == "system_item":
+    if record.kind == "system_item" and "withheld" not in data:
         return _system_item(str(data["kind"]), str(data["text"]))
     return None
 

@@ -6,8 +6,13 @@ The order of hooks in a turn (the conformance tests hold the runtime to it):
     ( pre_llm_call  llm_stream_chunk*  post_llm_call  ( pre_tool_call  post_tool_call )* )*
     message_sending  turn_end
 
-with `error` wherever something fails. `post_tool_call` fires for every tool result the
-model will see, so also for a refused call (its result is the refusal);
+with `error` wherever something fails (a failed model call: once `message_sending` has
+judged the reply that reports it, see `Turn._failed`), and `message_received` with role
+`system` for each system item a plugin appended, before it is logged or enters the model's
+context: after the user's message, before each model call (items appended at `pre_llm_call`:
+right after it) and after `turn_end` (see `Session.judge_system_items`). `post_tool_call`
+fires for every tool result the model will see, so also for a refused call (its result is
+the refusal);
 `llm_stream_chunk` fires only on the streaming path (and not when a plugin responded in
 the model's place), once per chunk and before the chunk is shown (see `StreamView`).
 """
@@ -76,8 +81,8 @@ class Turn:
             self.session.record("user", {"content": None, "blocked_by": inbound.blocked_by})
             return await self._reply(f"[blocked] {inbound.reason}", "blocked", inbound.reason)
         message = inbound.payload or MessageEvent(text)
+        await self.session.take_system_items()  # items from before this message come before it
         self.session.record("user", {"content": message.content})
-        self.session.take_system_items()  # items from before this message come before it
         self.session.history.append(Message("user", message.content))
         return await self._loop()
 
@@ -97,7 +102,7 @@ class Turn:
 
     async def _model_call(self) -> tuple[LLMResponse | None, TurnResult | None]:
         session, agent = self.session, self.agent
-        session.take_system_items()
+        await session.take_system_items()
         request = LLMRequest(
             agent.model_name,
             (*agent.system_messages, *session.history),
@@ -109,7 +114,7 @@ class Turn:
         if before.blocked:
             return None, await self._reply(f"[blocked] {before.reason}", "blocked", before.reason)
         request = before.payload or request
-        late = session.take_system_items()  # appended during pre_llm_call: for this call
+        late = await session.take_system_items()  # appended during pre_llm_call: for this call
         if late:
             request = request.replace(messages=(*request.messages, *late))
         if before.responded:
@@ -118,9 +123,7 @@ class Turn:
             try:
                 response = await self._ask_model(request)
             except Exception as error:
-                reason = f"model call failed: {type(error).__name__}: {error}"
-                await session.fail(ErrorEvent(type(error).__name__, str(error), "llm_call"))
-                return None, await self._reply(f"[error] {reason}", "failed", reason)
+                return None, await self._failed(error)
         after = await session.fire(hooks.POST_LLM_CALL, response)
         self.usage = Usage(
             self.usage.input_tokens + response.usage.input_tokens,
@@ -230,13 +233,33 @@ class Turn:
             allowed = False
         return None if allowed else f"tool {call.tool_name!r} was not approved: {question}"
 
+    async def _failed(self, error: Exception) -> TurnResult:
+        """End the turn on a failed model call.
+
+        A backend's error often quotes the request (`400: content '...' rejected`), so its
+        text is judged as the reply that reports it is (`message_sending`), and the log, the
+        trace, the result's `reason` and the `error` hook all get the judged text.
+        """
+        name = type(error).__name__
+        return await self._reply(
+            f"[error] model call failed: {name}: {error}", "failed", failure=name
+        )
+
     async def _reply(
-        self, text: str, stopped: Stop, reason: str | None = None, *, answer: bool = False
+        self,
+        text: str,
+        stopped: Stop,
+        reason: str | None = None,
+        *,
+        answer: bool = False,
+        failure: str | None = None,
     ) -> TurnResult:
         """Deliver the turn's reply through `message_sending`; `answer` when the model wrote it.
 
         The log and the model's context keep what the user got (redacted as delivered, or
         a note that it was withheld), never the text `message_sending` changed or stopped.
+        `failure` (an error type) when `text` reports a failed model call: the failure is
+        then logged and fired at `error` with the text as `message_sending` left it.
         """
         session = self.session
         out = await session.fire(hooks.MESSAGE_SENDING, MessageEvent(text, role="assistant"))
@@ -244,6 +267,11 @@ class Turn:
         delivered = not out.blocked
         if not delivered:  # the caller learns why, and never gets the text that was stopped
             reply, reason = "", out.reason
+        if failure is not None:
+            message, judged = _judged_failure(reply, failure, out.blocked_by, out.reason)
+            if delivered:
+                reason = judged
+            await session.fail(ErrorEvent(failure, message, "llm_call"))
         if answer:
             withheld = None if delivered else out.reason
             session.record("assistant", {"content": reply if delivered else None,
@@ -258,6 +286,20 @@ class Turn:
             "reply", "delivered" if delivered else "undelivered", text=reply, reason=reason
         )
         await session.fire(hooks.TURN_END, TurnEnd(self.number, reply, self.tool_calls, self.usage))
+        await session.judge_system_items()  # written at turn_end: logged before send returns
         return TurnResult(
             self.number, reply, delivered, stopped, reason, self.tool_calls, self.usage
         )
+
+
+def _judged_failure(
+    reply: str, error_type: str, blocked_by: str | None, reason: str | None
+) -> tuple[str, str]:
+    """The error message and the turn's reason for a failed model call, from its reply as
+    `message_sending` left it (a plugin that blocked it: a note naming the plugin)."""
+    if blocked_by is not None:
+        return f"[withheld by plugin {blocked_by!r}: {reason}]", reason or ""
+    reason_text = reply.removeprefix("[error] ")
+    head = f"model call failed: {error_type}: "
+    message = reason_text[len(head) :] if reason_text.startswith(head) else reason_text
+    return message, reason_text
