@@ -503,3 +503,14 @@ def test_declarations_are_judged_as_commands() -> None:
         {"default": "deny", "rules": [{"allow": {"program": ["export", "echo"]}}]}
     ))  # fmt: skip
     assert judge(guard, "export FOO=bar; echo $FOO") is None
+
+
+def test_hermes_agents_terminal_tool_is_a_shell() -> None:
+    from interlock import ToolCall, hooks
+    from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
+    from interlock.testing import Harness
+
+    guard = ToolGuard(ToolGuardConfig.model_validate({"destructive": "deny"}))
+    with Harness(guard) as harness:
+        result = harness.invoke(hooks.PRE_TOOL_CALL, ToolCall("terminal", {"command": "rm -fr /"}))
+    assert result.blocked

@@ -65,6 +65,7 @@ SHELL_TOOLS: tuple[str, ...] = (
     "run_terminal_cmd",
     "run_terminal_command",
     "local_shell",
+    "terminal",  # Hermes Agent's
 )
 """Tool names judged as shells by default."""
 
