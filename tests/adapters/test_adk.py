@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import runpy
-import subprocess
-import sys
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,10 +43,11 @@ from interlock import (
     hook,
 )
 from interlock.adapters.adk import CLAIMS, InterlockPlugin
-from interlock.external import CommandRunner, command_plugin
 from interlock.plugins.content_policy import ContentPolicy
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.testing import Conformance, Expected
+
+from .helpers import SERVED_GUARD, import_error_without, no_rm, sh_guard
 
 ROOT = Path(__file__).resolve().parents[2]
 APP, USER = "app", "user"
@@ -146,13 +144,6 @@ def manager() -> Iterator[PluginManager]:
     manager = PluginManager()
     yield manager
     manager.close()
-
-
-@hook("pre_tool_call")
-def no_rm(call: ToolCall, ctx: HookContext) -> Block | None:
-    if "rm -rf" in str(call.arguments.get("command", "")):
-        return Block("destructive shell command")
-    return None
 
 
 # -- the cases ----------------------------------------------------------------
@@ -310,7 +301,7 @@ async def test_a_failure_inside_the_adapter_is_a_block_not_a_crash(
         return Modify(call.replace(arguments={"command": "ls -la"}))
 
     manager.register(safer)
-    monkeypatch.setattr(adk, "_plain", broken)  # the Modify cannot be applied
+    monkeypatch.setattr(adk, "plain", broken)  # the Modify cannot be applied
     model, ran = Scripted(), []
     events = await run(make_runner(InterlockPlugin(manager), model, ran), "list")
 
@@ -572,11 +563,7 @@ async def test_content_policy_redacts_the_user_message(manager: PluginManager) -
 
 
 async def test_a_command_hook_blocks_through_the_adapter(manager: PluginManager) -> None:
-    script_text = 'case "$(cat)" in *"rm -rf"*) echo "no deleting here" >&2; exit 2;; esac'
-    guard = command_plugin(
-        CommandRunner(["/bin/sh", "-c", script_text]), name="sh-guard", hooks=["pre_tool_call"]
-    )
-    manager.register(guard)
+    manager.register(sh_guard())
     model, ran = Scripted(command="rm -rf /"), []
     await run(make_runner(InterlockPlugin(manager), model, ran), "clean up")
 
@@ -590,7 +577,7 @@ async def test_a_served_python_plugin_works_through_the_adapter(manager: PluginM
     from interlock.external import StdioTransport, connect
 
     transport = StdioTransport(
-        [sys.executable, "-m", "interlock", "serve", "tests.external.served:Guard", "--stdio"],
+        SERVED_GUARD,
         name="guard",
     )
     try:
@@ -618,15 +605,5 @@ def test_the_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_a_missing_extra_names_the_install_command() -> None:
-    code = (
-        "import sys; sys.modules['google.adk'] = None\n"
-        "try:\n"
-        "    import interlock.adapters.adk\n"
-        "except ImportError as error:\n"
-        "    print(error)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert "pip install 'interlock[adk]'" in done.stdout
+    output = import_error_without("google.adk", "interlock.adapters.adk")
+    assert "pip install 'interlock[adk]'" in output

@@ -31,6 +31,8 @@ from interlock.config import load_config_text
 from interlock.external import StdioTransport, connect
 from interlock.testing import Conformance, Expected
 
+from .helpers import SERVED_GUARD, Counting, broken_gate
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -71,11 +73,6 @@ def hide(result: ToolResult, ctx: HookContext) -> Any:
     return Modify(result.replace(output=result.output.replace("secret", "[hidden]")))
 
 
-@hook("pre_tool_call", name="broken-gate")
-def broken_gate(call: ToolCall, ctx: HookContext) -> None:
-    raise RuntimeError("policy server down")
-
-
 class PromptPolicy(Plugin):
     name = "prompt-policy"
 
@@ -87,14 +84,6 @@ class PromptPolicy(Plugin):
         assert ctx.system_items is not None
         ctx.system_items.append("reminder", "run the tests before you commit")
         return None
-
-
-class Counting(Plugin):
-    name = "counting"
-
-    def on_pre_tool_call(self, call: ToolCall, ctx: HookContext) -> Any:
-        count = ctx.state["calls"] = ctx.state.get("calls", 0) + 1
-        return Modify(call.replace(arguments={**call.arguments, "count": count}))
 
 
 async def test_a_block_stops_the_tool_and_the_model_reads_the_reason() -> None:
@@ -235,9 +224,8 @@ async def test_tool_guard_and_an_out_of_process_plugin_work_unchanged() -> None:
     assert "destructive" in claude.model_saw[0]
     await manager.aclose()
 
-    served = [sys.executable, "-m", "interlock", "serve", "tests.external.served:Guard", "--stdio"]
     manager = PluginManager()
-    manager.register(connect(StdioTransport(served, cwd=ROOT), name="guard"))
+    manager.register(connect(StdioTransport(SERVED_GUARD, cwd=ROOT), name="guard"))
     claude = script("rm -rf build", "ls")
     await run(claude, hooks(manager))
     assert claude.ran == [("Bash", {"command": "ls", "seen": 1})]

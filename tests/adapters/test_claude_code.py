@@ -30,6 +30,8 @@ from interlock import (
 from interlock.adapters.claude_code import Answer, StateStore, event_payload, handle
 from interlock.testing import Conformance, Expected
 
+from .helpers import SERVED_GUARD, Counting, broken_gate
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "adapters" / "claude_code"
 TIMEOUT = 60  # seconds any one hook process may take, however loaded the machine
@@ -112,11 +114,6 @@ def dry_run(call: ToolCall, ctx: HookContext) -> Any:
     return Modify(call.replace(arguments={**call.arguments, "command": "echo dry run"}))
 
 
-@hook("pre_tool_call", name="broken-gate")
-def broken_gate(call: ToolCall, ctx: HookContext) -> None:
-    raise RuntimeError("policy server down")
-
-
 class Context(Plugin):
     """Adds model context at every event it can, notifies the user, counts per session."""
 
@@ -140,14 +137,6 @@ class Context(Plugin):
         if "secret" in result.output:
             return Modify(result.replace(output=result.output.replace("secret", "[hidden]")))
         return None
-
-
-class Counting(Plugin):
-    name = "counting"
-
-    def on_pre_tool_call(self, call: ToolCall, ctx: HookContext) -> Any:
-        count = ctx.state["calls"] = ctx.state.get("calls", 0) + 1
-        return Modify(call.replace(arguments={**call.arguments, "count": count}))
 
 
 # -- PreToolUse -----------------------------------------------------------------------
@@ -434,14 +423,13 @@ def test_a_config_that_fails_to_load_still_denies(tmp_path: Path) -> None:
 
 
 def test_an_out_of_process_plugin_works_unchanged(tmp_path: Path) -> None:
-    serve = [sys.executable, "-m", "interlock", "serve", "tests.external.served:Guard", "--stdio"]
     config = write_config(
         tmp_path,
         f"""
 version: 1
 plugins:
   - name: guard
-    external: {{stdio: {json.dumps(serve)}}}
+    external: {{stdio: {json.dumps(SERVED_GUARD)}}}
 """,
     )
     output = run_hook(config, tmp_path / "state", pre("rm -rf build"))[1]

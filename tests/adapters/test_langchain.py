@@ -56,6 +56,7 @@ from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.testing import Conformance, Expected
 
 from ..external.conftest import ENV, ROOT, serve_command
+from .helpers import no_rm
 
 CLAIMS = [
     "session_start",
@@ -184,13 +185,6 @@ async def run(graph: Any, inputs: Any, config: Any, path: str) -> dict[str, Any]
 
 def kinds(messages: Sequence[BaseMessage]) -> list[tuple[str, Any]]:
     return [(m.type, m.content) for m in messages]
-
-
-@hook("pre_tool_call")
-def no_rm(payload: ToolCall, ctx: HookContext) -> Any:
-    if "rm -rf" in str(payload.arguments.get("command", "")):
-        return Block("destructive shell command")
-    return None
 
 
 PATHS = pytest.mark.parametrize("path", ["sync", "async"])

@@ -24,7 +24,6 @@ from pydantic import BaseModel
 
 from interlock import (
     Ask,
-    Block,
     HookContext,
     Modify,
     Plugin,
@@ -38,6 +37,8 @@ from interlock.external import CommandRunner, command_plugin
 from interlock.plugins.content_policy import ContentPolicy, ContentPolicyConfig
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.testing import Conformance, Expected, RecordingPlugin
+
+from .helpers import broken_gate, no_rm
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_INFO = "io.modelcontextprotocol/serverInfo"
@@ -70,13 +71,6 @@ def upstream(ran: list[str] | None = None) -> MCPServer:
 
 def texts(result: Any) -> list[str]:
     return [block.text for block in result.content if block.type == "text"]
-
-
-@hook("pre_tool_call")
-def no_rm(call: ToolCall, ctx: HookContext) -> Any:
-    if "rm -rf" in str(call.arguments.get("command", "")):
-        return Block("destructive shell command")
-    return None
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -157,11 +151,6 @@ async def test_an_output_that_no_longer_fits_the_schema_is_text_only_and_marked(
     assert texts(result)[0] == "one contact, address withheld"
     assert "no longer fits the tool's output schema" in texts(result)[1]
     assert "example.com" not in str(result.model_dump())  # nothing removed survives
-
-
-@hook("pre_tool_call", name="broken-gate")
-def broken_gate(call: ToolCall, ctx: HookContext) -> Any:
-    raise RuntimeError("policy server down")
 
 
 @pytest.mark.parametrize("mode", MODES)

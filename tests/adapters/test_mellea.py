@@ -34,10 +34,11 @@ from interlock import (
     hook,
 )
 from interlock.adapters.mellea import CLAIMS, plugin
-from interlock.external import CommandRunner, command_plugin
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.testing import Conformance, Expected, RecordingPlugin
 from tests.runtime.chat_server import ChatServer, Reply
+
+from .helpers import sh_guard
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -297,11 +298,7 @@ def test_tool_guard_denies_destructive_commands(manager: PluginManager) -> None:
 
 
 def test_a_command_hook_blocks_through_the_adapter(manager: PluginManager) -> None:
-    script_text = 'case "$(cat)" in *"rm -rf"*) echo "no deleting here" >&2; exit 2;; esac'
-    guard = command_plugin(
-        CommandRunner(["/bin/sh", "-c", script_text]), name="sh-guard", hooks=["pre_tool_call"]
-    )
-    manager.register(guard)
+    manager.register(sh_guard())
     outcome = converse(manager, "rm -rf /")
 
     assert outcome.ran == []

@@ -26,6 +26,8 @@ from interlock.plugins.content_policy import ContentPolicy
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.testing import Conformance, Expected
 
+from .helpers import SERVED_GUARD
+
 set_tracing_disabled(True)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -329,8 +331,9 @@ async def test_a_builtin_guard_and_content_policy_work_unchanged() -> None:
 
 
 async def test_an_out_of_process_plugin_works_unchanged() -> None:
-    command = [sys.executable, "-m", "interlock", "serve", "tests.external.served:Guard", "--stdio"]
-    guard = connect(StdioTransport(command, env={"PYTHONPATH": str(ROOT)}, cwd=ROOT), name="guard")
+    guard = connect(
+        StdioTransport(SERVED_GUARD, env={"PYTHONPATH": str(ROOT)}, cwd=ROOT), name="guard"
+    )
     manager = PluginManager()
     manager.register(guard, capabilities=["system_items", "notify"])
     try:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import runpy
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,10 +42,11 @@ from interlock import (
     hook,
 )
 from interlock.adapters.pydantic_ai import CLAIMS, InterlockCapability
-from interlock.external import CommandRunner, command_plugin
 from interlock.plugins.content_policy import ContentPolicy
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.testing import Conformance, Expected, RecordingPlugin
+
+from .helpers import SERVED_GUARD, import_error_without, no_rm, sh_guard
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,13 +127,6 @@ def manager() -> Iterator[PluginManager]:
     manager = PluginManager()
     yield manager
     manager.close()
-
-
-@hook("pre_tool_call")
-def no_rm(call: ToolCall, ctx: HookContext) -> Block | None:
-    if "rm -rf" in str(call.arguments.get("command", "")):
-        return Block("destructive shell command")
-    return None
 
 
 # -- the cases ----------------------------------------------------------------
@@ -563,11 +554,7 @@ def test_content_policy_redacts_the_user_message(manager: PluginManager) -> None
 
 
 def test_a_command_hook_blocks_through_the_adapter(manager: PluginManager) -> None:
-    script_text = 'case "$(cat)" in *"rm -rf"*) echo "no deleting here" >&2; exit 2;; esac'
-    guard = command_plugin(
-        CommandRunner(["/bin/sh", "-c", script_text]), name="sh-guard", hooks=["pre_tool_call"]
-    )
-    manager.register(guard)
+    manager.register(sh_guard())
     script, ran = Script("rm -rf /"), []
     make_agent(InterlockCapability(manager), script, ran).run_sync("clean up")
 
@@ -581,7 +568,7 @@ def test_a_served_python_plugin_works_through_the_adapter(manager: PluginManager
     from interlock.external import StdioTransport, connect
 
     transport = StdioTransport(
-        [sys.executable, "-m", "interlock", "serve", "tests.external.served:Guard", "--stdio"],
+        SERVED_GUARD,
         name="guard",
     )
     try:
@@ -613,18 +600,8 @@ def test_the_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_a_missing_extra_names_the_install_command() -> None:
-    code = (
-        "import sys; sys.modules['pydantic_ai'] = None\n"
-        "try:\n"
-        "    import interlock.adapters.pydantic_ai\n"
-        "except ImportError as error:\n"
-        "    print(error)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert "pip install 'interlock[pydantic-ai]'" in done.stdout
+    output = import_error_without("pydantic_ai", "interlock.adapters.pydantic_ai")
+    assert "pip install 'interlock[pydantic-ai]'" in output
 
 
 class Out(BaseModel):

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from .. import (
     HookResult,
@@ -66,6 +66,14 @@ class Verdict(Generic[P]):
     def changed(self) -> bool:
         """Whether a plugin changed the payload."""
         return self.result is not None and self.result.payload is not None
+
+    def refusal(self, what: str, anonymous: str = "a plugin") -> str:
+        """A block as the host's model reads it: `<what> by plugin '<name>': <reason>`.
+
+        `what` says what happened (`"tool 'shell' was blocked"`); `anonymous` stands for
+        the plugin when the block names none.
+        """
+        return f"{what} by plugin {self.blocked_by or anonymous!r}: {self.reason}"
 
 
 class Session:
@@ -240,6 +248,14 @@ class Bridge:
             logger.exception("the approver failed on %r; the call is refused", call.tool_name)
             return False
 
+    def denied(self, call: ToolCall, question: str) -> str | None:
+        """An `Ask` put to the approver (`approve`): None when the call may run, else the
+        refusal the model reads, `not approved (<why>): <question>`."""
+        if self.approve(call, question):
+            return None
+        why = "the approver said no" if self.approver else "there is no approver"
+        return f"not approved ({why}): {question}"
+
     # -- private ----------------------------------------------------------------------
 
     def _get(self, host_id: object | None) -> tuple[Session, bool]:
@@ -294,11 +310,26 @@ class Bridge:
 
     def _unjudged(self, hook: HookSpec[Any], payload: P, error: Exception) -> Verdict[P]:
         logger.exception("interlock could not judge %s for %s", hook.name, self.host)
-        reason = (
-            f"interlock could not judge {hook.name} ({type(error).__name__}: {error}); "
-            "it is blocked rather than let through unjudged"
-        )
-        return Verdict(payload, True, reason, "interlock")
+        return Verdict(payload, True, unjudged(hook.name, error), "interlock")
+
+
+def unjudged(hook: str, error: Exception) -> str:
+    """The reason an event is blocked when interlock itself failed to judge it."""
+    return (
+        f"interlock could not judge {hook} ({describe(error)}); "
+        "it is blocked rather than let through unjudged"
+    )
+
+
+def describe(error: BaseException) -> str:
+    """An exception as one line: `<type>: <message>`."""
+    return f"{type(error).__name__}: {error}"
+
+
+def missing_extra(what: str, needs: str, extra: str) -> ImportError:
+    """The error an adapter raises when its host library is not installed: it names the
+    extra to install, `<what> needs <needs>: pip install 'interlock[<extra>]'`."""
+    return ImportError(f"{what} needs {needs}: pip install 'interlock[{extra}]'")
 
 
 def json_data(value: Any) -> JsonValue:
@@ -312,6 +343,22 @@ def json_data(value: Any) -> JsonValue:
         data = str(value)
     frozen: JsonValue = freeze_json(data)
     return frozen
+
+
+@overload
+def plain(value: Mapping[str, Any]) -> dict[str, Any]: ...
+@overload
+def plain(value: Any) -> Any: ...
+
+
+def plain(value: Any) -> Any:
+    """Frozen payload data (`FrozenDict`s, tuples) as the plain dicts and lists host
+    libraries take, validate and serialise; other values are returned as they are."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
 
 
 def arguments(value: Any) -> Mapping[str, JsonValue]:

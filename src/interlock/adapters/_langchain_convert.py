@@ -37,7 +37,7 @@ from .. import (
     ToolSchema,
     Usage,
 )
-from ._bridge import Verdict, arguments, json_data, text, tool_call
+from ._bridge import Verdict, arguments, json_data, plain, text, tool_call
 
 _ROLES: dict[object, Role] = {"system": "system", "assistant": "assistant", "tool": "tool"}
 
@@ -81,7 +81,7 @@ def _apply_request(
         changes["system_message"] = system
         changes["messages"] = messages
     if final.params != payload.params:
-        changes["model_settings"] = _plain(final.params)
+        changes["model_settings"] = plain(final.params)
     if final.tools != payload.tools:
         names = {tool.name for tool in final.tools}
         changes["tools"] = [t for t in request.tools if _tool_schema(t).name in names]
@@ -157,7 +157,7 @@ def _lc_tool_calls(calls: Iterable[ToolCall]) -> list[Any]:
     return [
         {
             "name": call.tool_name,
-            "args": _plain(call.arguments),
+            "args": plain(call.arguments),
             "id": call.call_id or f"call_{uuid.uuid4().hex[:24]}",
             "type": "tool_call",
         }
@@ -267,8 +267,7 @@ def _id(request: ToolCallRequest) -> str | None:
 def _refusal(gate: Verdict[ToolCall]) -> str | None:
     if not gate.blocked:
         return None
-    call = gate.payload
-    return f"tool {call.tool_name!r} was blocked by plugin {gate.blocked_by!r}: {gate.reason}"
+    return gate.refusal(f"tool {gate.payload.tool_name!r} was blocked")
 
 
 def _unapproved(call: ToolCall, question: str, allowed: bool) -> str | None:
@@ -279,7 +278,7 @@ def _apply_call(request: ToolCallRequest, gate: Verdict[ToolCall]) -> ToolCallRe
     if not gate.changed:
         return request
     call = request.tool_call.copy()
-    call["args"] = _plain(gate.payload.arguments)
+    call["args"] = plain(gate.payload.arguments)
     return request.override(tool_call=call)
 
 
@@ -335,12 +334,3 @@ def _tool_output(output: ToolOutput | None, result: ToolResult) -> ToolOutput:
 
 def _error(error: Exception, stage: str) -> ErrorEvent:
     return ErrorEvent(type(error).__name__, str(error), stage)
-
-
-def _plain(value: Any) -> Any:
-    """Frozen payload data as the plain dicts and lists LangChain stores and serialises."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value

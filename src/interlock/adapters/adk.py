@@ -34,7 +34,6 @@ judging an event is a visible block. google-adk is imported here, so this module
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -55,7 +54,19 @@ from .. import (
     Usage,
     hooks,
 )
-from ._bridge import Approver, Bridge, Session, arguments, json_data, text, tool_call
+from ._bridge import (
+    Approver,
+    Bridge,
+    Session,
+    arguments,
+    describe,
+    json_data,
+    missing_extra,
+    plain,
+    text,
+    tool_call,
+    unjudged,
+)
 
 try:
     from google.adk.models.llm_request import LlmRequest
@@ -63,9 +74,7 @@ try:
     from google.adk.plugins.base_plugin import BasePlugin
     from google.genai import types
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
-    raise ImportError(
-        "interlock.adapters.adk needs Google ADK: pip install 'interlock[adk]'"
-    ) from error
+    raise missing_extra("interlock.adapters.adk", "Google ADK", "adk") from error
 
 if TYPE_CHECKING:
     from google.adk.agents.callback_context import CallbackContext
@@ -321,10 +330,7 @@ class InterlockPlugin(BasePlugin):
 
     def _failed(self, hook: str, error: Exception) -> str:
         logger.exception("interlock could not judge %s for %s", hook, HOST)
-        return (
-            f"interlock could not judge {hook} ({type(error).__name__}: {error}); "
-            "it is blocked rather than let through unjudged"
-        )
+        return unjudged(hook, error)
 
     async def _received(
         self, ic: InvocationContext, message: types.Content
@@ -338,8 +344,7 @@ class InterlockPlugin(BasePlugin):
         event = MessageEvent(_text_of(parts), channel=HOST)
         verdict = await self.bridge.fire(hooks.MESSAGE_RECEIVED, event, run.session)
         if verdict.blocked:
-            by = verdict.blocked_by or "a plugin"
-            refused = f"message blocked by plugin {by!r}: {verdict.reason}"
+            refused = verdict.refusal("message blocked")
             self._refused[ic.invocation_id] = refused
             return _user_content(f"[message withheld: {refused}]")
         if verdict.changed:
@@ -368,17 +373,13 @@ class InterlockPlugin(BasePlugin):
         verdict = await self.bridge.fire(hooks.PRE_LLM_CALL, request, run.session)
         _deliver(run.session, llm_request)  # appended during pre_llm_call: for this call too
         if verdict.blocked:
-            by = verdict.blocked_by or "a plugin"
-            return _blocked_response(f"model call blocked by plugin {by!r}: {verdict.reason}")
+            return _blocked_response(verdict.refusal("model call blocked"))
         if verdict.response is not None:
             run.streams.pop(cc.agent_name, None)
             answer = _as_llm_response(verdict.response, model)
             after = await self.bridge.fire(hooks.POST_LLM_CALL, answer, run.session)
             if after.blocked:
-                by = after.blocked_by or "a plugin"
-                return _blocked_response(
-                    f"the answer was withheld by plugin {by!r}: {after.reason}"
-                )
+                return _blocked_response(after.refusal("the answer was withheld"))
             _note(run, after.payload)
             return _to_llm_response(after.payload, None)
         if verdict.changed:
@@ -419,9 +420,7 @@ class InterlockPlugin(BasePlugin):
         payload = _llm_response(response, run.models.get(agent, ""))
         verdict = await self.bridge.fire(hooks.POST_LLM_CALL, payload, run.session)
         if verdict.blocked:
-            by = verdict.blocked_by or "a plugin"
-            reason = f"the answer was withheld by plugin {by!r}: {verdict.reason}"
-            return _blocked_response(reason, response)
+            return _blocked_response(verdict.refusal("the answer was withheld"), response)
         _note(run, verdict.payload)
         if verdict.changed:
             return _to_llm_response(verdict.payload, response)
@@ -438,17 +437,16 @@ class InterlockPlugin(BasePlugin):
         gated = verdict.payload
         refusal: str | None = None
         if verdict.blocked:
-            by = verdict.blocked_by or "a plugin"
-            refusal = f"tool {tool.name!r} was blocked by plugin {by!r}: {verdict.reason}"
-        elif verdict.question is not None and not self.bridge.approve(gated, verdict.question):
-            why = "the approver said no" if self.bridge.approver else "there is no approver"
-            refusal = f"tool {tool.name!r} was not approved ({why}): {verdict.question}"
+            refusal = verdict.refusal(f"tool {tool.name!r} was blocked")
+        elif verdict.question is not None:
+            denied = self.bridge.denied(gated, verdict.question)
+            refusal = None if denied is None else f"tool {tool.name!r} was {denied}"
         run.calls[call_id] = (gated, refusal)
         if refusal is not None:
             return {"error": refusal}
         if verdict.changed:  # ADK runs the tool with this very dict
             tool_args.clear()
-            tool_args.update(_plain(gated.arguments))
+            tool_args.update(plain(gated.arguments))
         return None
 
     async def _after_tool(
@@ -465,7 +463,7 @@ class InterlockPlugin(BasePlugin):
         if refusal is not None:
             output, is_error = refusal, True
         elif error is not None:
-            output, is_error = f"{type(error).__name__}: {error}", True
+            output, is_error = describe(error), True
         else:
             output, is_error = _result_text(result), _is_error(result)
             if arguments(tool_args) != gated.arguments:
@@ -479,11 +477,7 @@ class InterlockPlugin(BasePlugin):
         payload = ToolResult(gated.tool_name, gated.arguments, gated.call_id, output, is_error)
         verdict = await self.bridge.fire(hooks.POST_TOOL_CALL, payload, run.session)
         if verdict.blocked:
-            by = verdict.blocked_by or "a plugin"
-            return {
-                "error": f"the result of tool {tool.name!r} was withheld by plugin {by!r}: "
-                f"{verdict.reason}"
-            }
+            return {"error": verdict.refusal(f"the result of tool {tool.name!r} was withheld")}
         if verdict.changed:
             key = "error" if is_error else "result"
             return {key: verdict.payload.output}
@@ -630,7 +624,7 @@ def _apply_request(
     config = llm_request.config
     if after.params != before.params:
         for name in _PARAMS:
-            setattr(config, name, _plain_value(after.params.get(name)))
+            setattr(config, name, plain(after.params.get(name)))
         unknown = sorted(set(after.params) - set(_PARAMS))
         if unknown:
             logger.warning("pre_llm_call: params %s have no GenerateContentConfig field", unknown)
@@ -691,7 +685,7 @@ def _call_parts(calls: Sequence[ToolCall]) -> list[types.Part]:
     return [
         types.Part(
             function_call=types.FunctionCall(
-                id=call.call_id or None, name=call.tool_name, args=_plain(call.arguments)
+                id=call.call_id or None, name=call.tool_name, args=plain(call.arguments)
             )
         )
         for call in calls
@@ -762,13 +756,3 @@ def _result_text(result: Any) -> str:
 
 def _is_error(result: Any) -> bool:
     return isinstance(result, Mapping) and set(result) == {"error"}
-
-
-def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Frozen JSON data as the plain dicts and lists ADK and its tools take."""
-    plain: dict[str, Any] = json.loads(json.dumps(data))
-    return plain
-
-
-def _plain_value(value: Any) -> Any:
-    return None if value is None else json.loads(json.dumps(value))

@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import Level, PluginManager, ToolCall
 from .._claude import tool_response
-from ._bridge import Approver, Bridge, Session, Verdict
+from ._bridge import Approver, Bridge, Session, Verdict, missing_extra
 from .claude_code import CONTEXT_EVENTS, answer, event_payload, refusal, stops
 
 __all__ = ["EVENTS", "ClaudeHooks", "ScriptedClaude", "hooks"]
@@ -38,15 +38,14 @@ logger = logging.getLogger("interlock.adapters.claude_agent")
 EVENTS = ("UserPromptSubmit", "PreToolUse", "PostToolUse", "PostToolUseFailure", "Stop")
 """The SDK hook events `hooks` answers."""
 
-_INSTALL = "pip install 'interlock[claude-agent]'"
-
 
 def _sdk() -> Any:
     try:
         import claude_agent_sdk
     except ImportError as error:
-        message = f"the Claude Agent SDK adapter needs claude-agent-sdk: {_INSTALL}"
-        raise ImportError(message) from error
+        raise missing_extra(
+            "the Claude Agent SDK adapter", "claude-agent-sdk", "claude-agent"
+        ) from error
     return claude_agent_sdk
 
 

@@ -64,7 +64,7 @@ from .. import (
     Usage,
     hooks,
 )
-from ._bridge import Bridge, Session, Verdict, arguments, json_data, text, tool_call
+from ._bridge import Bridge, Session, Verdict, arguments, json_data, plain, text, tool_call
 
 __all__ = ["CLAIMS", "HermesConfigError", "Interlock", "register"]
 
@@ -254,7 +254,7 @@ class Interlock:
             verdict = _failed(hooks.PRE_TOOL_CALL, tool_call(tool_name, {}, tool_call_id), error)
         new_args = args
         if not verdict.blocked and verdict.changed:
-            new_args = _plain(verdict.payload.arguments)
+            new_args = plain(verdict.payload.arguments)
         self._gates[(session_id, tool_call_id or _call_key(tool_name, new_args))] = _Gate(
             verdict, new_args
         )
@@ -286,7 +286,7 @@ class Interlock:
                         "but this Hermes call site runs no tool_request middleware to apply "
                         "the change; the call is blocked rather than run unchanged"
                     )
-            elif _plain(arguments(args)) != _plain(arguments(gate.args)):
+            elif plain(arguments(args)) != plain(arguments(gate.args)):
                 verdict = self._recheck(tool_name, args, tool_call_id, session_id)
                 if not verdict.blocked and verdict.changed:
                     return _block(
@@ -498,16 +498,7 @@ class Interlock:
 
 def _call_key(tool_name: str, args: Any) -> str:
     """A call id for a call Hermes gave none: the same call gets the same one."""
-    return f"{tool_name}:{json.dumps(_plain(arguments(args)), sort_keys=True, default=str)}"
-
-
-def _plain(value: Any) -> Any:
-    """Frozen JSON data (read-only mappings, tuples) as plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
+    return f"{tool_name}:{json.dumps(plain(arguments(args)), sort_keys=True, default=str)}"
 
 
 def _by(verdict: Verdict[Any]) -> str:
@@ -614,7 +605,7 @@ def _apply(
     if after.params != before.params:
         for name in [k for k in request if k not in _NOT_PARAMS]:
             del request[name]
-        request.update(_plain(after.params))
+        request.update(plain(after.params))
     if field is None or after.messages == before.messages:
         return
     items: list[Any] = request[field]
@@ -641,7 +632,7 @@ def _wire_call(call: ToolCall) -> dict[str, Any]:
     return {
         "id": call.call_id or f"call_{uuid.uuid4().hex[:12]}",
         "type": "function",
-        "function": {"name": call.tool_name, "arguments": json.dumps(_plain(call.arguments))},
+        "function": {"name": call.tool_name, "arguments": json.dumps(plain(call.arguments))},
     }
 
 

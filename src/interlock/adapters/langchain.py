@@ -47,7 +47,7 @@ from .. import (
     StreamChunk,
     hooks,
 )
-from ._bridge import Approver, Bridge, Verdict, text, tool_call
+from ._bridge import Approver, Bridge, Verdict, missing_extra, text, tool_call
 
 try:
     from langchain.agents.middleware import (
@@ -64,9 +64,8 @@ try:
     from langgraph.config import get_config
     from langgraph.prebuilt.tool_node import ToolCallRequest
 except ImportError as error:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "interlock.adapters.langchain needs LangChain 1.x and LangGraph: "
-        "pip install 'interlock[langchain]'"
+    raise missing_extra(
+        "interlock.adapters.langchain", "LangChain 1.x and LangGraph", "langchain"
     ) from error
 
 # The private modules import the framework as well: only after the check above.

@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import Level, PluginManager, ToolCall, ToolResult, hooks
-from ._bridge import Approver, Bridge, Session, tool_call
+from ._bridge import Approver, Bridge, Session, missing_extra, plain, tool_call
 
 if TYPE_CHECKING:
     import mcp_types
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["gateway"]
 
-_EXTRA = "pip install 'interlock[mcp]'"
 _SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 
 
@@ -72,7 +71,7 @@ def gateway(
         from mcp import Client
         from mcp.server import Server
     except ImportError as error:
-        raise ImportError(f"the MCP gateway needs the mcp SDK: {_EXTRA}") from error
+        raise missing_extra("the MCP gateway", "the mcp SDK", "mcp") from error
     target = _target(upstream)
     bridge = Bridge(
         manager, host="mcp", tags=tags, idle_ttl=idle_ttl, approver=approver, notify=notify
@@ -168,7 +167,7 @@ class _Link:
         if pre.question is not None and not bridge.approve(call, pre.question):
             return _error(f"not approved: {pre.question}")
         try:
-            result = await self.client.call_tool(params.name, _plain(call.arguments))
+            result = await self.client.call_tool(params.name, plain(call.arguments))
         except Exception as error:  # the upstream failed: the client is told, as a result
             failed = f"the upstream MCP server failed on {call.tool_name!r}: {error}"
             outcome = ToolResult(call.tool_name, call.arguments, call.call_id, failed, True)
@@ -237,12 +236,6 @@ def _transport_session_id(ctx: ServerRequestContext[_Link]) -> str | None:
         return None
     value = headers.get("mcp-session-id")
     return str(value) if value else None
-
-
-def _plain(arguments: Any) -> dict[str, Any]:
-    """Frozen payload arguments as the plain JSON object the wire takes."""
-    plain: dict[str, Any] = json.loads(json.dumps(arguments))
-    return plain
 
 
 def _output(result: mcp_types.CallToolResult) -> tuple[str, bool]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -49,7 +48,19 @@ from .. import (
     ToolSchema,
     hooks,
 )
-from ._bridge import Approver, Bridge, Session, Verdict, arguments, json_data, text, tool_call
+from ._bridge import (
+    Approver,
+    Bridge,
+    Session,
+    Verdict,
+    arguments,
+    describe,
+    json_data,
+    missing_extra,
+    plain,
+    text,
+    tool_call,
+)
 
 try:
     from cpex.framework.models import (  # type: ignore[import-untyped]
@@ -63,9 +74,7 @@ try:
     from mellea.plugins import block, modify
     from mellea.plugins.base import MelleaPlugin
 except ImportError as error:  # pragma: no cover - exercised without the extra
-    raise ImportError(
-        "interlock.adapters.mellea needs Mellea with its hooks: pip install 'interlock[mellea]'"
-    ) from error
+    raise missing_extra("interlock.adapters.mellea", "Mellea with its hooks", "mellea") from error
 
 __all__ = ["CLAIMS", "InterlockPlugin", "plugin"]
 
@@ -231,7 +240,7 @@ class InterlockPlugin(MelleaPlugin):
             return _unjudged("generation_pre_call", error)
         verdict = await self._fire(hooks.PRE_LLM_CALL, request, session)
         if verdict.blocked:
-            return block(_blocked("the model call", verdict), code=_CODE)
+            return block(verdict.refusal("the model call was blocked", "interlock"), code=_CODE)
         if verdict.response is not None:
             return block(
                 f"plugin {_who(verdict)!r} answered in the model's place (Respond), which "
@@ -255,7 +264,7 @@ class InterlockPlugin(MelleaPlugin):
         if after.params == request.params:
             return _go()
         changed = {k: v for k, v in options.items() if not isinstance(k, str) or k in _KEPT}
-        changed.update(_plain(after.params))
+        changed.update(plain(after.params))
         return modify(payload, model_options=changed)
 
     async def generation_post_call(self, payload: Any, context: Any) -> Any:
@@ -272,7 +281,7 @@ class InterlockPlugin(MelleaPlugin):
             return _unjudged("generation_post_call", error)
         verdict = await self._fire(hooks.POST_LLM_CALL, response, session)
         if verdict.blocked:
-            return block(_blocked("the model's output", verdict), code=_CODE)
+            return block(verdict.refusal("the model's output was blocked", "interlock"), code=_CODE)
         if verdict.changed and verdict.payload != response:
             return block(
                 f"plugin {_who(verdict)!r} changed the model's output; Mellea lets no plugin "
@@ -311,13 +320,12 @@ class InterlockPlugin(MelleaPlugin):
             session = await self._session(payload)
             call = tool_call(tool.name, tool.args, call_id)
         except Exception as error:
-            reason = f"interlock could not judge tool {tool.name!r} ({_describe(error)})"
+            reason = f"interlock could not judge tool {tool.name!r} ({describe(error)})"
             return modify(payload, model_tool_call=_refused(tool, reason))
         verdict = await self._fire(hooks.PRE_TOOL_CALL, call, session)
         refusal = None
         if verdict.blocked:
-            refusal = f"tool {tool.name!r} was blocked by plugin {_who(verdict)!r}: "
-            refusal += str(verdict.reason)
+            refusal = verdict.refusal(f"tool {tool.name!r} was blocked", "interlock")
         elif verdict.question is not None and not self.bridge.approve(call, verdict.question):
             refusal = f"tool {tool.name!r} needs approval ({verdict.question}) and it was refused"
         if refusal is not None:
@@ -332,7 +340,7 @@ class InterlockPlugin(MelleaPlugin):
         if after.arguments == call.arguments:
             return _go()
         return modify(
-            payload, model_tool_call=dataclasses.replace(tool, args=_plain(after.arguments))
+            payload, model_tool_call=dataclasses.replace(tool, args=plain(after.arguments))
         )
 
     async def tool_post_invoke(self, payload: Any, context: Any) -> Any:
@@ -353,7 +361,7 @@ class InterlockPlugin(MelleaPlugin):
             )
         except Exception as error:
             reason = f"interlock could not judge the result of tool {tool.name!r}"
-            return modify(payload, tool_output=f"{reason} ({_describe(error)})")
+            return modify(payload, tool_output=f"{reason} ({describe(error)})")
         verdict = await self._fire(hooks.POST_TOOL_CALL, result, session)
         if verdict.blocked:
             withheld = f"the result of tool {tool.name!r} was withheld by plugin "
@@ -480,12 +488,6 @@ def _calls(value: Any) -> tuple[ToolCall, ...]:
     return tuple(tool_call(c.name, c.args, c.tool_call_id) for c in found)
 
 
-def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Frozen JSON data as the plain dicts and lists Mellea's tools and options expect."""
-    plain: dict[str, Any] = json.loads(json.dumps(data))
-    return plain
-
-
 def _running_session() -> str | None:
     """The id of the Mellea session the current call runs in (`with start_session()`)."""
     try:
@@ -513,15 +515,7 @@ def _who(verdict: Verdict[Any]) -> str:
     return verdict.blocked_by or "interlock"
 
 
-def _blocked(what: str, verdict: Verdict[Any]) -> str:
-    return f"{what} was blocked by plugin {_who(verdict)!r}: {verdict.reason}"
-
-
-def _describe(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
 def _unjudged(hook: str, error: Exception) -> Any:
     logger.exception("interlock could not judge Mellea's %s", hook)
-    reason = f"interlock could not judge {hook} ({_describe(error)}); it is blocked"
+    reason = f"interlock could not judge {hook} ({describe(error)}); it is blocked"
     return block(reason, code=_CODE)

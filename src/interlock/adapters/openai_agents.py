@@ -50,7 +50,17 @@ from .. import (
     Usage,
     hooks,
 )
-from ._bridge import Approver, Bridge, Session, Verdict, json_data, text, tool_call
+from ._bridge import (
+    Approver,
+    Bridge,
+    Session,
+    Verdict,
+    json_data,
+    missing_extra,
+    plain,
+    text,
+    tool_call,
+)
 
 try:
     from agents import (
@@ -82,9 +92,8 @@ try:
         ResponseTextDoneEvent,
     )
 except ImportError as error:  # pragma: no cover - exercised without the extra
-    raise ImportError(
-        "interlock.adapters.openai_agents needs the OpenAI Agents SDK: "
-        "pip install 'interlock[openai-agents]'"
+    raise missing_extra(
+        "interlock.adapters.openai_agents", "the OpenAI Agents SDK", "openai-agents"
     ) from error
 
 __all__ = ["Interlock", "UngovernedToolError"]
@@ -770,17 +779,9 @@ def _apply_params(
     settings: ModelSettings, before: Mapping[str, Any], after: Mapping[str, Any]
 ) -> ModelSettings:
     fields = {f.name for f in dataclasses.fields(settings)}
-    changes = {k: _thaw(v) for k, v in after.items() if k in fields and before.get(k) != v}
+    changes = {k: plain(v) for k, v in after.items() if k in fields and before.get(k) != v}
     changes.update({k: None for k in before if k in fields and k not in after})
     return dataclasses.replace(settings, **changes) if changes else settings
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
 
 
 def _schema(tool: Any) -> ToolSchema:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -45,7 +44,17 @@ from .. import (
     Usage,
     hooks,
 )
-from ._bridge import Approver, Bridge, Session, json_data, text, tool_call
+from ._bridge import (
+    Approver,
+    Bridge,
+    Session,
+    describe,
+    json_data,
+    missing_extra,
+    plain,
+    text,
+    tool_call,
+)
 
 try:
     from pydantic_ai import messages as pai
@@ -58,9 +67,7 @@ try:
         UserError,
     )
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
-    raise ImportError(
-        "interlock.adapters.pydantic_ai needs pydantic-ai: pip install 'interlock[pydantic-ai]'"
-    ) from error
+    raise missing_extra("interlock.adapters.pydantic_ai", "pydantic-ai", "pydantic-ai") from error
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -224,13 +231,13 @@ class InterlockCapability(AbstractCapability[Any]):
         self._deliver(ctx, session)
         gated = verdict.payload
         if verdict.blocked:
-            by = verdict.blocked_by or "a plugin"
-            await self._refuse(ctx, session, gated, f"blocked by plugin {by!r}: {verdict.reason}")
+            await self._refuse(ctx, session, gated, verdict.refusal("blocked"))
         ask = None if ctx.tool_call_approved else verdict.question
-        if ask is not None and not self.defer_asks and not self.bridge.approve(gated, ask):
-            why = "the approver said no" if self.bridge.approver else "there is no approver"
-            await self._refuse(ctx, session, gated, f"not approved ({why}): {ask}")
-        new_args: str | dict[str, Any] = _plain(gated.arguments) if verdict.changed else args
+        if ask is not None and not self.defer_asks:
+            denied = self.bridge.denied(gated, ask)
+            if denied is not None:
+                await self._refuse(ctx, session, gated, denied)
+        new_args: str | dict[str, Any] = plain(gated.arguments) if verdict.changed else args
         try:
             validated = await handler(new_args)
         except (ModelRetry, ToolFailed, ValueError) as error:
@@ -284,8 +291,7 @@ class InterlockCapability(AbstractCapability[Any]):
             event = MessageEvent(_prompt_text(part.content), metadata={"host": HOST})
             verdict = await self.bridge.fire(hooks.MESSAGE_RECEIVED, event, session)
             if verdict.blocked:
-                by = verdict.blocked_by or "a plugin"
-                reason = f"message blocked by plugin {by!r}: {verdict.reason}"
+                reason = verdict.refusal("message blocked")
                 part.content = f"[withheld: {reason}]"  # never sent, never stored
                 return reason
             if verdict.changed:
@@ -307,11 +313,7 @@ class InterlockCapability(AbstractCapability[Any]):
         verdict = await self.bridge.fire(hooks.POST_TOOL_CALL, result, session)
         self._deliver(ctx, session)
         if verdict.blocked:
-            by = verdict.blocked_by or "a plugin"
-            raise ToolFailed(
-                f"the result of tool {call.tool_name!r} was withheld by plugin {by!r}: "
-                f"{verdict.reason}"
-            )
+            raise ToolFailed(verdict.refusal(f"the result of tool {call.tool_name!r} was withheld"))
         return verdict.payload.output if verdict.changed else None
 
     def _deliver(self, ctx: RunContext[Any], session: Session) -> None:
@@ -446,7 +448,7 @@ def _model_response(response: LLMResponse, original: pai.ModelResponse | None) -
     if response.content:
         parts.append(pai.TextPart(response.content))
     parts += [
-        pai.ToolCallPart(call.tool_name, _plain(call.arguments), call.call_id or _new_call_id())
+        pai.ToolCallPart(call.tool_name, plain(call.arguments), call.call_id or _new_call_id())
         for call in response.tool_calls
     ]
     if original is None:
@@ -468,7 +470,7 @@ def _apply_request(
     """Put a `pre_llm_call` `Modify` into this request only (the history keeps the
     conversation as it was, as in the reference runtime)."""
     if after.params != before.params:
-        request_context.model_settings = _plain(after.params)  # type: ignore[assignment]
+        request_context.model_settings = plain(after.params)  # type: ignore[assignment]
     if after.messages == before.messages:
         return
     system = sum(1 for m in before.messages if m.role == "system") - sum(
@@ -547,15 +549,9 @@ def _to_part(message: Message) -> Any:
     return pai.UserPromptPart(message.content)
 
 
-def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Frozen JSON data as the plain dicts and lists pydantic-ai validates."""
-    plain: dict[str, Any] = json.loads(json.dumps(data))
-    return plain
-
-
 def _error_text(error: BaseException) -> str:
     message = getattr(error, "message", None)
-    return str(message) if message is not None else f"{type(error).__name__}: {error}"
+    return str(message) if message is not None else describe(error)
 
 
 def _new_call_id() -> str:

@@ -34,7 +34,7 @@ import functools
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -176,13 +176,7 @@ class ContentPolicy(Plugin):
         denied = self._denied_calls(response.tool_calls)
         if denied is not None:
             return self._block(denied, ctx)
-        verdict = self._judge(response.content)
-        if verdict.denied is not None:
-            return self._block(verdict, ctx)
-        if not verdict.counts:
-            return None
-        self._report(verdict.counts, ctx)
-        return Modify(response.replace(content=verdict.text))
+        return self._redacted(response.content, ctx, lambda v: response.replace(content=v.text))
 
     def on_post_tool_call(self, result: ToolResult, ctx: HookContext) -> Any:
         """Redact a tool's output before the host stores, shows or sends it to the model.
@@ -192,13 +186,7 @@ class ContentPolicy(Plugin):
         """
         if "post_tool_call" not in self._where:
             return None
-        verdict = self._judge(result.output)
-        if verdict.denied is not None:
-            return self._block(verdict, ctx)
-        if not verdict.counts:
-            return None
-        self._report(verdict.counts, ctx)
-        return Modify(result.replace(output=verdict.text))
+        return self._redacted(result.output, ctx, lambda v: result.replace(output=v.text))
 
     # -- streamed text ----------------------------------------------------------------------
 
@@ -274,14 +262,23 @@ class ContentPolicy(Plugin):
     def _message(self, event: MessageEvent, ctx: HookContext) -> Any:
         if ctx.hook.name not in self._where:
             return None
-        verdict = self._judge(event.content)
+
+        def rebuild(verdict: _Verdict) -> MessageEvent:
+            metadata = {**event.metadata, "content_policy": dict(verdict.counts)}
+            return event.replace(content=verdict.text, metadata=metadata)
+
+        return self._redacted(event.content, ctx, rebuild)
+
+    def _redacted(self, text: str, ctx: HookContext, rebuild: Callable[[_Verdict], Any]) -> Any:
+        """Judge one payload's `text`: a block when it holds what is denied, nothing when
+        there is nothing to redact, else the payload `rebuild` makes from the verdict."""
+        verdict = self._judge(text)
         if verdict.denied is not None:
             return self._block(verdict, ctx)
         if not verdict.counts:
             return None
         self._report(verdict.counts, ctx)
-        metadata = {**event.metadata, "content_policy": dict(verdict.counts)}
-        return Modify(event.replace(content=verdict.text, metadata=metadata))
+        return Modify(rebuild(verdict))
 
     def _judge(self, text: str) -> _Verdict:
         # Short texts come by again and again (the conversation, on every model call):
