@@ -118,3 +118,42 @@ def test_sync_scopes_and_errors(manager: PluginManager) -> None:
         manager.register(Recorder(), name="r2", scope=scope)
         assert {r.plugin for r in manager.registrations()} == {"recorder", "r2"}
     assert {r.plugin for r in manager.registrations()} == {"recorder"}
+
+
+def test_opening_and_closing_a_session_leaves_other_sessions_plans_alone(
+    manager: PluginManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager.register(Recorder())
+    builds: list[str] = []
+    build = manager._build_plans
+    monkeypatch.setattr(manager, "_build_plans", lambda regs: builds.append("x") or build(regs))
+    busy = manager.session("busy", plugins=[_Other()]).open()
+    before = busy.plans()  # built once, over the global plugins and its own
+    plain = [manager.session(f"s{i}").open() for i in range(50)]
+    for scope in plain:  # no plugins of their own: the global plans, nothing built
+        assert scope.plans() is manager._plans
+        manager.invoke_sync(hooks.TURN_END, TurnEnd(1), scope=scope)
+    for scope in plain:
+        scope.close()
+    manager.session("other", plugins=[_Other()]).open().close()
+    assert busy.plans() is before  # nobody else's session made it rebuild
+    assert builds == ["x"]
+    busy.close()
+
+
+class _Other(Plugin):
+    name = "other"
+
+    def on_llm_stream_chunk(self, payload: Any, ctx: Any) -> None:
+        pass
+
+
+def test_has_follows_what_open_sessions_listen_to(manager: PluginManager) -> None:
+    assert not manager.has(hooks.LLM_STREAM_CHUNK)
+    scope = manager.session("s", plugins=[_Other()]).open()
+    assert manager.has(hooks.LLM_STREAM_CHUNK)
+    twin = manager.session("t", plugins=[_Other()]).open()
+    scope.close()
+    assert manager.has(hooks.LLM_STREAM_CHUNK)  # "t" still listens
+    twin.close()
+    assert not manager.has(hooks.LLM_STREAM_CHUNK)

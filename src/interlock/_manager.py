@@ -8,6 +8,7 @@ import itertools
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -136,8 +137,12 @@ class PluginManager:
         self._handles: dict[str, PluginHandle] = {}
         self._registrations: tuple[Registration, ...] = ()
         self._plans: dict[object, Plan | None] = {}  # None: declared, nobody registered
-        self._version = 0
+        self._version = 0  # of the global registrations: scopes' plans are built over them
         self._scopes: set[SessionScope] = set()
+        # Hook keys of the open scopes' registrations, counted: with the global ones, what
+        # `has` answers. Opening or closing a scope touches its own keys only.
+        self._listening: frozenset[object] = frozenset()
+        self._scoped_keys: Counter[object] = Counter()
         self._scope_var: ContextVar[SessionScope | None] = ContextVar(
             f"interlock_scope_{id(self):x}", default=None
         )
@@ -249,12 +254,11 @@ class PluginManager:
                         f"session {scope.info.id!r} is not open on this manager; register "
                         "into it while it is open (scope.open() or `with manager.session(...)`)"
                     )
-                handle = scope._register(plugin, request)
-            else:
-                handle = self._build(plugin, request, None, self._names_in_use(None))
-                _check_reach(request, handle)
-                self._handles[handle.name] = handle
-                self._registrations += handle.registrations
+                return scope._register(plugin, request)
+            handle = self._build(plugin, request, None, self._names_in_use(None))
+            _check_reach(request, handle)
+            self._handles[handle.name] = handle
+            self._registrations += handle.registrations
             self._changed()
         return handle
 
@@ -265,15 +269,19 @@ class PluginManager:
         chain = scope.chain() if scope is not None else []
         with self._lock:
             # This context's sessions first, then the globals; never another session's.
-            for handles in (*(s._handles for s in chain), self._handles):
+            for owner in (*chain, None):
+                handles = self._handles if owner is None else owner._handles
                 handle = handles.get(name)
                 if handle is not None and (
                     handle is plugin or not isinstance(plugin, PluginHandle)
                 ):
-                    del handles[name]
                     break
             else:
                 raise _not_registered(name, self._handles.values())
+            if owner is not None:
+                owner._unregister(name)
+                return
+            del self._handles[name]
             gone = set(handle.registrations)
             self._registrations = tuple(r for r in self._registrations if r not in gone)
             self._changed()
@@ -717,12 +725,25 @@ class PluginManager:
         return handle
 
     def _changed(self) -> None:
-        """Rebuild plans after any registration change (lock held) and swap them in."""
-        self._plans, listening = self._build_plans(self._registrations)
-        for scope in self._scopes:
-            listening |= {key for r in scope.own_registrations() for key in (r.hook, *r.hook.keys)}
+        """Rebuild the global plans after a global registration change (lock held) and swap
+        them in; scopes rebuild theirs over them when next used."""
+        self._plans, self._listening = self._build_plans(self._registrations)
         self._version += 1
-        self.has = listening.__contains__
+        self._listen()
+
+    def _scope_changed(
+        self, added: Iterable[Registration], removed: Iterable[Registration]
+    ) -> None:
+        """Account for a scope's registrations coming or going (lock held): the cost does
+        not depend on how many other scopes are open."""
+        keys = self._scoped_keys
+        keys.update(key for r in added for key in (r.hook, *r.hook.keys))
+        keys.subtract(key for r in removed for key in (r.hook, *r.hook.keys))
+        self._listen()
+
+    def _listen(self) -> None:
+        scoped = {key for key, count in self._scoped_keys.items() if count > 0}
+        self.has = (self._listening | scoped).__contains__
 
 
 class SessionScope:
@@ -749,7 +770,8 @@ class SessionScope:
         self._parent: SessionScope | None = None
         self._token: Token[SessionScope | None] | None = None
         self._plans: dict[object, Plan | None] = {}  # None: declared, nobody registered
-        self._built = -1
+        self._built: tuple[int, ...] = ()
+        self._own = 0  # bumped when this scope's registrations change
         self._open = False
 
     def own_registrations(self) -> tuple[Registration, ...]:
@@ -774,13 +796,19 @@ class SessionScope:
         return {n for h in self._handles.values() for n in (h.name, *h.plugins)}
 
     def plans(self) -> dict[object, Plan | None]:
-        """Global plus scoped plans, rebuilt only after a registration change."""
+        """Global plus scoped plans, rebuilt only after a change to the global registrations
+        or to those of this scope and the scopes it is in; a scope with no plugins of its
+        own uses the global plans."""
         manager = self._manager
-        if self._built != manager._version:
+        stamp = (manager._version, *(s._own for s in self.chain()))
+        if self._built != stamp:
             with manager._lock:
-                regs = manager._registrations + self.chain_registrations()
-                self._plans = manager._build_plans(regs)[0]
-                self._built = manager._version
+                own = self.chain_registrations()
+                if own:
+                    self._plans = manager._build_plans(manager._registrations + own)[0]
+                else:
+                    self._plans = manager._plans
+                self._built = stamp
         return self._plans
 
     def open(self) -> SessionScope:
@@ -797,7 +825,6 @@ class SessionScope:
                 self._register(plugin, _Request(None, None, Options(), (), (), None))
             self._open = True
             manager._scopes.add(self)
-            manager._changed()
         return self
 
     def close(self) -> None:
@@ -806,9 +833,12 @@ class SessionScope:
         with manager._lock:
             self._open = False
             manager._scopes.discard(self)
+            gone = self.own_registrations()
             self._handles.clear()
             self.states.clear()
-            manager._changed()
+            if gone:
+                self._own += 1
+                manager._scope_changed((), gone)
 
     def __enter__(self) -> SessionScope:
         manager = self._manager
@@ -855,7 +885,15 @@ class SessionScope:
         handle = manager._build(plugin, request, self.info.id, taken)
         _check_reach(request, handle)
         self._handles[handle.name] = handle
+        self._own += 1
+        manager._scope_changed(handle.registrations, ())
         return handle
+
+    def _unregister(self, name: str) -> None:
+        """Remove one of this scope's plugins (the manager's lock is held)."""
+        handle = self._handles.pop(name)
+        self._own += 1
+        self._manager._scope_changed((), handle.registrations)
 
     def __repr__(self) -> str:
         return f"<SessionScope {self.info.id!r} plugins={sorted(self.names())}>"
