@@ -544,6 +544,171 @@ async def test_a_run_without_a_thread_id_is_a_session_of_its_own(path: str) -> N
     assert names.count("message_received") == 2
 
 
+# -- content blocks, stored input, and the sessions of runs without a thread -------------
+
+
+def blocks(*extra: dict[str, Any]) -> dict[str, Any]:
+    """A user message of content blocks: a text block, then `extra`."""
+    return {"messages": [HumanMessage(content=[{"type": "text", "text": "hi "}, *extra])]}
+
+
+@hook("message_received")
+def redact(payload: MessageEvent, ctx: HookContext) -> Any:
+    """Replaces the password `hunter2`."""
+    return Modify(payload.replace(content=payload.content.replace("hunter2", "[password]")))
+
+
+@PATHS
+async def test_a_text_plain_block_is_judged_and_its_redaction_reaches_the_model(
+    path: str,
+) -> None:
+    seen: list[str] = []
+
+    @hook("pre_llm_call")
+    def look(payload: LLMRequest, ctx: HookContext) -> None:
+        seen.extend(m.content for m in payload.messages)
+
+    manager = managed(PluginManager())
+    manager.register(redact)
+    manager.register(look)
+    llm = model("noted")
+    image = {"type": "image", "url": "https://example.com/a.png"}
+    plain = {"type": "text-plain", "text": "pw hunter2", "mime_type": "text/plain"}
+    result = await run(
+        agent(InterlockMiddleware(manager), llm, Shell()), blocks(plain, image), thread("t"), path
+    )
+
+    assert "hunter2" not in repr(llm.asked) and "hunter2" not in repr(result["messages"])
+    assert seen == ["hi pw [password]"]  # pre_llm_call saw the text-plain block's text
+    assert llm.asked[0][0].content == [{"type": "text", "text": "hi pw [password]"}, image]
+
+
+@PATHS
+async def test_a_text_plain_block_is_seen_at_pre_llm_call_without_message_received(
+    path: str,
+) -> None:
+    @hook("pre_llm_call")
+    def refuse(payload: LLMRequest, ctx: HookContext) -> Any:
+        return Block("no passwords") if "hunter2" in repr(payload.messages) else None
+
+    manager = managed(PluginManager())
+    manager.register(refuse)
+    llm = model("noted")
+    plain = {"type": "text-plain", "text": "pw hunter2", "mime_type": "text/plain"}
+    result = await run(
+        agent(InterlockMiddleware(manager), llm, Shell()), blocks(plain), thread("t"), path
+    )
+
+    assert llm.asked == []
+    assert result["messages"][-1].content == "[blocked] no passwords"
+
+
+@PATHS
+@pytest.mark.parametrize("hook_name", ["message_received", "pre_llm_call"])
+async def test_a_block_whose_text_is_not_inline_is_refused_unjudged(
+    path: str, hook_name: str
+) -> None:
+    manager = managed(PluginManager())
+    manager.register(hook(hook_name)(lambda payload, ctx: None))
+    llm = model("noted")
+    hidden = {"type": "text-plain", "data": "aHVudGVyMg==", "mime_type": "text/plain"}
+    result = await run(
+        agent(InterlockMiddleware(manager), llm, Shell()), blocks(hidden), thread("t"), path
+    )
+
+    assert llm.asked == []
+    answer = result["messages"][-1].content
+    assert answer.startswith("[blocked] interlock cannot judge the 'text-plain' content block")
+    assert hook_name in answer and '{"type": "text"}' in answer
+
+
+@PATHS
+async def test_a_redaction_warns_that_langgraph_checkpointed_the_original(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = managed(PluginManager())
+    manager.register(redact)
+    graph = agent(InterlockMiddleware(manager), model("noted", "again"), Shell())
+    with caplog.at_level("WARNING", logger="interlock.adapters.langchain"):
+        await run(graph, ask("pw hunter2"), thread("t"), path)
+    stored = [r.getMessage() for r in caplog.records if "checkpoint" in r.getMessage()]
+    assert len(stored) == 1 and "redact" in stored[0] and 'durability="exit"' in stored[0]
+    history = [h.values for h in graph.get_state_history(thread("t"))]
+    assert any("hunter2" in repr(values) for values in history)  # the gap, as documented
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="interlock.adapters.langchain"):
+        if path == "sync":
+            await asyncio.to_thread(graph.invoke, ask("pw hunter2"), thread("u"), durability="exit")
+        else:
+            await graph.ainvoke(ask("pw hunter2"), thread("u"), durability="exit")
+    assert not [r for r in caplog.records if "checkpoint" in r.getMessage()]
+    history = [h.values for h in graph.get_state_history(thread("u"))]
+    assert history and not any("hunter2" in repr(values) for values in history)
+
+
+class Failing(ScriptedModel):
+    """A model whose provider is down."""
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("provider down")
+
+
+@PATHS
+async def test_fifty_failing_runs_without_a_thread_leave_no_session_open(path: str) -> None:
+    kit = conformance()
+    middleware = InterlockMiddleware(kit.manager)
+    graph = agent(middleware, Failing(messages=iter(()), asked=[]), Shell(), saver=False)
+    for _ in range(50):
+        with pytest.raises(RuntimeError, match="provider down"):
+            await run(graph, ask("hi"), None, path)
+
+    assert middleware.bridge._sessions == {}
+    ends = [p for n, p in kit.recorder.events if n == "session_end"]
+    assert len(ends) == 50 and {p.reason for p in ends} == {"error"}
+    assert kit.recorder.names().count("session_start") == 50
+
+
+@PATHS
+async def test_a_failing_tool_ends_the_session_of_a_run_without_a_thread(path: str) -> None:
+    @tool
+    def shell(command: str) -> str:
+        """Run a shell command."""
+        raise OSError("disk gone")
+
+    kit = conformance()
+    middleware = InterlockMiddleware(kit.manager)
+    llm = model(call("ls"), "unreached")
+    graph = create_agent(llm, [shell], middleware=[middleware])
+    with pytest.raises(OSError, match="disk gone"):
+        await run(graph, ask("go"), None, path)
+
+    assert middleware.bridge._sessions == {}
+    ends = [p.reason for n, p in kit.recorder.events if n == "session_end"]
+    assert ends == ["error"]
+
+
+def test_abandoned_streams_keep_at_most_max_run_sessions_open() -> None:
+    kit = conformance()
+    middleware = InterlockMiddleware(kit.manager, max_run_sessions=3)
+    for _ in range(5):
+        graph = agent(middleware, model(call("ls"), "done"), Shell(), saver=False)
+        stream = graph.stream(ask("go"), stream_mode="updates")
+        next(stream)  # the consumer stops reading: after_agent never runs
+        stream.close()
+
+    assert len(middleware.bridge._sessions) == 3
+    ends = [p.reason for n, p in kit.recorder.events if n == "session_end"]
+    assert ends == ["abandoned", "abandoned"]
+    middleware.close()
+    assert middleware.bridge._sessions == {}
+
+
+def test_max_run_sessions_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_run_sessions must be at least 1, not 0"):
+        InterlockMiddleware(managed(PluginManager()), max_run_sessions=0)
+
+
 # -- conformance --------------------------------------------------------------------------
 
 

@@ -197,9 +197,66 @@ def _tool_schema(tool: Any) -> ToolSchema:
 # -- messages ---------------------------------------------------------------------------
 
 
+# Blocks the model reads as media, not as text: plugins judge text, these pass as they are.
+_MEDIA = frozenset({"image", "image_url", "audio", "input_audio", "video", "file"})
+
+
+def _content_text(message: BaseMessage) -> tuple[str, tuple[str, ...]]:
+    """A message's text as plugins judge it, and the types of the blocks that carry text
+    no plugin can read.
+
+    Every block with a `text` (`text`, `text-plain`, a provider's own kinds) or a
+    `reasoning` string counts, joined as LangChain joins text blocks; LangChain's own
+    `message.text` reads only `type: "text"` blocks. Media blocks pass. Any other block of
+    a message from outside the model (a `text-plain` or text `file` given by `data` or
+    `url`, an unknown kind) is unjudged; the model's own blocks were judged at
+    `post_llm_call`.
+    """
+    content = message.content
+    if isinstance(content, str):
+        return content, ()
+    parts: list[str] = []
+    unjudged: list[str] = []
+    blocks: list[object] = list(content)  # typed as str | dict; anything may arrive
+    for block in blocks:
+        if isinstance(block, str):
+            parts.append(block)
+            continue
+        if not isinstance(block, Mapping):
+            unjudged.append(type(block).__name__)
+            continue
+        kind = str(block.get("type"))
+        body = block.get("reasoning" if kind == "reasoning" else "text")
+        if isinstance(body, str):
+            parts.append(body)
+        elif not (isinstance(message, AIMessage) or _media(block)):
+            unjudged.append(kind)
+    return "".join(parts), tuple(unjudged)
+
+
+def _media(block: Mapping[str, Any]) -> bool:
+    if block.get("type") not in _MEDIA:
+        return False
+    return not str(block.get("mime_type") or "").startswith("text/")
+
+
+def _unjudged(messages: Iterable[BaseMessage], where: str) -> str | None:
+    """The reason to block when a message holds text no plugin can read, else None."""
+    for message in messages:
+        kinds = _content_text(message)[1]
+        if kinds:
+            return (
+                f"interlock cannot judge the {', '.join(map(repr, kinds))} content block "
+                f"of a {message.type} message at {where} (its text is not inline); it is "
+                'blocked rather than let through unjudged: send the text as a {"type": '
+                '"text"} block'
+            )
+    return None
+
+
 def _message(message: BaseMessage) -> Message:
     """A LangChain message as the `Message` plugins see."""
-    body = str(message.text)
+    body = _content_text(message)[0]
     if isinstance(message, SystemMessage):
         return Message("system", body)
     if isinstance(message, AIMessage):
@@ -247,13 +304,20 @@ def _lc_message(message: Message, replaced: BaseMessage | None) -> AnyMessage:
 
 
 def _with_text(message: HumanMessage, body: str) -> HumanMessage:
-    """`message` (same id) with its text replaced; images and other blocks are kept."""
+    """`message` (same id) with its text replaced: one text block for every block that
+    held text; images and other media are kept."""
     content = message.content
     if isinstance(content, str):
         return message.model_copy(update={"content": body})
     blocks: list[Any] = [{"type": "text", "text": body}]
-    blocks += [b for b in content if isinstance(b, dict) and b.get("type") != "text"]
+    blocks += [b for b in content if isinstance(b, Mapping) and not _text_bearing(b)]
     return message.model_copy(update={"content": blocks})
+
+
+def _text_bearing(block: Mapping[str, Any]) -> bool:
+    """Whether `block` holds text `_content_text` read (a redaction replaces it)."""
+    key = "reasoning" if block.get("type") == "reasoning" else "text"
+    return isinstance(block.get(key), str)
 
 
 # -- tool calls -------------------------------------------------------------------------

@@ -10,10 +10,12 @@ What LangChain does, and the hooks it fires (every hook with a sync and an async
 so `invoke`, `ainvoke`, `stream` and `astream` all pass through the plugins):
 
 - `before_agent`: the session for the run's `thread_id` (opened on first use:
-  `session_start`), `message_received` for each new user message. A redaction is written
-  into the graph state (the human message replaced by id), so neither this model call
-  nor any later one sees the original text; a block removes the message and ends the run
-  with the reason as the agent's answer.
+  `session_start`), `message_received` for each new user message (all its text blocks,
+  `text-plain` too; a block whose text is not inline is refused unjudged). A redaction is
+  written into the graph state (the human message replaced by id), so neither this model
+  call nor any later one sees the original text; a block removes the message and ends
+  the run with the reason as the agent's answer. LangGraph has already checkpointed the
+  input by then: a warning says so (`durability="exit"` keeps it out of the checkpointer).
 - `before_model`: system items the plugins appended go into the state's messages.
 - `wrap_model_call`: `pre_llm_call` (Modify of messages and model settings; Respond
   answers with an `AIMessage` without calling the model; Block answers with the reason),
@@ -22,7 +24,9 @@ so `invoke`, `ainvoke`, `stream` and `astream` all pass through the plugins):
   Block or a refused Ask becomes `ToolMessage(status="error")` carrying the reason), then
   `post_tool_call` on every result the model will see (Modify, Block).
 - `after_agent`: `message_sending` on the final answer (Modify and Block rewrite it in
-  the state), `turn_end`; a run without a `thread_id` ends its session here.
+  the state), `turn_end`; a run without a `thread_id` ends its session here, or where the
+  model or a tool raised; one abandoned before either (a stream not read to its end) is
+  ended once `max_run_sessions` newer ones are open.
 
 `InterlockCallbackHandler` (optional, passed in the run's `callbacks`) fires
 `llm_stream_chunk` for the tokens a streaming model produces.
@@ -37,6 +41,7 @@ import dataclasses
 import logging
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any, NotRequired
 
@@ -47,7 +52,7 @@ from .. import (
     StreamChunk,
     hooks,
 )
-from ._bridge import Approver, Bridge, Verdict, missing_extra, text, tool_call
+from ._bridge import Approver, Bridge, Session, Verdict, missing_extra, text, tool_call
 
 try:
     from langchain.agents.middleware import (
@@ -75,6 +80,7 @@ from ._langchain_convert import (
     _apply_answer,
     _apply_call,
     _apply_request,
+    _content_text,
     _error,
     _final_result,
     _id,
@@ -83,10 +89,12 @@ from ._langchain_convert import (
     _model_name,
     _model_response,
     _refusal,
+    _request_messages,
     _responded,
     _tool_output,
     _tool_result,
     _unapproved,
+    _unjudged,
 )
 from ._langchain_state import (
     _SESSION_KEY,
@@ -118,8 +126,10 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
 
     Sessions are keyed by the run's `thread_id` (`config={"configurable": {"thread_id":
     ...}}`) and stay open across invocations of that thread; a run without one is a
-    session of its own, ended when the run ends. `close()` / `aclose()` end the sessions
-    still open (or they end after `idle_ttl` seconds unused).
+    session of its own, ended when the run ends (also when its model or a tool raised);
+    of those a run abandoned (a stream not read to its end) left open, the oldest is ended
+    (`"abandoned"`) when more than `max_run_sessions` are open. `close()` / `aclose()`
+    end the sessions still open (or they end after `idle_ttl` seconds unused).
 
     `approver` decides an `Ask` (True runs the tool); without one an `Ask` is refused.
     `notify` receives what plugins tell the user: `(session key, text, level, plugin)`;
@@ -140,9 +150,17 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
         idle_ttl: float | None = 3600.0,
         approver: Approver | None = None,
         notify: Callable[[str, str, Level, str], None] | None = None,
+        max_run_sessions: int = 256,
     ) -> None:
         super().__init__()
+        if max_run_sessions < 1:
+            raise ValueError(f"max_run_sessions must be at least 1, not {max_run_sessions}")
         self.manager = manager
+        self.max_run_sessions = max_run_sessions
+        # The open sessions of runs without a thread_id, oldest first: bounded, so that
+        # runs that never reach after_agent cannot keep sessions open without limit.
+        self._run_sessions: OrderedDict[str, None] = OrderedDict()
+        self._run_lock = threading.Lock()
         self.bridge = Bridge(
             manager,
             host=_HOST,
@@ -172,10 +190,14 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
         """Open the session; `message_received` for each new user message."""
         anonymous, host_id = self._host_id(state, new=True)
         session = self.bridge.session_sync(host_id)
+        if anonymous:
+            for stale in self._own(session):
+                self.bridge.end_sync(stale, "abandoned")
         verdicts = [
-            (message, self.bridge.fire_sync(hooks.MESSAGE_RECEIVED, event, session))
-            for message, event in self._inbound(state)
+            (message, refused or self.bridge.fire_sync(hooks.MESSAGE_RECEIVED, event, session))
+            for message, event, refused in self._inbound(state)
         ]
+        _warn_stored(verdicts)
         return _inbound_update(verdicts, session.key if anonymous else None)
 
     @hook_config(can_jump_to=["end"])
@@ -183,10 +205,14 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
         """`before_agent` for async runs."""
         anonymous, host_id = self._host_id(state, new=True)
         session = await self.bridge.session(host_id)
+        if anonymous:
+            for stale in self._own(session):
+                await self.bridge.end(stale, "abandoned")
         verdicts = [
-            (message, await self.bridge.fire(hooks.MESSAGE_RECEIVED, event, session))
-            for message, event in self._inbound(state)
+            (message, refused or await self.bridge.fire(hooks.MESSAGE_RECEIVED, event, session))
+            for message, event, refused in self._inbound(state)
         ]
+        _warn_stored(verdicts)
         return _inbound_update(verdicts, session.key if anonymous else None)
 
     # -- before_model: system items into the state -----------------------------------
@@ -208,10 +234,14 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
         """`pre_llm_call` before the model, `post_llm_call` on its answer."""
         bridge = self.bridge
-        session = bridge.session_sync(self._host_id(request.state)[1])
+        anonymous, host_id = self._host_id(request.state)
+        session = bridge.session_sync(host_id)
         payload = _llm_request(request) if self.manager.has(hooks.PRE_LLM_CALL) else None
         before = None
         if payload is not None:
+            refused = _unjudged(_request_messages(request), "pre_llm_call")
+            if refused is not None:
+                return AIMessage(content=f"[blocked] {refused}")
             before = bridge.fire_sync(hooks.PRE_LLM_CALL, payload, session)
             if before.blocked:
                 return AIMessage(content=f"[blocked] {before.reason}")
@@ -224,6 +254,9 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
                 response = _model_response(handler(request))
             except Exception as error:
                 bridge.fire_sync(hooks.ERROR, _error(error, "llm_call"), session)
+                if anonymous:
+                    self._disown(session)
+                    bridge.end_sync(session, "error")
                 raise
         if self.manager.has(hooks.POST_LLM_CALL):
             answer = _answer(response)
@@ -240,10 +273,14 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
         """`wrap_model_call` for async runs."""
         bridge = self.bridge
-        session = await bridge.session(self._host_id(request.state)[1])
+        anonymous, host_id = self._host_id(request.state)
+        session = await bridge.session(host_id)
         payload = _llm_request(request) if self.manager.has(hooks.PRE_LLM_CALL) else None
         before = None
         if payload is not None:
+            refused = _unjudged(_request_messages(request), "pre_llm_call")
+            if refused is not None:
+                return AIMessage(content=f"[blocked] {refused}")
             before = await bridge.fire(hooks.PRE_LLM_CALL, payload, session)
             if before.blocked:
                 return AIMessage(content=f"[blocked] {before.reason}")
@@ -256,6 +293,9 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
                 response = _model_response(await handler(request))
             except Exception as error:
                 await bridge.fire(hooks.ERROR, _error(error, "llm_call"), session)
+                if anonymous:
+                    self._disown(session)
+                    await bridge.end(session, "error")
                 raise
         if self.manager.has(hooks.POST_LLM_CALL):
             answer = _answer(response)
@@ -275,7 +315,8 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
         """`pre_tool_call` before the tool (a refusal is the tool's error result),
         `post_tool_call` on every result the model will see."""
         bridge = self.bridge
-        session = bridge.session_sync(self._host_id(request.state)[1])
+        anonymous, host_id = self._host_id(request.state)
+        session = bridge.session_sync(host_id)
         call = tool_call(request.tool_call["name"], request.tool_call.get("args"), _id(request))
         gate = bridge.fire_sync(hooks.PRE_TOOL_CALL, call, session)
         call = gate.payload
@@ -288,6 +329,9 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
                 output = handler(_apply_call(request, gate))
             except Exception as error:
                 bridge.fire_sync(hooks.ERROR, _error(error, "tool_call"), session)
+                if anonymous:
+                    self._disown(session)
+                    bridge.end_sync(session, "error")
                 raise
         result = _tool_result(call, output, refusal)
         after = bridge.fire_sync(hooks.POST_TOOL_CALL, result, session)
@@ -300,7 +344,8 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
     ) -> ToolOutput:
         """`wrap_tool_call` for async runs (the approver runs in a worker thread)."""
         bridge = self.bridge
-        session = await bridge.session(self._host_id(request.state)[1])
+        anonymous, host_id = self._host_id(request.state)
+        session = await bridge.session(host_id)
         call = tool_call(request.tool_call["name"], request.tool_call.get("args"), _id(request))
         gate = await bridge.fire(hooks.PRE_TOOL_CALL, call, session)
         call = gate.payload
@@ -314,6 +359,9 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
                 output = await handler(_apply_call(request, gate))
             except Exception as error:
                 await bridge.fire(hooks.ERROR, _error(error, "tool_call"), session)
+                if anonymous:
+                    self._disown(session)
+                    await bridge.end(session, "error")
                 raise
         result = _tool_result(call, output, refusal)
         after = await bridge.fire(hooks.POST_TOOL_CALL, result, session)
@@ -337,6 +385,7 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
             bridge.fire_sync(hooks.TURN_END, turn, session)
         update = _merge(update, _items_update(session))
         if anonymous:
+            self._disown(session)
             bridge.end_sync(session)
         return update
 
@@ -355,6 +404,7 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
             await bridge.fire(hooks.TURN_END, turn, session)
         update = _merge(update, _items_update(session))
         if anonymous:
+            self._disown(session)
             await bridge.end(session)
         return update
 
@@ -373,8 +423,28 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
             logger.warning("a LangChain run without a thread_id or session key; one is made")
         return True, self.bridge.key(None)
 
-    def _inbound(self, state: Mapping[str, Any]) -> list[tuple[HumanMessage, MessageEvent]]:
-        """The user's new messages: those after the agent's last message."""
+    def _own(self, session: Session) -> list[Session]:
+        """Note `session` as a run's own; the oldest such sessions beyond
+        `max_run_sessions`, forgotten here, for the caller to end."""
+        with self._run_lock:
+            self._run_sessions[session.key] = None
+            self._run_sessions.move_to_end(session.key)
+            stale: list[str] = []
+            while len(self._run_sessions) > self.max_run_sessions:
+                stale.append(self._run_sessions.popitem(last=False)[0])
+        found = [self.bridge.find(key) for key in stale]
+        return [s for s in found if s is not None]
+
+    def _disown(self, session: Session) -> None:
+        """Forget a run's own session (it is ending)."""
+        with self._run_lock:
+            self._run_sessions.pop(session.key, None)
+
+    def _inbound(
+        self, state: Mapping[str, Any]
+    ) -> list[tuple[HumanMessage, MessageEvent, Verdict[MessageEvent] | None]]:
+        """The user's new messages (those after the agent's last message), each with a
+        refusal when it holds text no plugin can read."""
         if not self.manager.has(hooks.MESSAGE_RECEIVED):
             return []
         messages: Sequence[AnyMessage] = state.get("messages", ())
@@ -383,7 +453,13 @@ class InterlockMiddleware(AgentMiddleware[InterlockState, Any, Any]):
             if not isinstance(message, HumanMessage):
                 break
             new.append(message)
-        return [(m, MessageEvent(str(m.text), role="user", channel=_HOST)) for m in reversed(new)]
+        inbound = []
+        for message in reversed(new):
+            event = MessageEvent(_content_text(message)[0], role="user", channel=_HOST)
+            reason = _unjudged([message], "message_received")
+            refused = None if reason is None else Verdict(event, True, reason, "interlock")
+            inbound.append((message, event, refused))
+        return inbound
 
 
 class InterlockCallbackHandler(BaseCallbackHandler):
@@ -490,6 +566,30 @@ def _thread_id() -> str | None:
         return None
     thread = (config.get("configurable") or {}).get("thread_id")
     return None if thread is None or thread == "" else str(thread)
+
+
+def _warn_stored(verdicts: list[tuple[HumanMessage, Verdict[MessageEvent]]]) -> None:
+    """LangGraph checkpoints a run's input before any middleware runs: say so loudly
+    when a plugin removed or rewrote what may already be stored."""
+    judged = [v for _, v in verdicts if v.blocked or v.changed]
+    if not judged:
+        return
+    try:
+        configurable = get_config().get("configurable") or {}
+    except RuntimeError:  # outside a graph run: nothing was checkpointed
+        return
+    # LangGraph's own config keys: the run's checkpointer and when it writes.
+    stored = configurable.get("__pregel_checkpointer") is not None
+    if not stored or configurable.get("__pregel_durability") == "exit":
+        return
+    by = sorted({v.blocked_by or ", ".join(_modified_by(v)) for v in judged})
+    logger.warning(
+        "message_received: %s by %s, but LangGraph checkpointed the run's input before "
+        "any middleware ran, so the original is in this thread's checkpoint history; run "
+        'the agent with durability="exit" to store only the judged final state',
+        "a user message was blocked" if judged[0].blocked else "a user message was changed",
+        ", ".join(by),
+    )
 
 
 def _modified_by(verdict: Verdict[Any]) -> tuple[str, ...]:
