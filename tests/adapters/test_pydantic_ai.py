@@ -14,12 +14,14 @@ from pydantic import BaseModel
 
 pytest.importorskip("pydantic_ai")
 
-from pydantic_ai import Agent, DeferredToolRequests, models
+from pydantic_ai import Agent, DeferredToolRequests, TextOutput, ToolOutput, models
+from pydantic_ai.exceptions import UnexpectedModelBehavior
 from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
     ModelResponse,
     SystemPromptPart,
+    TextContent,
     TextPart,
     ToolCallPart,
     ToolReturnPart,
@@ -358,7 +360,7 @@ def test_conformance_sync() -> None:
 
 async def test_conformance_async() -> None:
     kit, agent = conformance_agent()
-    result = await agent.run("list the files")
+    result = await agent.run("list the files", conversation_id="c-1")
     kit.check(Expected(user_messages=1, model_calls=2, tool_calls=1))
     kit.reset()
     await agent.run("and again", message_history=result.all_messages())
@@ -492,6 +494,163 @@ def test_output_tools_are_not_tool_calls(manager: PluginManager) -> None:
     assert "pre_tool_call" not in recorder.names()
 
 
+class Mailer:
+    """A model that finishes through the output function `send_email`, then (once told
+    why it may not) answers in text; `sent` holds what the function received."""
+
+    def __init__(self, persist: bool = False) -> None:
+        self.persist = persist
+        self.sent: list[tuple[str, str]] = []
+        self.retries: list[str] = []
+        self.model = FunctionModel(self.answer)
+
+    def send_email(self, to: str, body: str) -> str:
+        """Send an e-mail; the status is the agent's answer."""
+        self.sent.append((to, body))
+        return f"sent to {to}"
+
+    def answer(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        last = messages[-1]
+        assert isinstance(last, ModelRequest)
+        retry = [p for p in last.parts if isinstance(p, ToolReturnPart) and p.outcome == "retried"]
+        self.retries += [str(p.content) for p in retry]
+        if retry and not self.persist:
+            return ModelResponse(parts=[TextPart("I may not send it.")])
+        args = {"to": "eve@evil.test", "body": "the secrets"}
+        return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, args)])
+
+    def agent(self, capability: InterlockCapability) -> Agent[None, str]:
+        output = [ToolOutput(self.send_email, name="send_email"), str]
+        return Agent(self.model, capabilities=[capability], output_type=output)
+
+
+@hook("pre_tool_call")
+def no_mail(call: ToolCall, ctx: HookContext) -> Block | None:
+    return Block("no mail to strangers") if call.tool_name == "send_email" else None
+
+
+def test_a_blocked_output_function_does_not_run_and_the_model_reads_why(
+    manager: PluginManager,
+) -> None:
+    manager.register(no_mail)
+    mailer = Mailer()
+    result = mailer.agent(InterlockCapability(manager)).run_sync("mail my secrets")
+
+    assert mailer.sent == []
+    assert result.output == "I may not send it."
+    (reason,) = mailer.retries
+    assert "output function 'send_email' was blocked by plugin 'no_mail'" in reason
+    assert "no mail to strangers" in reason
+
+
+def test_an_output_function_the_model_insists_on_fails_the_run(manager: PluginManager) -> None:
+    manager.register(no_mail)
+    mailer = Mailer(persist=True)
+    with pytest.raises(UnexpectedModelBehavior):
+        mailer.agent(InterlockCapability(manager)).run_sync("mail my secrets")
+    assert mailer.sent == []
+
+
+def test_an_output_function_gets_the_modified_arguments(manager: PluginManager) -> None:
+    recorder = RecordingPlugin()
+
+    @hook("pre_tool_call")
+    def reroute(call: ToolCall, ctx: HookContext) -> Modify[ToolCall]:
+        return Modify(call.replace(arguments={**call.arguments, "to": "me@home.test"}))
+
+    manager.register(recorder)
+    manager.register(reroute)
+    mailer = Mailer()
+    result = mailer.agent(InterlockCapability(manager)).run_sync("mail my secrets")
+
+    assert mailer.sent == [("me@home.test", "the secrets")]
+    assert result.output == "sent to me@home.test"
+    (call,) = [p for name, p in recorder.events if name == "pre_tool_call"]
+    assert call.tool_name == "send_email"
+    assert call.arguments == {"to": "eve@evil.test", "body": "the secrets"}
+
+
+class Address(BaseModel):
+    to: str
+
+
+def test_output_functions_of_every_shape_are_judged(manager: PluginManager) -> None:
+    """A plain function as output type (one model argument) and a `TextOutput` function."""
+    got: list[Any] = []
+
+    def deliver(address: Address) -> str:
+        got.append(address)
+        return "delivered"
+
+    def shout(text: str) -> str:
+        got.append(text)
+        return text.upper()
+
+    @hook("pre_tool_call")
+    def rewrite(call: ToolCall, ctx: HookContext) -> Modify[ToolCall]:
+        if call.tool_name == "deliver":
+            return Modify(call.replace(arguments={"to": "checked@home.test"}))
+        return Modify(call.replace(arguments={"input": "quiet please"}))
+
+    def structured(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if info.output_tools:
+            args = {"to": "eve@evil.test"}
+            return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, args)])
+        return ModelResponse(parts=[TextPart("loud text")])
+
+    manager.register(rewrite)
+    capability = InterlockCapability(manager)
+    model = FunctionModel(structured)
+    first = Agent(model, capabilities=[capability], output_type=deliver).run_sync("go")
+    second = Agent(model, capabilities=[capability], output_type=TextOutput(shout)).run_sync("go")
+
+    assert got == [Address(to="checked@home.test"), "quiet please"]
+    assert (first.output, second.output) == ("delivered", "QUIET PLEASE")
+
+
+def test_an_output_function_modify_that_does_not_fit_is_refused(manager: PluginManager) -> None:
+    @hook("pre_tool_call")
+    def garble(call: ToolCall, ctx: HookContext) -> Modify[ToolCall] | None:
+        return Modify(call.replace(arguments={**call.arguments, "to": {"not": "text"}}))
+
+    manager.register(garble)
+    mailer = Mailer()
+    result = mailer.agent(InterlockCapability(manager)).run_sync("mail my secrets")
+
+    assert mailer.sent == []
+    assert result.output == "I may not send it."
+    assert "arguments a plugin gave output function 'send_email' are invalid" in mailer.retries[0]
+
+
+async def test_a_streamed_output_function_is_judged_each_time_it_runs(
+    manager: PluginManager,
+) -> None:
+    sent: list[str] = []
+
+    def send_email(to: str) -> str:
+        sent.append(to)
+        return "sent"
+
+    async def stream(messages: list[ModelMessage], info: AgentInfo) -> Any:
+        yield {0: DeltaToolCall(info.output_tools[0].name, '{"to": "eve@evil.test"}')}
+
+    manager.register(no_mail)
+    agent = Agent(
+        FunctionModel(stream_function=stream),
+        capabilities=[InterlockCapability(manager)],
+        output_type=ToolOutput(send_email, name="send_email"),
+    )
+
+    async def stream_all() -> None:
+        async with agent.run_stream("mail") as run:
+            async for _ in run.stream_output(debounce_by=None):
+                pass
+
+    with pytest.raises(UnexpectedModelBehavior):
+        await stream_all()
+    assert sent == []
+
+
 def test_arguments_made_invalid_are_refused_by_validation(manager: PluginManager) -> None:
     @hook("pre_tool_call")
     def garble(call: ToolCall, ctx: HookContext) -> Modify[ToolCall] | None:
@@ -511,6 +670,36 @@ def test_arguments_made_invalid_are_refused_by_validation(manager: PluginManager
     assert results[0].is_error and "command" in results[0].output
     names = recorder.names()
     assert names.count("pre_tool_call") == names.count("post_tool_call")
+
+
+def test_a_run_without_a_conversation_id_ends_its_session(manager: PluginManager) -> None:
+    recorder = RecordingPlugin()
+    manager.register(recorder)
+    capability = InterlockCapability(manager)
+    agent = make_agent(capability, Script())
+    for _ in range(3):
+        agent.run_sync("hello")
+    kept = agent.run_sync("remember", conversation_id="c-1")
+
+    starts = [p.session_id for name, p in recorder.events if name == "session_start"]
+    ends = [p.session_id for name, p in recorder.events if name == "session_end"]
+    assert len(starts) == 4 and ends == starts[:3]
+    assert list(capability.bridge._sessions) == ["c-1"]
+    assert kept.conversation_id == "c-1"
+
+
+async def test_a_failed_run_without_a_conversation_id_ends_its_session(
+    manager: PluginManager,
+) -> None:
+    recorder = RecordingPlugin()
+    manager.register(recorder)
+    manager.register(no_mail)
+    capability = InterlockCapability(manager)
+    with pytest.raises(UnexpectedModelBehavior):
+        await Mailer(persist=True).agent(capability).run("mail")
+
+    assert capability.bridge._sessions == {}
+    assert recorder.names()[-1] == "session_end"
 
 
 def test_closing_ends_the_conversations(manager: PluginManager) -> None:
@@ -551,6 +740,19 @@ def test_content_policy_redacts_the_user_message(manager: PluginManager) -> None
     )
     assert "jane.doe@example.com" not in repr(script.requests)
     assert "jane.doe@example.com" not in result.all_messages_json().decode()
+
+
+def test_content_policy_redacts_text_content_items(manager: PluginManager) -> None:
+    manager.register(ContentPolicy())
+    script = Script()
+    prompt = ["mail me", TextContent("at ada@example.com", metadata={"source": "form"})]
+    result = make_agent(InterlockCapability(manager), script).run_sync(prompt)
+
+    assert "ada@example.com" not in repr(script.requests)
+    assert "ada@example.com" not in result.all_messages_json().decode()
+    first = script.requests[0][0]
+    assert isinstance(first, ModelRequest) and isinstance(first.parts[0], UserPromptPart)
+    assert "[email]" in repr(first.parts[0].content)
 
 
 def test_a_command_hook_blocks_through_the_adapter(manager: PluginManager) -> None:

@@ -15,11 +15,15 @@ The capability turns pydantic-ai's own seams into catalog hooks:
   `Modify` is validated like the model's own; a `Block` is a `ToolFailed` result the model
   sees; an `Ask` goes to the approver, or becomes `ApprovalRequired` (deferred tools).
 - `wrap_tool_execute`: `post_tool_call` with the tool's output (also for a refused call).
+- `wrap_output_process`: `pre_tool_call` before an output *function* runs (`ToolOutput(f)`,
+  a function as output type, `TextOutput(f)`, prompted or native output of a function); a
+  `Block` is a `ModelRetry` (the model reads the reason; the function does not run). A
+  plain structured output (a model or type, no function) is the agent's answer and passes.
+- `wrap_run`: a run without a conversation id ends its own session when it ends.
 
 Sessions are keyed by the run's conversation id, so runs continuing one conversation share
-per-plugin session state; system items reach the model through `ctx.enqueue`. Output tools
-(`tool_def.kind == "output"`) are not tool calls and pass through. pydantic-ai is imported
-here, so this module needs `pip install 'interlock[pydantic-ai]'`.
+per-plugin session state; system items reach the model through `ctx.enqueue`. pydantic-ai
+is imported here, so this module needs `pip install 'interlock[pydantic-ai]'`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from ._bridge import (
     Approver,
     Bridge,
     Session,
+    arguments,
     describe,
     json_data,
     missing_extra,
@@ -59,6 +64,7 @@ from ._bridge import (
 try:
     from pydantic_ai import messages as pai
     from pydantic_ai.capabilities import AbstractCapability
+    from pydantic_ai.durable_exec import conversation_id_from_run_id
     from pydantic_ai.exceptions import (
         ApprovalRequired,
         ModelRetry,
@@ -72,7 +78,10 @@ except ImportError as error:  # pragma: no cover - exercised without the extra i
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from pydantic_ai.capabilities.abstract import WrapOutputProcessHandler, WrapRunHandler
     from pydantic_ai.models import ModelRequestContext
+    from pydantic_ai.output import OutputContext
+    from pydantic_ai.run import AgentRunResult
     from pydantic_ai.tools import RunContext, ToolDefinition
 
 __all__ = ["InterlockCapability"]
@@ -104,7 +113,8 @@ class InterlockCapability(AbstractCapability[Any]):
     `approver` decides `Ask` answers (`(call, question) -> bool`); without one an `Ask` is
     a block, unless `defer_asks=True`: then the call is deferred with `ApprovalRequired`
     (metadata `{"question": ...}`) for the application to approve through pydantic-ai's
-    deferred tools. Sessions end after `idle_ttl` seconds unused, or on `aclose()`/`close()`.
+    deferred tools. A run without a conversation id ends its session when it ends; other
+    sessions end after `idle_ttl` seconds unused, or on `aclose()`/`close()`.
     `notify` receives `ctx.notify` messages `(session key, text, level, plugin)`; without it
     they are logged.
     """
@@ -162,6 +172,26 @@ class InterlockCapability(AbstractCapability[Any]):
     def close(self) -> None:
         """`aclose` for sync code."""
         self.bridge.close()
+
+    # -- the run ----------------------------------------------------------------------
+
+    def get_default_conversation_id(self, run_id: str) -> str | None:
+        """The id pydantic-ai gives a run that has no conversation id: derived from the run
+        id (as its durable capabilities derive it), so `wrap_run` can tell such a run."""
+        return conversation_id_from_run_id(run_id)
+
+    async def wrap_run(
+        self, ctx: RunContext[Any], *, handler: WrapRunHandler
+    ) -> AgentRunResult[Any]:
+        """A run without a conversation id ends its own session when it ends (however it
+        ends), so such runs never pile up open sessions."""
+        try:
+            return await handler()
+        finally:
+            if ctx.run_id and ctx.conversation_id == conversation_id_from_run_id(ctx.run_id):
+                session = self.bridge.find(ctx.conversation_id)
+                if session is not None:
+                    await self.bridge.end(session)
 
     # -- model requests ---------------------------------------------------------------
 
@@ -280,6 +310,41 @@ class InterlockCapability(AbstractCapability[Any]):
         output = await self._after(ctx, session, gated, text(result), is_error=False)
         return result if output is None else output
 
+    # -- output functions -------------------------------------------------------------
+
+    async def wrap_output_process(
+        self,
+        ctx: RunContext[Any],
+        *,
+        output_context: OutputContext,
+        output: Any,
+        handler: WrapOutputProcessHandler,
+    ) -> Any:
+        """`pre_tool_call` before an output function runs on the model's arguments.
+
+        A `Block` (or an `Ask` the approver refuses) is a `ModelRetry`: the function does not
+        run and the model reads the reason (the run fails when it keeps trying); a `Modify`
+        is validated against the arguments' types, then the function gets it. Structured
+        output without a function passes untouched.
+        """
+        if not output_context.has_function:
+            return await handler(output)
+        name = _output_function(output_context)
+        session = await self.bridge.session(ctx.conversation_id)
+        call = output_context.tool_call
+        payload = tool_call(name, _output_arguments(output), call.tool_call_id if call else None)
+        verdict = await self.bridge.fire(hooks.PRE_TOOL_CALL, payload, session)
+        self._deliver(ctx, session)
+        if verdict.blocked:
+            raise ModelRetry(verdict.refusal(f"output function {name!r} was blocked"))
+        if verdict.question is not None:
+            denied = self.bridge.denied(verdict.payload, verdict.question)
+            if denied is not None:
+                raise ModelRetry(f"output function {name!r} was {denied}")
+        if verdict.changed:
+            output = _modified_output(name, output, verdict.payload.arguments)
+        return await handler(output)
+
     # -- private ----------------------------------------------------------------------
 
     async def _received(self, ctx: RunContext[Any], session: Session) -> str | None:
@@ -350,16 +415,65 @@ def _new_prompts(
 
 
 def _prompt_text(content: str | Sequence[Any]) -> str:
+    """Every text the model reads in a user prompt: strings and `TextContent` items."""
     if isinstance(content, str):
         return content
-    return "\n".join(item for item in content if isinstance(item, str))
+    return "\n".join(_item_text(item) for item in content if _is_text(item))
+
+
+def _is_text(item: Any) -> bool:
+    return isinstance(item, str | pai.TextContent)
+
+
+def _item_text(item: str | pai.TextContent) -> str:
+    return item if isinstance(item, str) else item.content
 
 
 def _with_text(content: str | Sequence[Any], new: str) -> str | list[Any]:
-    """`content` with its text replaced by `new`; other items (images, files) kept."""
+    """`content` with its text (strings and `TextContent` items, whose application-only
+    metadata goes with them) replaced by `new`; other items (images, files) kept."""
     if isinstance(content, str):
         return new
-    return [new, *(item for item in content if not isinstance(item, str))]
+    return [new, *(item for item in content if not _is_text(item))]
+
+
+def _output_function(output_context: OutputContext) -> str:
+    """The name plugins see for an output function: the function's, else the output tool's."""
+    if output_context.function_name:
+        return output_context.function_name
+    if output_context.tool_def is not None:
+        return output_context.tool_def.name
+    return "output"
+
+
+def _output_arguments(output: Any) -> Mapping[str, Any]:
+    """An output function's input as tool arguments: a multi-argument function's mapping,
+    an object's fields, else the single value under `"input"` (text as it is)."""
+    if isinstance(output, str):
+        return {"input": output}
+    return arguments(output)
+
+
+def _modified_output(name: str, output: Any, new: Mapping[str, Any]) -> Any:
+    """A `pre_tool_call` Modify of an output function's input, validated against the types
+    of what the model produced (`ModelRetry` when it does not fit, as for the model's own)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        if isinstance(output, Mapping):
+            return {
+                key: TypeAdapter(type(output[key])).validate_python(plain(value))
+                if key in output
+                else plain(value)
+                for key, value in new.items()
+            }
+        whole = not isinstance(output, str) and isinstance(json_data(output), Mapping)
+        value = plain(new) if whole else plain(new.get("input"))
+        return TypeAdapter(type(output)).validate_python(value)
+    except ValidationError as error:
+        raise ModelRetry(
+            f"the arguments a plugin gave output function {name!r} are invalid: {error}"
+        ) from error
 
 
 def _model_name(ctx: RunContext[Any], request_context: ModelRequestContext) -> str:
