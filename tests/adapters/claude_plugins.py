@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import interlock
@@ -28,3 +29,13 @@ class Chatty(interlock.Plugin):
     def on_pre_tool_call(self, call: ToolCall, ctx: interlock.HookContext) -> None:
         print("chatty on stdout")
         sys.stdout.flush()
+
+
+class Stuck(interlock.Plugin):
+    """A gate that never answers (a remote check that hangs)."""
+
+    name = "stuck"
+
+    def on_pre_tool_call(self, call: ToolCall, ctx: interlock.HookContext) -> None:
+        ctx.state["started"] = True
+        threading.Event().wait()  # never set

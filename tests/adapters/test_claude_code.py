@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -352,6 +353,97 @@ def test_state_that_is_not_json_is_dropped_with_a_warning(manager, store, caplog
         assert state.states == {}
 
 
+# -- deadline and locks ---------------------------------------------------------------
+
+
+def test_an_event_waiting_past_the_deadline_for_its_session_is_refused(manager, store) -> None:
+    manager.register(Counting())
+    with store.session("s-1"):  # another event of the session holds its state
+        reply = handle(json.dumps(pre("ls")), config=None, store=store, manager=manager,
+                       deadline=0.2)  # fmt: skip
+        verdict, reason = decision(reply.output or {})
+        assert verdict == "deny" and "another event of session 's-1'" in reason
+        assert "0.2 s deadline" in reason
+        reply = handle(json.dumps(prompt("hi")), config=None, store=store, manager=manager,
+                       deadline=0.2)  # fmt: skip
+        assert (reply.output or {})["decision"] == "block"
+    assert counts(manager, store, "s-1", 1) == [1]  # the refused events ran no plugin
+
+
+def test_different_sessions_never_wait_for_each_other(manager, store) -> None:
+    manager.register(Counting())
+    # "alpha" and "beta-24" shared one of the 64 lock stripes this store used to have
+    with store.session("alpha"):
+        assert counts(manager, store, "beta-24", 1) == [1]
+        with pytest.raises(TimeoutError, match="alpha"), store.session("alpha", timeout=0):
+            pass
+
+
+def test_a_gate_still_running_at_the_deadline_is_denied(manager, store) -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    @hook("pre_tool_call", name="slow-gate", timeout=None)
+    def slow_gate(call: ToolCall, ctx: HookContext) -> None:
+        ctx.state["seen"] = ctx.state.get("seen", 0) + 1
+        entered.set()
+        release.wait(TIMEOUT)
+
+    manager.register(slow_gate)
+    try:
+        reply = handle(json.dumps(pre("ls")), config=None, store=store, manager=manager,
+                       deadline=0.2)  # fmt: skip
+        assert entered.is_set()
+        verdict, reason = decision(reply.output or {})
+        assert verdict == "deny" and "slow-gate" in reason and "0.2 s deadline" in reason
+        reply = handle(json.dumps(prompt("hi")), config=None, store=store, manager=manager,
+                       deadline=60)  # fmt: skip
+        assert reply.output is None  # the session's lock was let go
+    finally:
+        release.set()
+    with store.session("s-1") as state:
+        assert "slow-gate" not in state.states  # what the overdue event did is not kept
+
+
+def test_a_lock_file_removed_while_waited_on_is_not_shared(store, monkeypatch) -> None:
+    import interlock.adapters.claude_code as claude_code
+
+    real = claude_code._flock
+    removed: list[bool] = []
+
+    def flock_after_removal(fd: int, timeout: float | None) -> bool:
+        if not removed:  # the holder ended the session between this open and this lock
+            removed.append(True)
+            for path in (store.directory / "locks").iterdir():
+                path.unlink()
+        return real(fd, timeout)
+
+    monkeypatch.setattr(claude_code, "_flock", flock_after_removal)
+    with store.session("s-1"):
+        assert removed
+        monkeypatch.setattr(claude_code, "_flock", real)
+        with pytest.raises(TimeoutError), store.session("s-1", timeout=0):
+            pass
+
+
+def test_session_end_and_the_sweep_remove_lock_files(manager, store) -> None:
+    manager.register(Counting())
+    counts(manager, store, "ended", 1)
+    counts(manager, store, "abandoned", 1)
+    locks = store.directory / "locks"
+    assert len(list(locks.iterdir())) == 2
+    ask(manager, store, event("SessionEnd", session="ended", reason="logout"))
+    assert len(list(locks.iterdir())) == 1
+    old = time.time() - store.max_age - 60
+    for path in store.directory.glob("*.json"):
+        os.utime(path, (old, old))
+    orphan = locks / ("0" * 40)  # a session's first event that died before saving
+    orphan.touch()
+    os.utime(orphan, (old, old))
+    assert store.sweep(force=True) == 1
+    assert list(locks.iterdir()) == []
+
+
 # -- the command ----------------------------------------------------------------------
 
 
@@ -478,6 +570,63 @@ plugins:
     assert sorted(seen) == list(range(1, 9))  # each saw the one before it: taken in turn
     with StateStore(state).session("busy") as stored:
         assert stored.states["counter"] == {"calls": 8}
+
+
+def test_a_hung_gate_is_denied_at_the_deadline_and_the_process_ends(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        """
+plugins:
+  - {name: stuck, use: "tests.adapters.claude_plugins:Stuck", timeout: 600s}
+""",
+    )
+    process = hook_process(config, tmp_path / "state", pre("ls"), "--deadline", "1")
+    try:
+        out, err = process.communicate(timeout=TIMEOUT)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err.decode()
+    verdict, reason = decision(json.loads(out))
+    assert verdict == "deny" and "stuck" in reason and "1 s deadline" in reason
+    code, _output, err = run_hook_with(config, tmp_path, "--deadline", "0")
+    assert code == 2 and "--deadline" in err
+
+
+def test_parallel_events_behind_a_hung_gate_are_all_denied(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        """
+plugins:
+  - {name: stuck, use: "tests.adapters.claude_plugins:Stuck", timeout: 600s}
+""",
+    )
+    state = tmp_path / "state"
+    processes = [
+        hook_process(config, state, pre(f"ls {i}", call_id=f"t{i}"), "--deadline", "2")
+        for i in range(3)
+    ]
+    reasons = []
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=TIMEOUT)
+            assert process.returncode == 0, err.decode()
+            verdict, reason = decision(json.loads(out))
+            assert verdict == "deny", reason
+            reasons.append(reason)
+    finally:
+        for process in processes:
+            process.kill()
+    assert all("2 s deadline" in r for r in reasons)
+    assert any("stuck" in r for r in reasons)  # the first to get the lock ran the gate
+
+
+def run_hook_with(config: Path, tmp_path: Path, *extra: str) -> tuple[int, Any, str]:
+    process = hook_process(config, tmp_path / "state", pre("ls"), *extra)
+    try:
+        out, err = process.communicate(timeout=TIMEOUT)
+    finally:
+        process.kill()
+    return process.returncode, out.decode(), err.decode()
 
 
 def test_the_example_settings_and_config(tmp_path: Path) -> None:

@@ -17,21 +17,28 @@ denies the tool call (exit code 1 would let it run).
 Per-session plugin state (`ctx.state`) lives in a `StateStore` between the processes of
 one Claude Code session, locked around load, invoke and save, so concurrent events lose
 no update. It is kept as JSON: state that is not JSON is dropped, with a warning.
+
+Each event has an overall deadline (`DEFAULT_DEADLINE`, `--deadline`): waiting for the
+session's lock and running the plugins both count. Past it the event is refused as
+unjudged (a tool call denied, a prompt blocked), because Claude Code treats a hook that
+outlives its own `timeout` as a non-blocking error and would run the tool.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import (
     HookSpec,
@@ -50,6 +57,7 @@ from ._bridge import Bridge, Session, Verdict, arguments, tool_call
 
 __all__ = [
     "CONTEXT_EVENTS",
+    "DEFAULT_DEADLINE",
     "EVENTS",
     "Answer",
     "SessionState",
@@ -64,6 +72,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("interlock.adapters.claude_code")
+
+T = TypeVar("T")
 
 EVENTS = (
     "SessionStart",
@@ -86,6 +96,12 @@ at other events wait in the session's state for the next of these."""
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0
 """Seconds a session's state is kept unused before it is swept (a session can be resumed
 days later, so this is generous; SessionEnd removes it at once)."""
+
+DEFAULT_DEADLINE = 30.0
+"""Seconds one `claude-hook` process may spend judging its event, waiting for the
+session's lock included, before it refuses the event: well under Claude Code's hook
+`timeout` (60 s unless settings.json says otherwise), past which Claude Code would let a
+tool call run unjudged."""
 
 
 # -- events and answers ---------------------------------------------------------------
@@ -227,17 +243,16 @@ class StateStore:
     session in `directory`, each use locked (POSIX `flock`) from load to save, so
     concurrent processes of one session take turns and lose no update.
 
-    Locks are a fixed set of `stripes` files, never removed (a lock file removed while
-    another process waits on it would let two in at once). A session's file goes at
-    SessionEnd, or once unused for `max_age` seconds (swept at most hourly).
+    Each session has a lock file of its own (`locks/<key>`), so different sessions never
+    wait for each other. A session's files go at SessionEnd, or once unused for `max_age`
+    seconds (swept at most hourly); a lock file is removed only by the holder of its lock,
+    and whoever locks a file checks it is still the one at its path, so a process waiting
+    on a removed lock file tries again rather than getting in beside another.
     """
 
-    def __init__(
-        self, directory: str | Path, *, max_age: float = DEFAULT_MAX_AGE, stripes: int = 64
-    ) -> None:
+    def __init__(self, directory: str | Path, *, max_age: float = DEFAULT_MAX_AGE) -> None:
         self.directory = Path(directory)
         self.max_age = max_age
-        self.stripes = stripes
 
     @classmethod
     def default(cls) -> StateStore:
@@ -248,23 +263,33 @@ class StateStore:
         return cls(base / "claude-code")
 
     @contextlib.contextmanager
-    def session(self, session_id: str) -> Iterator[SessionState]:
+    def session(self, session_id: str, *, timeout: float | None = None) -> Iterator[SessionState]:
         """The session's state, locked until the block ends; saved then (or removed, if
-        `ended`), unless the block raised."""
+        `ended`), unless the block raised. Waits at most `timeout` seconds for the lock
+        (None: as long as it takes), then raises `TimeoutError`."""
         key = _key(session_id)
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self._locked(self._stripe(key)):
+        fd = self._lock(key, timeout)
+        if fd is None:
+            raise TimeoutError(
+                f"another event of session {session_id!r} held the session's state "
+                f"lock for the {timeout:.1f} s this one could wait"
+            )
+        try:
             state = self._load(key, session_id)
             yield state
             if state.ended:
                 with contextlib.suppress(FileNotFoundError):
                     (self.directory / f"{key}.json").unlink()
+                self._unlink_lock(key)  # while still held: a waiter sees it gone
             else:
                 self._save(key, state)
+        finally:
+            os.close(fd)  # releases the lock
 
     def sweep(self, *, force: bool = False) -> int:
-        """Remove sessions unused for `max_age`; at most hourly unless `force`. Returns
-        how many were removed."""
+        """Remove sessions unused for `max_age` (and lock files left without a session);
+        at most hourly unless `force`. Returns how many sessions were removed."""
         marker = self.directory / "swept"
         now = time.time()
         with contextlib.suppress(FileNotFoundError):
@@ -277,10 +302,30 @@ class StateStore:
             with contextlib.suppress(OSError):
                 if now - path.stat().st_mtime <= self.max_age:
                     continue
-                with self._locked(self._stripe(path.stem), wait=False) as held:
-                    if held and now - path.stat().st_mtime > self.max_age:
+                fd = self._lock(path.stem, 0)
+                if fd is None:
+                    continue  # in use right now
+                try:
+                    if now - path.stat().st_mtime > self.max_age:
                         path.unlink()
+                        self._unlink_lock(path.stem)
                         removed += 1
+                finally:
+                    os.close(fd)
+        locks = self.directory / "locks"
+        for path in locks.glob("*") if locks.is_dir() else ():
+            with contextlib.suppress(OSError):  # a session's first event died before saving
+                if (self.directory / f"{path.name}.json").exists():
+                    continue
+                if now - path.stat().st_mtime <= 3600.0:
+                    continue
+                fd = self._lock(path.name, 0)
+                if fd is not None:
+                    try:
+                        if not (self.directory / f"{path.name}.json").exists():
+                            self._unlink_lock(path.name)
+                    finally:
+                        os.close(fd)
         for path in self.directory.glob("*.tmp"):  # a writer that died before its rename
             with contextlib.suppress(OSError):
                 if now - path.stat().st_mtime > 3600.0:
@@ -289,28 +334,38 @@ class StateStore:
 
     # -- private ----------------------------------------------------------------------
 
-    def _stripe(self, key: str) -> int:
-        return int(key[:8], 16) % self.stripes
-
-    @contextlib.contextmanager
-    def _locked(self, stripe: int, *, wait: bool = True) -> Iterator[bool]:
-        import fcntl
-
+    def _lock(self, key: str, timeout: float | None) -> int | None:
+        """A descriptor holding `key`'s lock file locked (close it to release), or None
+        when the lock was not had within `timeout` seconds (0: only if free now)."""
         locks = self.directory / "locks"
         locks.mkdir(exist_ok=True, mode=0o700)
-        fd = os.open(locks / f"{stripe:03d}", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
+        path = locks / key
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+                left = None if end is None else max(0.0, end - time.monotonic())
+                if not _flock(fd, left):
+                    os.close(fd)
+                    return None
+                held = os.fstat(fd)
+                try:
+                    current = os.stat(path)
+                except FileNotFoundError:
+                    current = None
+            except BaseException:
+                os.close(fd)
+                raise
+            if current is not None and (current.st_dev, current.st_ino) == (
+                held.st_dev,
+                held.st_ino,
+            ):
+                return fd
+            os.close(fd)  # removed by its last holder while this one waited: again
+
+    def _unlink_lock(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / "locks" / key).unlink()
 
     def _load(self, key: str, session_id: str) -> SessionState:
         path = self.directory / f"{key}.json"
@@ -381,6 +436,84 @@ def _xdg_data() -> Path:
     return Path(xdg) if xdg else Path.home() / ".local" / "share"
 
 
+def _flock(fd: int, timeout: float | None) -> bool:
+    """Lock `fd` exclusively, waiting at most `timeout` seconds (None: no limit)."""
+    import fcntl
+
+    if timeout is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        if timeout <= 0:
+            return False
+    # flock has no timeout: a helper thread waits on a second descriptor of the same open
+    # file (flock locks belong to the open file, so its lock is this one's). Given up on,
+    # it lets the lock go as soon as it gets it.
+    spare = os.dup(fd)
+    guard = threading.Lock()
+    got = threading.Event()
+    outcome: list[BaseException | None] = []  # [None]: locked; [error]: failed
+
+    def wait() -> None:
+        try:
+            fcntl.flock(spare, fcntl.LOCK_EX)
+            error: BaseException | None = None
+        except OSError as failure:
+            error = failure
+        with guard:
+            if got.is_set():  # given up on: let it go
+                if error is None:
+                    fcntl.flock(spare, fcntl.LOCK_UN)
+            else:
+                outcome.append(error)
+                got.set()
+        os.close(spare)
+
+    threading.Thread(target=wait, name="interlock-state-lock", daemon=True).start()
+    got.wait(timeout)
+    with guard:
+        if not outcome:
+            got.set()  # tells the helper it was given up on
+            return False
+    if outcome[0] is not None:
+        raise outcome[0]
+    return True
+
+
+class _Overdue(Exception):
+    """The event was not judged within the deadline."""
+
+
+def _within(deadline: float, what: Callable[[], T], late: Callable[[], str]) -> T:
+    """`what()`, run in a helper thread, if it ends before `deadline` (a `time.monotonic`
+    value); else `_Overdue` with `late()`, and the helper is left to end on its own
+    (what it changes is not used)."""
+    done = threading.Event()
+    outcome: list[tuple[bool, Any]] = []
+
+    def work() -> None:
+        try:
+            outcome.append((True, what()))
+        except BaseException as error:  # handed to the waiting thread
+            outcome.append((False, error))
+        finally:
+            done.set()
+
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(work,), daemon=True)
+    thread.name = "interlock-claude-hook"
+    thread.start()
+    if not done.wait(max(0.0, deadline - time.monotonic())):
+        raise _Overdue(late())
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
 # -- one event ------------------------------------------------------------------------
 
 
@@ -390,10 +523,16 @@ def handle(
     config: str | Path | None,
     store: StateStore | None = None,
     manager: PluginManager | None = None,
+    deadline: float = DEFAULT_DEADLINE,
 ) -> Answer:
     """Answer one Claude Code hook event (`data`, the stdin JSON): load `config` (or use
     `manager`, which is left open), fire the hook with the session's state from `store`
-    (the default store when None), and say what to print and exit with. Never raises."""
+    (the default store when None), and say what to print and exit with. Never raises.
+
+    Past `deadline` seconds from the call (waiting for the session's lock and running
+    the plugins both count), the event is refused as unjudged (`refusal`); what the
+    plugins changed is then not kept."""
+    end = time.monotonic() + deadline
     try:
         event = json.loads(data)
     except (ValueError, RecursionError) as error:
@@ -414,7 +553,9 @@ def handle(
         except Exception as error:
             return refusal(name, f"interlock could not load its config: {_oneline(error)}")
     try:
-        return _judge(event, name, manager, store or StateStore.default())
+        return _judge(event, name, manager, store or StateStore.default(), end, deadline)
+    except _Overdue as error:
+        return refusal(name, f"interlock could not judge the {name} event in time: {error}")
     except Exception as error:  # interlock's own failure: judged as unjudged
         logger.exception("interlock claude-hook failed on %s", name)
         return refusal(name, f"interlock could not judge the {name} event: {_oneline(error)}")
@@ -424,7 +565,14 @@ def handle(
                 manager.close()
 
 
-def _judge(event: dict[str, Any], name: str, manager: PluginManager, store: StateStore) -> Answer:
+def _judge(
+    event: dict[str, Any],
+    name: str,
+    manager: PluginManager,
+    store: StateStore,
+    end: float,
+    limit: float,
+) -> Answer:
     session_id = str(event.get("session_id") or "")
     messages: list[str] = []
 
@@ -434,26 +582,49 @@ def _judge(event: dict[str, Any], name: str, manager: PluginManager, store: Stat
     bridge = Bridge(manager, host="claude-code", idle_ttl=None, notify=notify)
     if name in ("SessionStart", "SessionEnd"):
         store.sweep(force=False)
-    scope: Any = store.session(session_id) if session_id else _ephemeral(session_id)
-    with scope as state:
-        if name == "UserPromptSubmit":
-            state.turn += 1
-        spec, payload = event_payload(event, turn=state.turn)
-        session = Session(bridge, bridge.key(session_id or None))
-        session.scope.states.update(state.states)
-        session.scope.open()
-        try:
-            verdict = bridge.fire_sync(spec, payload, session)
-            manager.drain_sync()
-        finally:
-            state.states = dict(session.scope.states)
-            session.scope.close()
-        state.pending += [text for _, text, _ in session.take_system_items()]
-        reply = answer(event, verdict, messages=messages)
-        if state.pending and name in CONTEXT_EVENTS and not stops(reply):
-            reply = answer(event, verdict, context=state.pending, messages=messages)
-            state.pending = []
-        state.ended = name == "SessionEnd"
+    scope: Any = _ephemeral(session_id)
+    if session_id:
+        scope = store.session(session_id, timeout=max(0.0, end - time.monotonic()))
+    entered = False
+    try:
+        with scope as state:
+            entered = True
+            if name == "UserPromptSubmit":
+                state.turn += 1
+            spec, payload = event_payload(event, turn=state.turn)
+            session = Session(bridge, bridge.key(session_id or None))
+            session.scope.states.update(state.states)
+            session.scope.open()
+
+            def fire() -> Verdict[Any]:
+                verdict = bridge.fire_sync(spec, payload, session)
+                manager.drain_sync()
+                return verdict
+
+            def late() -> str:
+                stats = manager.stats().registrations
+                names = sorted({s.plugin for s in stats if s.hook == spec.name})
+                return (
+                    f"its plugins on {spec.name} ({', '.join(names)}) did not finish within "
+                    f"the {limit:g} s deadline: make them faster, or raise --deadline (and "
+                    "the hook's timeout in .claude/settings.json above it)"
+                )
+
+            try:  # overdue: raises, so the session's state is left as it was
+                verdict = _within(end, fire, late)
+            finally:
+                state.states = dict(session.scope.states)
+                session.scope.close()
+            state.pending += [text for _, text, _ in session.take_system_items()]
+            reply = answer(event, verdict, messages=messages)
+            if state.pending and name in CONTEXT_EVENTS and not stops(reply):
+                reply = answer(event, verdict, context=state.pending, messages=messages)
+                state.pending = []
+            state.ended = name == "SessionEnd"
+    except TimeoutError as error:
+        if entered:
+            raise
+        raise _Overdue(f"{error}, past the {limit:g} s deadline") from None
     return Answer(reply or None)
 
 
@@ -494,7 +665,7 @@ def _str(value: object) -> str:
 # -- the command ----------------------------------------------------------------------
 
 USAGE = """\
-Usage: interlock claude-hook [--config FILE] [--state-dir DIR]
+Usage: interlock claude-hook [--config FILE] [--state-dir DIR] [--deadline SECONDS]
 
   A command hook for Claude Code (.claude/settings.json): reads one hook event on
   stdin, runs the config's plugins on the matching hook, and answers as Claude Code
@@ -504,6 +675,10 @@ Options:
   --config FILE     The interlock.yaml to load [env: INTERLOCK_CONFIG].
   --state-dir DIR   Where per-session plugin state is kept
                     [default: $INTERLOCK_DATA_DIR/claude-code].
+  --deadline SECONDS
+                    Past it (waiting for the session included), the event is
+                    refused: a tool call denied, a prompt blocked. Keep it under
+                    the hook's timeout in settings.json [default: 30].
   --help            Show this message and exit.
 """
 
@@ -520,17 +695,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(USAGE)
             return 0
         option, equals, value = arg.partition("=")
-        if option not in ("--config", "--state-dir") or (not equals and not args):
+        if option not in ("--config", "--state-dir", "--deadline") or (not equals and not args):
             sys.stderr.write(f"interlock claude-hook: unexpected {arg!r}\n\n{USAGE}")
             return 2
         options[option] = value if equals else args.pop(0)
     config = options.get("--config") or os.environ.get("INTERLOCK_CONFIG") or None
     state_dir = options.get("--state-dir")
-    return run(config, state_dir)
+    deadline = None
+    if "--deadline" in options:
+        try:
+            deadline = float(options["--deadline"])
+        except ValueError:
+            deadline = -1.0
+        if not 0 < deadline < float("inf"):
+            sys.stderr.write(
+                f"interlock claude-hook: --deadline takes a number of seconds above 0, "
+                f"not {options['--deadline']!r}\n"
+            )
+            return 2
+    return run(config, state_dir, deadline)
 
 
-def run(config: str | Path | None, state_dir: str | Path | None = None) -> int:
-    """`main` with its options parsed: the command's whole run, stdin to exit code."""
+def run(
+    config: str | Path | None,
+    state_dir: str | Path | None = None,
+    deadline: float | None = None,
+) -> int:
+    """`main` with its options parsed: the command's whole run, stdin to exit code.
+    `deadline` is `handle`'s (None: `DEFAULT_DEADLINE`)."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="interlock: %(message)s")
     sys.stdout.flush()
     answer_fd = os.dup(1)
@@ -538,7 +730,8 @@ def run(config: str | Path | None, state_dir: str | Path | None = None) -> int:
     try:
         data = sys.stdin.buffer.read()
         store = StateStore(state_dir) if state_dir is not None else None
-        reply = handle(data, config=config, store=store)
+        limit = DEFAULT_DEADLINE if deadline is None else deadline
+        reply = handle(data, config=config, store=store, deadline=limit)
         out = b"" if reply.output is None else json.dumps(reply.output).encode() + b"\n"
     except Exception as error:  # past `handle`'s own guard: exit 2 still stops a tool
         reply, out = Answer(None, 2, f"interlock claude-hook failed: {_oneline(error)}"), b""

@@ -369,6 +369,17 @@ def claude_hook(
             show_default="$INTERLOCK_DATA_DIR/claude-code",
         ),
     ] = None,
+    deadline: Annotated[
+        float | None,
+        typer.Option(
+            "--deadline",
+            metavar="SECONDS",
+            min=0.001,
+            help="Past it (waiting for the session included) the event is refused; keep "
+            "it under the hook's timeout in settings.json.",
+            show_default="30",
+        ),
+    ] = None,
 ) -> None:
     """A Claude Code command hook: read one hook event on stdin, run the config's plugins
     on the matching hook, answer as Claude Code expects.
@@ -379,7 +390,7 @@ def claude_hook(
     """
     from ._claude import claude_hook as run_hook
 
-    raise typer.Exit(run_hook(config, state_dir))
+    raise typer.Exit(run_hook(config, state_dir, deadline))
 
 
 @app.command("new-plugin")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def claude_hook(config: Path | None, state_dir: Path | None) -> int:
+def claude_hook(config: Path | None, state_dir: Path | None, deadline: float | None = None) -> int:
     """Answer one Claude Code hook event (stdin to stdout); the exit code."""
     from interlock.adapters.claude_code import run
 
-    return run(config, state_dir)
+    return run(config, state_dir, deadline)
