@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import subprocess
 import sys
@@ -14,13 +15,27 @@ import pytest
 
 pytest.importorskip("agents")
 
-from agents import Agent, RunConfig, Runner, WebSearchTool, function_tool, set_tracing_disabled
+from agents import (
+    Agent,
+    RunConfig,
+    Runner,
+    ToolGuardrailFunctionOutput,
+    WebSearchTool,
+    function_tool,
+    set_tracing_disabled,
+    tool_input_guardrail,
+)
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from openai.types.responses import ResponseTextDeltaEvent
 
 import interlock
 from interlock import Block, LLMResponse, Modify, PluginManager, Respond, hook
-from interlock.adapters.openai_agents import CLAIMS, Interlock, UngovernedToolError
+from interlock.adapters.openai_agents import (
+    CLAIMS,
+    Interlock,
+    UngovernedToolError,
+    UnmappedRunError,
+)
 from interlock.external import StdioTransport, connect
 from interlock.plugins.content_policy import ContentPolicy
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
@@ -425,3 +440,134 @@ async def test_an_in_process_approver_is_asked_once_per_call() -> None:
     assert questions == ["run ls?", "run deploy?"]
     assert ran == ["ls"] and ran2 == []
     assert _tool_outputs(model2) == ["not approved: run deploy?"]
+
+
+def _judging(judged: list[tuple[str, str, str]]) -> Any:
+    @hook("pre_tool_call")
+    def judge(call: interlock.ToolCall, ctx: interlock.HookContext) -> Any:
+        judged.append((call.tool_name, str(call.arguments.get("command")), ctx.session.id))
+        if "rm -rf" in str(call.arguments.get("command", "")):
+            return Block("rm -rf is not allowed here")
+        return None
+
+    return judge
+
+
+async def test_a_verdict_is_not_reused_for_another_call_with_the_same_id() -> None:
+    judged: list[tuple[str, str, str]] = []
+    manager = PluginManager()
+    manager.register(_judging(judged))
+    ix = Interlock(manager)
+    ran: list[str] = []
+
+    @function_tool(needs_approval=True)
+    def deploy(command: str) -> str:
+        """Deploy (a human approves)."""
+        ran.append(f"deploy {command}")
+        return "deployed"
+
+    @function_tool
+    def shell(command: str) -> str:
+        """Run a shell command."""
+        ran.append(f"shell {command}")
+        return "ok"
+
+    model = ScriptedModel(
+        [
+            [function_call("deploy", {"command": "v1"}, call_id="call_0")],
+            [function_call("shell", {"command": "rm -rf /"}, call_id="call_0")],
+            [assistant_message("done")],
+        ]
+    )
+    agent = ix.agent(Agent(name="ops", model=model, tools=[deploy, shell]))
+    config = ix.run_config(RunConfig(group_id="conv-1"))
+    first = await Runner.run(agent, "deploy", hooks=ix.hooks, run_config=config)
+    assert [i.name for i in first.interruptions] == ["deploy"]  # the approval is abandoned
+    items = [*first.to_input_list(), {"role": "user", "content": "forget it, clean up"}]
+    await Runner.run(agent, items, hooks=ix.hooks, run_config=config)
+    assert ran == []
+    assert judged == [("deploy", "v1", "conv-1"), ("shell", "rm -rf /", "conv-1")]
+    assert _tool_outputs(model) == ["rm -rf is not allowed here"]
+    await ix.aclose()
+
+
+async def test_a_call_that_never_ran_is_judged_again_in_a_later_run() -> None:
+    judged: list[tuple[str, str, str]] = []
+    manager = PluginManager()
+    manager.register(_judging(judged))
+    ix = Interlock(manager)
+    rejections: list[str] = []
+
+    @tool_input_guardrail
+    def first_time_no(data: Any) -> ToolGuardrailFunctionOutput:
+        if not rejections:
+            rejections.append(data.context.tool_call_id)
+            return ToolGuardrailFunctionOutput.reject_content("not now")
+        return ToolGuardrailFunctionOutput.allow()
+
+    ran: list[str] = []
+
+    @function_tool(tool_input_guardrails=[first_time_no])
+    def shell(command: str) -> str:
+        """Run a shell command."""
+        ran.append(command)
+        return "ok"
+
+    step = [function_call("shell", {"command": "ls"}, call_id="c1")]
+    model = ScriptedModel([step, [assistant_message("later")], step, [assistant_message("ok")]])
+    agent = ix.agent(Agent(name="ops", model=model, tools=[shell]))
+    config = ix.run_config(RunConfig(group_id="conv-2"))
+    await Runner.run(agent, "list", hooks=ix.hooks, run_config=config)
+    assert rejections == ["c1"] and ran == []
+    await Runner.run(agent, "list again", hooks=ix.hooks, run_config=config)
+    assert ran == ["ls"]
+    assert judged == [("shell", "ls", "conv-2"), ("shell", "ls", "conv-2")]
+    await ix.aclose()
+
+
+async def test_a_run_without_run_config_is_refused() -> None:
+    judged: list[tuple[str, str, str]] = []
+    started: list[str] = []
+
+    @hook("session_start")
+    def start(event: interlock.SessionStart, ctx: interlock.HookContext) -> None:
+        started.append(event.session_id)
+
+    manager = PluginManager()
+    manager.register(_judging(judged))
+    manager.register(start)
+    ix = Interlock(manager)
+    model, ran = _tool_then_answer("ls"), []
+    with pytest.raises(UnmappedRunError, match=r"'ScriptedModel'.*run_config=ix\.run_config"):
+        await Runner.run(ix.agent(_shell_agent(model, ran)), "list", hooks=ix.hooks)
+    assert ran == [] and judged == [] and started == []
+    assert model.calls == ()
+
+
+async def test_an_approval_resumed_in_another_task_keeps_its_session() -> None:
+    judged: list[tuple[str, str, str]] = []
+
+    @hook("pre_tool_call")
+    def ask(call: interlock.ToolCall, ctx: interlock.HookContext) -> Any:
+        judged.append((call.tool_name, str(call.arguments.get("command")), ctx.session.id))
+        return interlock.Ask("run it?")
+
+    manager = PluginManager()
+    manager.register(ask)
+    ix = Interlock(manager)
+    model, ran = _tool_then_answer("deploy"), []
+    agent = ix.agent(_shell_agent(model, ran))
+    config = ix.run_config(RunConfig(group_id="t"))
+
+    async def run(start: Any) -> Any:  # each in a task with a fresh context, as a server would
+        work = Runner.run(agent, start, hooks=ix.hooks, run_config=config)
+        return await asyncio.create_task(work, context=contextvars.Context())
+
+    result = await run("ship")
+    state = result.to_state()
+    state.approve(result.interruptions[0])
+    result = await run(state)
+    assert ran == ["deploy"]
+    assert judged == [("shell", "deploy", "t")]
+    assert result.final_output == "done"
+    await ix.aclose()

@@ -21,7 +21,9 @@ left ungoverned.
 
 A run's session is its `RunConfig.group_id` when set (a conversation), else one per
 `ix.run_config(...)` call; it ends when the run's last agent finishes (`ix.hooks`), at
-`ix.close()`, or after `idle_ttl` seconds unused.
+`ix.close()`, or after `idle_ttl` seconds unused. A governed agent run without
+`run_config=ix.run_config(...)` is refused (`UnmappedRunError`) at its first model or tool
+call, rather than governed by half.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
         "interlock.adapters.openai_agents", "the OpenAI Agents SDK", "openai-agents"
     ) from error
 
-__all__ = ["Interlock", "UngovernedToolError"]
+__all__ = ["Interlock", "UngovernedToolError", "UnmappedRunError"]
 
 logger = logging.getLogger("interlock.adapters.openai_agents")
 
@@ -126,6 +128,34 @@ class UngovernedToolError(InterlockError):
             "not run through a function tool's on_invoke_tool); remove it, or pass "
             "Interlock(manager, hosted_tools='warn') to run it ungoverned with a warning"
         )
+
+
+class UnmappedRunError(InterlockError):
+    """A governed agent ran without `run_config=ix.run_config(...)`: interlock cannot tell
+    which run (session) a model or tool call belongs to, so the call is refused."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(
+            f"{what} in a run without run_config=ix.run_config(...): interlock cannot tell "
+            "which session it belongs to, and user messages and provider models would go "
+            "ungoverned; pass Runner.run(agent, ..., hooks=ix.hooks, "
+            "run_config=ix.run_config(RunConfig(...))) with the same Interlock"
+        )
+
+
+_MAX_GATES = 4096
+"""Judged, not yet finished tool calls kept at most; the oldest are forgotten first (a
+forgotten call is judged again if it comes back)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Gate:
+    """A `pre_tool_call` verdict, valid only for the exact call it judged."""
+
+    tool: str
+    arguments: str  # the model's arguments as canonical JSON
+    verdict: Verdict[Any]
 
 
 @dataclasses.dataclass
@@ -170,8 +200,8 @@ class Interlock:
             f"interlock_openai_agents_run_{id(self)}", default=None
         )
         self._turns: weakref.WeakKeyDictionary[Session, _Turns] = weakref.WeakKeyDictionary()
-        self._gates: dict[tuple[str, str], Verdict[Any]] = {}
-        self._warned_unmapped = False
+        # pre_tool_call verdicts by (session key, call id), shared by a call's three seams
+        self._gates: dict[tuple[str, str], _Gate] = {}
 
     # -- setup ------------------------------------------------------------------------
 
@@ -195,9 +225,10 @@ class Interlock:
         if not isinstance(provider, _GovernedProvider):
             provider = _GovernedProvider(self, provider)
         user_filter = config.call_model_input_filter
+        run = (own_key, grouped)
 
         async def input_filter(data: CallModelData[Any]) -> ModelInputData:
-            self._run.set((own_key, grouped))
+            self._run.set(run)
             model_data = await self._receive(own_key, data.model_data)
             if user_filter is None:
                 return model_data
@@ -207,6 +238,9 @@ class Interlock:
                 updated = await updated
             return updated
 
+        # tools find their run through it too (`ToolContext.run_config`), even when resumed
+        # from a `RunState` in another task, before any model call
+        object.__setattr__(input_filter, "_interlock_run", (self, run))
         return dataclasses.replace(
             config, model=model, model_provider=provider, call_model_input_filter=input_filter
         )
@@ -221,24 +255,31 @@ class Interlock:
 
     # -- sessions ---------------------------------------------------------------------
 
-    async def _session(self) -> Session:
-        run = self._run.get()
-        if run is None and not self._warned_unmapped:
-            self._warned_unmapped = True
-            logger.warning(
-                "a governed agent ran without run_config=ix.run_config(...): each event gets "
-                "a session of its own and message_received does not fire"
-            )
-        return await self.bridge.session(None if run is None else run[0])
+    def _run_of(self, ctx: Any) -> tuple[str, bool] | None:
+        """The run `ctx` (a tool's context) belongs to, else the one the input filter set."""
+        config = getattr(ctx, "run_config", None)
+        mark = getattr(getattr(config, "call_model_input_filter", None), "_interlock_run", None)
+        if isinstance(mark, tuple) and mark[0] is self:
+            run: tuple[str, bool] = mark[1]
+            return run
+        return self._run.get()
+
+    async def _session(self, what: str, ctx: Any = None) -> Session:
+        run = self._run_of(ctx)
+        if run is None:
+            raise UnmappedRunError(what)
+        return await self.bridge.session(run[0])
 
     async def _end_run(self) -> None:
         run = self._run.get()
-        if run is None or run[1]:  # a conversation (group_id) outlives its runs
+        if run is None:
             return
         session = self.bridge.find(run[0])
-        if session is not None:
-            for key in [k for k in self._gates if k[0] == session.key]:
-                self._gates.pop(key, None)  # asked and never answered
+        if session is None:
+            return
+        for key in [k for k in self._gates if k[0] == session.key]:
+            self._gates.pop(key, None)  # judged and never run (rejected, abandoned)
+        if not run[1]:  # a conversation (group_id) outlives its runs
             await self.bridge.end(session)
 
     # -- message_received ---------------------------------------------------------------
@@ -284,7 +325,7 @@ class Interlock:
     ) -> tuple[Session, LLMRequest, ModelResponse | None, str | None, list[Any], ModelSettings]:
         """pre_llm_call: (session, request, an answer in the model's place or None,
         instructions, input items, settings to call the model with)."""
-        session = await self._session()
+        session = await self._session(f"the model {name!r} was called")
         turns = self._turns.get(session)
         if turns is not None and turns.fresh_block is not None:
             reason, turns.fresh_block = turns.fresh_block, None
@@ -330,17 +371,31 @@ class Interlock:
 
     # -- tools ------------------------------------------------------------------------
 
-    async def _gate(self, name: str, raw_args: str, call_id: str) -> tuple[Session, Verdict[Any]]:
-        """pre_tool_call once per call id: the first seam to see the call fires it."""
-        session = await self._session()
+    async def _gate(
+        self, name: str, raw_args: str, call_id: str, ctx: Any
+    ) -> tuple[Session, Verdict[Any]]:
+        """pre_tool_call once per call: the first seam to see the call fires it; a verdict
+        is reused only for the same tool with the same arguments (else judged again)."""
+        session = await self._session(f"the tool {name!r} was called", ctx)
+        call = tool_call(name, raw_args, call_id)
+        fingerprint = json.dumps(call.arguments, sort_keys=True, default=str)
         key = (session.key, call_id)
-        verdict = self._gates.get(key)
-        if verdict is None:
-            verdict = await self.bridge.fire(
-                hooks.PRE_TOOL_CALL, tool_call(name, raw_args, call_id), session
-            )
-            self._gates[key] = verdict
-        return session, verdict
+        gate = self._gates.get(key)
+        if gate is None or gate.tool != name or gate.arguments != fingerprint:
+            verdict = await self.bridge.fire(hooks.PRE_TOOL_CALL, call, session)
+            gate = _Gate(name, fingerprint, verdict)
+            self._gates.pop(key, None)
+            self._gates[key] = gate
+            while len(self._gates) > _MAX_GATES:
+                self._gates.pop(next(iter(self._gates)))
+        return session, gate.verdict
+
+    def _answered(self, session: Session, call_id: str) -> None:
+        """An asked call was approved: not asked again when it is invoked."""
+        gate = self._gates.get((session.key, call_id))
+        if gate is not None:
+            verdict = dataclasses.replace(gate.verdict, question=None)
+            self._gates[(session.key, call_id)] = dataclasses.replace(gate, verdict=verdict)
 
     async def _refused(self, session: Session, verdict: Verdict[Any], reason: str) -> str:
         """post_tool_call on a refusal (the model sees its result, as with any tool)."""
@@ -366,19 +421,17 @@ class Interlock:
                 wanted = original_approval
             else:
                 wanted = bool(await original_approval(ctx, params, call_id))
-            _, verdict = await ix._gate(tool.name, json.dumps(params), call_id)
+            _, verdict = await ix._gate(tool.name, json.dumps(params), call_id, ctx)
             asks = verdict.question is not None and ix.bridge.approver is None
             return wanted or asks
 
         async def guard(data: ToolInputGuardrailData) -> ToolGuardrailFunctionOutput:
             ctx = data.context
-            session, verdict = await ix._gate(tool.name, ctx.tool_arguments, ctx.tool_call_id)
+            session, verdict = await ix._gate(tool.name, ctx.tool_arguments, ctx.tool_call_id, ctx)
             reason = ix._denial(verdict)
             if reason is None:
                 if verdict.question is not None:  # answered: not asked again at invoke
-                    ix._gates[(session.key, ctx.tool_call_id)] = dataclasses.replace(
-                        verdict, question=None
-                    )
+                    ix._answered(session, ctx.tool_call_id)
                 return ToolGuardrailFunctionOutput.allow()
             message = await ix._refused(session, verdict, reason)
             return ToolGuardrailFunctionOutput.reject_content(
@@ -386,7 +439,7 @@ class Interlock:
             )
 
         async def on_invoke_tool(ctx: ToolContext[Any], raw_args: str) -> Any:
-            session, verdict = await ix._gate(tool.name, raw_args, ctx.tool_call_id)
+            session, verdict = await ix._gate(tool.name, raw_args, ctx.tool_call_id, ctx)
             reason = ix._denial(verdict)
             if reason is not None:  # reached without the guardrail (e.g. a nested call)
                 return await ix._refused(session, verdict, reason)
