@@ -8,8 +8,10 @@ import contextlib
 import os
 import runpy
 import signal
+import socket
 import stat
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ import pytest
 pytest.importorskip("mcp")
 
 import anyio
+import httpx
+import uvicorn
 from mcp import Client, StdioServerParameters
 from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel
@@ -216,6 +220,140 @@ async def test_each_client_connection_is_a_session_of_its_own() -> None:
     assert sorted(seen for _, seen in counting.sessions) == [1, 1, 2]
     names = recorder.names()
     assert names.count("session_start") == 2 and names.count("session_end") == 2
+
+
+@contextlib.asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """`app` on a loopback port of its own, for the block: its `/mcp` URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)  # bound before serving: early requests wait in the backlog
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="error", lifespan="on")
+    server = uvicorn.Server(config)
+    with anyio.fail_after(60):  # a hang guard, not a timing assertion
+        async with anyio.create_task_group() as group:
+            group.start_soon(server.serve, [sock])
+            try:
+                yield f"http://127.0.0.1:{port}/mcp"
+            finally:
+                server.should_exit = True
+    sock.close()
+
+
+def http_gateway(**options: Any) -> tuple[Any, Counting, RecordingPlugin]:
+    counting, recorder = Counting(), RecordingPlugin()
+    manager = PluginManager()
+    manager.register(counting, capabilities=["system_items"])
+    manager.register(recorder)
+    return gateway(manager, upstream(), **options), counting, recorder
+
+
+def ends(recorder: RecordingPlugin) -> list[str]:
+    return [payload.reason for name, payload in recorder.events if name == "session_end"]
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+async def test_over_http_clients_without_an_mcp_session_share_no_interlock_session(
+    stateless: bool,
+) -> None:
+    # The 2026-07-28 protocol (what `Client(url)` speaks) has no sessions: every
+    # request is one, never the server-wide lifespan's single session.
+    server, counting, recorder = http_gateway()
+    app = server.streamable_http_app(stateless_http=stateless, host="127.0.0.1")
+    async with served(app) as url, Client(url) as alice, Client(url) as bob:
+        for client in (alice, bob, alice, bob):
+            result = await client.call_tool("shell", {"command": "ls"})
+            assert texts(result) == ["ran ls", "[note] call 1 of this session"]
+    assert [seen for _, seen in counting.sessions] == [1, 1, 1, 1]
+    assert len({session for session, _ in counting.sessions}) == 4
+    assert ends(recorder) == ["closed"] * 4
+
+
+async def test_over_http_each_mcp_session_is_a_session_of_its_own() -> None:
+    server, counting, recorder = http_gateway()
+    app = server.streamable_http_app(host="127.0.0.1")
+    async with served(app) as url:
+        async with Client(url, mode="legacy") as alice, Client(url, mode="legacy") as bob:
+            got = [
+                texts(await client.call_tool("shell", {"command": "ls"}))[1]
+                for client in (alice, bob, alice)
+            ]
+        assert got == [
+            "[note] call 1 of this session",
+            "[note] call 1 of this session",
+            "[note] call 2 of this session",
+        ]
+        ids = [session for session, _ in counting.sessions]
+        assert ids[0] == ids[2] != ids[1]
+    assert ends(recorder) == ["closed", "closed"]
+
+
+MODERN = {
+    "accept": "application/json, text/event-stream",
+    "content-type": "application/json",
+    "mcp-protocol-version": "2026-07-28",
+    "mcp-method": "tools/call",
+    "mcp-name": "shell",
+}
+
+
+def raw_call(number: int) -> dict[str, Any]:
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    params = {"name": "shell", "arguments": {"command": "ls"}, "_meta": meta}
+    return {"jsonrpc": "2.0", "id": number, "method": "tools/call", "params": params}
+
+
+async def test_over_http_a_forged_mcp_session_id_picks_no_session() -> None:
+    server, counting, recorder = http_gateway()
+    app = server.streamable_http_app(host="127.0.0.1")
+    async with served(app) as url, httpx.AsyncClient(timeout=30) as http:
+        forged = ["victim", "victim", "rand-1", "rand-2", "victim"]
+        for number, sid in enumerate(forged):
+            headers = {**MODERN, "mcp-session-id": sid}
+            response = await http.post(url, headers=headers, json=raw_call(number))
+            assert response.status_code == 200
+        # each request its own session, all of them over once answered: nothing to pile up
+        assert [seen for _, seen in counting.sessions] == [1] * len(forged)
+        assert len({session for session, _ in counting.sessions}) == len(forged)
+        assert ends(recorder) == ["closed"] * len(forged)
+        # the handshake protocol: an id the SDK did not issue reaches no session at all
+        legacy = {**MODERN, "mcp-protocol-version": "2025-11-25", "mcp-session-id": "victim"}
+        response = await http.post(url, headers=legacy, json=raw_call(99))
+        assert response.status_code == 404
+    assert len(counting.sessions) == len(forged)
+
+
+async def test_over_http_sessions_are_bounded_and_the_least_recently_used_is_evicted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, counting, recorder = http_gateway(max_sessions=2)
+    app = server.streamable_http_app(host="127.0.0.1")
+    async with (
+        served(app) as url,
+        Client(url, mode="legacy") as a,
+        Client(url, mode="legacy") as b,
+        Client(url, mode="legacy") as c,
+    ):
+        await a.call_tool("shell", {"command": "ls"})
+        await b.call_tool("shell", {"command": "ls"})
+        await a.call_tool("shell", {"command": "ls"})  # b is now the least recent
+        assert ends(recorder) == []
+        await c.call_tool("shell", {"command": "ls"})
+        assert ends(recorder) == ["evicted"]
+        result = await b.call_tool("shell", {"command": "ls"})  # a fresh session
+        assert texts(result)[1] == "[note] call 1 of this session"
+        assert ends(recorder) == ["evicted", "evicted"]  # a went to make room
+    assert [seen for _, seen in counting.sessions] == [1, 1, 2, 1, 1]
+    assert "2 evicted so far" in caplog.text and "max_sessions" in caplog.text
+
+
+def test_max_sessions_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_sessions"):
+        gateway(PluginManager(), upstream(), max_sessions=0)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -16,6 +16,13 @@ server's lifespan), one upstream connection per client connection, and each clie
 connection is one interlock session. From a shell: `interlock mcp-gateway --config
 interlock.yaml -- python my_server.py`.
 
+Over HTTP (`server.streamable_http_app()`) the lifespan, and so the upstream connection,
+is the whole server's: there a session is keyed on the connection object the SDK's
+transport allocated itself (one per MCP session the session manager issued and checks,
+one per request in stateless mode and for the 2026-07-28 protocol, which has no
+sessions), never on a header the client chose. Such sessions end with their connection
+and are at most `max_sessions`: beyond it the least recently used idle one is evicted.
+
 What the MCP client sees: a blocked call is an `isError` result carrying the reason; an
 argument `Modify` is what the upstream tool runs with; an output `Modify` is what the client
 receives, with `structuredContent` rebuilt from it when it still fits the tool's output
@@ -27,7 +34,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +47,15 @@ if TYPE_CHECKING:
     import mcp_types
     from mcp import Client
     from mcp.server import Server
+    from mcp.server.connection import Connection
     from mcp.server.context import ServerRequestContext
 
 __all__ = ["gateway"]
 
+logger = logging.getLogger(__name__)
+
 _SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+_STATE_KEY = "interlock.session"  # the session key, in the SDK connection's own state
 
 
 def gateway(
@@ -52,6 +65,7 @@ def gateway(
     name: str = "interlock-mcp-gateway",
     tags: tuple[str, ...] = ("mcp",),
     idle_ttl: float | None = 3600.0,
+    max_sessions: int = 10_000,
     approver: Approver | None = None,
     notify: Callable[[str, str, Level, str], None] | None = None,
 ) -> Server[Any]:
@@ -61,7 +75,8 @@ def gateway(
     several connections (each with its own upstream connection and interlock session).
     `approver` decides an `Ask` (without one an `Ask` is refused, as a block); `notify`
     receives the plugins' notifications (session key, text, level, plugin), otherwise
-    they are logged.
+    they are logged. `max_sessions` bounds the sessions open at once over HTTP (the
+    least recently used idle one is ended, `session_end` reason `"evicted"`, and counted).
 
         server = gateway(manager, upstream=["python", "server.py"])
         async with mcp.Client(server) as client:         # or server.run(...) on stdio
@@ -72,17 +87,21 @@ def gateway(
         from mcp.server import Server
     except ImportError as error:
         raise missing_extra("the MCP gateway", "the mcp SDK", "mcp") from error
+    if max_sessions < 1:
+        raise ValueError(f"gateway(max_sessions={max_sessions!r}): give a positive number")
     target = _target(upstream)
     bridge = Bridge(
         manager, host="mcp", tags=tags, idle_ttl=idle_ttl, approver=approver, notify=notify
     )
+    shared = _Sessions(bridge, max_sessions)
 
     @contextlib.asynccontextmanager
     async def lifespan(_server: Server[_Link]) -> AsyncIterator[_Link]:
         # Entered once per client connection (stdio, in-memory): the upstream connection
-        # and the interlock session live exactly as long as the client's.
+        # and the interlock session live exactly as long as the client's. Over HTTP it
+        # is entered once for the whole server; sessions then come from `shared`.
         async with Client(target) as client:
-            link = _Link(bridge, client)
+            link = _Link(bridge, client, shared)
             try:
                 yield link
             finally:
@@ -111,26 +130,19 @@ def gateway(
 
 
 class _Link:
-    """One client connection: its upstream client and its interlock session(s)."""
+    """One lifespan: its upstream client, and the interlock session of the client
+    connection it serves (stdio, in-memory); over HTTP, sessions come from `shared`."""
 
-    def __init__(self, bridge: Bridge, client: Client) -> None:
+    def __init__(self, bridge: Bridge, client: Client, shared: _Sessions) -> None:
         self.bridge = bridge
         self.client = client
+        self.shared = shared
         self.key = bridge.key(None)  # fresh: a connection has no id of its own on stdio
-        self.sessions: dict[str, Session] = {}
-
-    async def session(self, ctx: ServerRequestContext[_Link]) -> Session:
-        """This connection's session; over streamable HTTP (one lifespan for the whole
-        server) each MCP session id is a session of its own."""
-        sub = _transport_session_id(ctx)
-        key = self.key if sub is None else f"{self.key}/{sub}"
-        session = self.sessions[key] = await self.bridge.session(key)
-        return session
 
     async def close(self) -> None:
-        for session in list(self.sessions.values()):
-            await self.bridge.end(session, "closed")  # a no-op for one already ended
-        self.sessions.clear()
+        session = self.bridge.find(self.key)
+        if session is not None:
+            await self.bridge.end(session, "closed")
 
     async def call(
         self, ctx: ServerRequestContext[_Link], params: mcp_types.CallToolRequestParams
@@ -140,7 +152,23 @@ class _Link:
         What plugins appended with `ctx.system_items` meanwhile rides on this result, as
         text blocks after the tool's own (the only way an MCP server reaches the model).
         """
-        session = await self.session(ctx)
+        if ctx.request is None:  # no HTTP: this lifespan is the one client's connection
+            return await self._in(ctx, params, await self.bridge.session(self.key))
+        key = self.shared.key(ctx)
+        session = await self.shared.acquire(key)
+        if session is None:
+            return _error(self.shared.refusal(params.name))
+        try:
+            return await self._in(ctx, params, session)
+        finally:
+            self.shared.release(key)
+
+    async def _in(
+        self,
+        ctx: ServerRequestContext[_Link],
+        params: mcp_types.CallToolRequestParams,
+        session: Session,
+    ) -> mcp_types.CallToolResult:
         result = await self._judged_call(ctx, params, session)
         items = session.take_system_items()
         if not items:
@@ -229,13 +257,107 @@ def _target(upstream: Any) -> Any:
     return upstream
 
 
-def _transport_session_id(ctx: ServerRequestContext[_Link]) -> str | None:
-    request = ctx.request
-    headers = getattr(request, "headers", None)
-    if headers is None:
-        return None
-    value = headers.get("mcp-session-id")
-    return str(value) if value else None
+class _Sessions:
+    """The gateway's sessions over HTTP, keyed on the SDK's own connection objects.
+
+    The key is interlock's, kept in the connection's `state`: a client cannot choose or
+    forge it (the `mcp-session-id` header only reaches a connection after the SDK's
+    session manager found and checked it). A session ends with its connection (the
+    connection's `exit_stack`), when idle (`idle_ttl`), or when evicted: at most
+    `max_sessions` are open, the least recently used one without a call in flight
+    making room for a new one (`evictions` counts them).
+    """
+
+    def __init__(self, bridge: Bridge, max_sessions: int) -> None:
+        self.bridge = bridge
+        self.max_sessions = max_sessions
+        self.evictions = 0
+        self._open: OrderedDict[str, int] = OrderedDict()  # key -> calls in flight, LRU first
+        self._unkeyed_warned = False
+
+    def key(self, ctx: ServerRequestContext[_Link]) -> str:
+        """The session key of the connection serving `ctx`, given to it on first use."""
+        connection = _connection(ctx)
+        if connection is None:  # an SDK without the connection object: no sharing at all
+            if not self._unkeyed_warned:
+                self._unkeyed_warned = True
+                logger.warning(
+                    "the installed mcp SDK does not expose the connection a request came "
+                    "on: each HTTP tool call through the gateway is an interlock session "
+                    "of its own (per-session plugin state does not carry over); install "
+                    "the mcp version interlock[mcp] names"
+                )
+            return self.bridge.key(None)
+        key = connection.state.get(_STATE_KEY)
+        if isinstance(key, str):
+            return key
+        sid = connection.session_id  # issued by the SDK's session manager, not the client
+        key = self.bridge.key(None) if sid is None else f"{self.bridge.key(None)}/{sid}"
+        connection.state[_STATE_KEY] = key
+        connection.exit_stack.push_async_callback(self.end, key, "closed")
+        return key
+
+    async def acquire(self, key: str) -> Session | None:
+        """The open session for `key` with one more call in flight; None when all
+        `max_sessions` sessions have calls in flight (nothing can be evicted)."""
+        evicted: str | None = None
+        if key in self._open:
+            self._open.move_to_end(key)
+        else:
+            if len(self._open) >= self.max_sessions:
+                evicted = next((k for k, busy in self._open.items() if not busy), None)
+                if evicted is None:
+                    return None
+                del self._open[evicted]
+                self.evictions += 1
+            self._open[key] = 0
+        self._open[key] += 1
+        if evicted is not None:
+            logger.warning(
+                "MCP gateway: %d interlock sessions open (max_sessions); the least recently "
+                "used one, %r, was ended to make room (%d evicted so far); raise "
+                "gateway(max_sessions=...) if clients lose their session state",
+                self.max_sessions,
+                evicted,
+                self.evictions,
+            )
+            await self._end_open(evicted, "evicted")
+        try:
+            return await self.bridge.session(key)
+        except BaseException:
+            self.release(key)
+            raise
+
+    def release(self, key: str) -> None:
+        """One call on `key`'s session is over."""
+        if self._open.get(key):
+            self._open[key] -= 1
+
+    async def end(self, key: str, reason: str) -> None:
+        """End `key`'s session (its connection closed)."""
+        self._open.pop(key, None)
+        await self._end_open(key, reason)
+
+    def refusal(self, tool: str) -> str:
+        return (
+            f"tool {tool!r} was not called: the MCP gateway has {self.max_sessions} "
+            "interlock sessions with calls in flight (max_sessions); retry later, or raise "
+            "gateway(max_sessions=...)"
+        )
+
+    async def _end_open(self, key: str, reason: str) -> None:
+        session = self.bridge.find(key)
+        if session is not None:
+            await self.bridge.end(session, reason)
+
+
+def _connection(ctx: ServerRequestContext[_Link]) -> Connection | None:
+    """The SDK's per-connection object behind `ctx` (one per MCP session, or per request
+    where the protocol has none); the SDK hands it to handlers only through the session."""
+    from mcp.server.connection import Connection
+
+    connection = getattr(ctx.session, "_connection", None)
+    return connection if isinstance(connection, Connection) else None
 
 
 def _output(result: mcp_types.CallToolResult) -> tuple[str, bool]:
