@@ -607,3 +607,237 @@ def test_the_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_missing_extra_names_the_install_command() -> None:
     output = import_error_without("google.adk", "interlock.adapters.adk")
     assert "pip install 'interlock[adk]'" in output
+
+
+# -- what no gate sees, thoughts, sub-agents ---------------------------------------------
+
+
+class Sequenced(BaseLlm):
+    """Answers each request with the next scripted list of parts ("done" when none are
+    left); keeps every request it received."""
+
+    model: str = "sequenced"
+    _script: list[list[types.Part]] = PrivateAttr(default_factory=list)
+    _requests: list[LlmRequest] = PrivateAttr(default_factory=list)
+
+    def __init__(self, *script: list[types.Part]) -> None:
+        super().__init__()
+        self._script = list(script)
+
+    @property
+    def requests(self) -> list[LlmRequest]:
+        return self._requests
+
+    async def generate_content_async(
+        self, llm_request: LlmRequest, stream: bool = False
+    ) -> AsyncGenerator[LlmResponse, None]:
+        self._requests.append(llm_request.model_copy(deep=True))
+        parts = self._script.pop(0) if self._script else [types.Part(text="done")]
+        yield LlmResponse(content=types.Content(role="model", parts=parts))
+
+
+def _code_writing(marker: Path) -> Sequenced:
+    code = f"```python\nopen({str(marker)!r}, 'w').write('ran')\n```"
+    return Sequenced([types.Part(text=code)])
+
+
+def _app_runner(plugin: InterlockPlugin, agent: LlmAgent) -> Runner:
+    from google.adk.artifacts import InMemoryArtifactService
+
+    app = App(name=APP, root_agent=agent, plugins=[plugin])
+    return Runner(
+        app=app,
+        session_service=InMemorySessionService(),
+        artifact_service=InMemoryArtifactService(),
+        auto_create_session=True,
+    )
+
+
+async def test_a_code_executor_is_refused_before_the_run(
+    manager: PluginManager, tmp_path: Path
+) -> None:
+    from google.adk.code_executors import UnsafeLocalCodeExecutor
+
+    from interlock.adapters.adk import UngovernedToolError
+
+    marker = tmp_path / "ran"
+    model = _code_writing(marker)
+    coder = LlmAgent(name="coder", model=model, code_executor=UnsafeLocalCodeExecutor())
+    runner = _app_runner(InterlockPlugin(manager), coder)
+
+    with pytest.raises(RuntimeError) as raised:
+        await run(runner, "compute")
+
+    error = raised.value.__cause__
+    assert isinstance(error, UngovernedToolError)
+    assert (error.agent, error.tool) == ("coder", "UnsafeLocalCodeExecutor")
+    assert "hosted_tools='warn'" in str(error)
+    assert model.requests == [] and not marker.exists()
+
+
+async def test_a_code_executor_behind_an_agent_tool_is_refused(
+    manager: PluginManager, tmp_path: Path
+) -> None:
+    from google.adk.code_executors import UnsafeLocalCodeExecutor
+    from google.adk.tools.agent_tool import AgentTool
+
+    from interlock.adapters.adk import UngovernedToolError
+
+    marker = tmp_path / "ran"
+    coder = LlmAgent(
+        name="coder", model=_code_writing(marker), code_executor=UnsafeLocalCodeExecutor()
+    )
+    call = types.FunctionCall(name="coder", args={"request": "compute"})
+    top = LlmAgent(name="top", model=Sequenced([types.Part(function_call=call)]),
+                   tools=[AgentTool(agent=coder)])  # fmt: skip
+    with pytest.raises(RuntimeError) as raised:
+        await run(_app_runner(InterlockPlugin(manager), top), "compute")
+
+    assert isinstance(raised.value.__cause__, UngovernedToolError)
+    assert not marker.exists()
+
+
+async def test_warn_runs_a_code_executor_with_a_warning(
+    manager: PluginManager, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from google.adk.code_executors import UnsafeLocalCodeExecutor
+
+    marker = tmp_path / "ran"
+    coder = LlmAgent(
+        name="coder", model=_code_writing(marker), code_executor=UnsafeLocalCodeExecutor()
+    )
+    runner = _app_runner(InterlockPlugin(manager, hosted_tools="warn"), coder)
+    with caplog.at_level("WARNING", logger="interlock.adapters.adk"):
+        await run(runner, "compute")
+
+    assert marker.read_text() == "ran"
+    assert "agent 'coder': the code executor 'UnsafeLocalCodeExecutor' runs ungoverned" in (
+        caplog.text
+    )
+    with pytest.raises(ValueError, match="hosted_tools must be 'refuse' or 'warn'"):
+        InterlockPlugin(manager, hosted_tools="allow")  # type: ignore[arg-type]
+
+
+async def test_gemini_built_in_tools_are_refused(manager: PluginManager) -> None:
+    from google.adk.tools import google_search
+    from google.adk.tools.base_tool import BaseTool
+
+    from interlock.adapters.adk import UngovernedToolError
+
+    searcher = LlmAgent(name="searcher", model=Sequenced(), tools=[google_search])
+    with pytest.raises(RuntimeError) as raised:
+        await run(_app_runner(InterlockPlugin(manager), searcher), "search")
+    error = raised.value.__cause__
+    assert isinstance(error, UngovernedToolError)
+    assert (error.agent, error.tool) == ("searcher", "google_search")
+
+    class Retrieval(BaseTool):
+        """A tool of no known class that offers the model a provider-side tool."""
+
+        async def process_llm_request(self, *, tool_context: Any, llm_request: Any) -> None:
+            llm_request.config.tools = [
+                *(llm_request.config.tools or []),
+                types.Tool(code_execution=types.ToolCodeExecution()),
+            ]
+
+    model = Sequenced()
+    agent = LlmAgent(name="hidden", model=model, tools=[Retrieval(name="r", description="r")])
+    with pytest.raises(RuntimeError) as raised:
+        await run(_app_runner(InterlockPlugin(manager), agent), "compute")
+    error = raised.value.__cause__
+    assert isinstance(error, UngovernedToolError)
+    assert (error.agent, error.tool) == ("hidden", "code_execution")
+    assert model.requests == []  # refused before the model was called
+
+
+async def test_a_user_part_marked_thought_is_judged_too(manager: PluginManager) -> None:
+    manager.register(ContentPolicy())
+    model = Sequenced()
+    runner = _app_runner(InterlockPlugin(manager), LlmAgent(name="a", model=model))
+    message = types.Content(
+        role="user",
+        parts=[types.Part(text="hi "), types.Part(text="mail ada@example.com", thought=True)],
+    )
+    async for _ in runner.run_async(user_id=USER, session_id="s1", new_message=message):
+        pass
+
+    sent = model.requests[0].contents[0].model_dump_json()
+    assert "ada@example.com" not in sent and "hi mail" in sent
+    stored = await runner.session_service.get_session(app_name=APP, user_id=USER, session_id="s1")
+    assert stored is not None and "ada@example.com" not in stored.model_dump_json()
+
+
+async def test_pre_llm_call_sees_and_edits_a_users_thought_part(manager: PluginManager) -> None:
+    @hook("pre_llm_call")
+    def redact(request: LLMRequest, ctx: HookContext) -> Modify[LLMRequest]:
+        messages = tuple(m.replace(content=m.content.replace("hunter2", "[secret]"))
+                         for m in request.messages)  # fmt: skip
+        return Modify(request.replace(messages=messages))
+
+    manager.register(redact)
+    model = Sequenced()
+    runner = _app_runner(InterlockPlugin(manager), LlmAgent(name="a", model=model))
+    message = types.Content(
+        role="user", parts=[types.Part(text="pw "), types.Part(text="hunter2", thought=True)]
+    )
+    async for _ in runner.run_async(user_id=USER, session_id="s1", new_message=message):
+        pass
+
+    assert model.requests[0].contents[0].parts == [types.Part(text="pw [secret]")]
+
+
+# ADK's AgentTool builds its inner runner with the `plugins=` argument it deprecates.
+@pytest.mark.filterwarnings("ignore:The `plugins` argument is deprecated:DeprecationWarning")
+async def test_agent_tool_runs_belong_to_the_callers_session(manager: PluginManager) -> None:
+    from google.adk.tools.agent_tool import AgentTool
+
+    started: list[str] = []
+    ended: list[str] = []
+    judged: list[tuple[str, str, int]] = []
+
+    @hook("session_start")
+    def opened(payload: Any, ctx: HookContext) -> None:
+        started.append(payload.session_id)
+
+    @hook("session_end")
+    def closed(payload: Any, ctx: HookContext) -> None:
+        ended.append(payload.session_id)
+
+    @hook("pre_tool_call")
+    def budget(call: ToolCall, ctx: HookContext) -> Block | None:
+        used = ctx.state["calls"] = ctx.state.get("calls", 0) + 1
+        judged.append((call.tool_name, ctx.session.id, used))
+        return Block("tool budget spent") if used > 3 else None
+
+    for handler in (opened, closed, budget):
+        manager.register(handler)
+    kit = Conformance(CLAIMS)  # records turn_end alongside
+    manager.register(kit.recorder)
+    ran: list[str] = []
+
+    def shell(command: str) -> str:
+        """Run a shell command."""
+        ran.append(command)
+        return "ok"
+
+    def shell_call(i: int) -> list[types.Part]:
+        call = types.FunctionCall(name="shell", args={"command": f"ls {i}"})
+        return [types.Part(function_call=call)]
+
+    sub = LlmAgent(name="sub", model=Sequenced(shell_call(0), [types.Part(text="ok")],
+                                               shell_call(1), [types.Part(text="ok")]),
+                   tools=[shell], description="helper")  # fmt: skip
+    ask = [types.Part(function_call=types.FunctionCall(name="sub", args={"request": "go"}))]
+    top = LlmAgent(name="top", model=Sequenced(ask, ask), tools=[AgentTool(agent=sub)])
+    plugin = InterlockPlugin(manager)
+    runner = _app_runner(plugin, top)
+    await run(runner, "go")
+    await runner.close()
+
+    key = f"{APP}/{USER}/s1"
+    # one budget across the caller and its sub-agent: the fourth call is refused
+    assert judged == [("sub", key, 1), ("shell", key, 2), ("sub", key, 3), ("shell", key, 4)]
+    assert ran == ["ls 0"]
+    assert started == [key] and ended == [key]
+    turns = [p for name, p in kit.recorder.events if name == "turn_end"]
+    assert [t.tool_calls for t in turns] == [4]

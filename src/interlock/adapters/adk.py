@@ -24,11 +24,13 @@ The plugin turns ADK's own plugin callbacks into catalog hooks:
   result or error (also for a refused call).
 
 Sessions are keyed by the ADK session (`app_name/user_id/session_id`), so every run of
-one conversation shares per-plugin session state. They end after `idle_ttl` seconds
-unused, at `end_session`, or when the runner closes its plugins (`await runner.close()`).
-ADK aborts a run when a plugin raises; this plugin never does: what goes wrong while
-judging an event is a visible block. google-adk is imported here, so this module needs
-`pip install 'interlock[adk]'`.
+one conversation shares per-plugin session state; an `AgentTool` sub-agent's run belongs
+to its caller's session. They end after `idle_ttl` seconds unused, at `end_session`, or
+when the runner closes its plugins (`await runner.close()`). What no gate can see (a
+code executor, Gemini built-in tools) is refused with `UngovernedToolError` before it
+runs, unless `hosted_tools="warn"`. Otherwise this plugin never raises (ADK would abort
+the run): what goes wrong while judging an event is a visible block. google-adk is
+imported here, so this module needs `pip install 'interlock[adk]'`.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ import dataclasses
 import logging
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import (
+    InterlockError,
     Level,
     LLMRequest,
     LLMResponse,
@@ -82,7 +85,7 @@ if TYPE_CHECKING:
     from google.adk.tools.base_tool import BaseTool
     from google.adk.tools.tool_context import ToolContext
 
-__all__ = ["InterlockPlugin"]
+__all__ = ["InterlockPlugin", "UngovernedToolError"]
 
 logger = logging.getLogger("interlock.adapters.adk")
 
@@ -115,6 +118,34 @@ _PARAMS = (
 )
 
 
+# Built-in tools that only add a Gemini-side tool to the request: the model provider runs
+# them, no callback sees them. (module, class) under google.adk.tools; absent ones skipped.
+_BUILT_IN_TOOLS = (
+    ("google_search_tool", "GoogleSearchTool"),
+    ("url_context_tool", "UrlContextTool"),
+    ("enterprise_search_tool", "EnterpriseWebSearchTool"),
+    ("google_maps_grounding_tool", "GoogleMapsGroundingTool"),
+    ("vertex_ai_search_tool", "VertexAiSearchTool"),
+)
+
+
+class UngovernedToolError(InterlockError):
+    """An agent of the app can act in a way no interlock gate sees (a code executor runs
+    model-written code, a Gemini built-in tool runs on the provider's side): refused by
+    `InterlockPlugin` before the run starts, or before the model is offered the tool."""
+
+    def __init__(self, agent: str, tool: str, kind: str) -> None:
+        self.agent = agent
+        self.tool = tool
+        self.kind = kind
+        super().__init__(
+            f"agent {agent!r} has the {kind} {tool!r}, which interlock cannot gate (it does "
+            "not run through ADK's tool callbacks, so pre_tool_call never sees it); remove "
+            "it, or pass InterlockPlugin(manager, hosted_tools='warn') to run it ungoverned "
+            "with a warning"
+        )
+
+
 @dataclasses.dataclass
 class _Stream:
     """One streamed model answer: its text parts through `llm_stream_chunk`, one partial
@@ -133,6 +164,9 @@ class _Run:
     """What one ADK invocation (a run) needs between callbacks."""
 
     session: Session
+    # The run whose tool started this one (an `AgentTool` sub-agent): its session,
+    # its turn; this run's tool calls and tokens count toward it.
+    parent: _Run | None = None
     models: dict[str, str] = dataclasses.field(default_factory=dict)  # agent -> model
     streams: dict[str, _Stream] = dataclasses.field(default_factory=dict)  # agent -> stream
     calls: dict[str, tuple[ToolCall, str | None]] = dataclasses.field(default_factory=dict)
@@ -152,7 +186,10 @@ class InterlockPlugin(BasePlugin):
     `approver` decides `Ask` answers (`(call, question) -> bool`); without one an `Ask` is
     a block. `tags`, `idle_ttl`, `notify`: the sessions' tags, idle timeout (seconds) and
     the sink of `ctx.notify` messages `(session key, text, level, plugin)` (logged without
-    one).
+    one). `hosted_tools`: what happens to an agent that can act ungated (a
+    `code_executor`, Gemini built-in tools such as `google_search`) — `"refuse"` (the run
+    raises `UngovernedToolError` before anything ungated runs) or `"warn"` (logged once
+    per agent and tool, run as it is).
     """
 
     def __init__(
@@ -164,8 +201,13 @@ class InterlockPlugin(BasePlugin):
         tags: Sequence[str] = (),
         idle_ttl: float | None = 3600.0,
         notify: Callable[[str, str, Level, str], None] | None = None,
+        hosted_tools: Literal["refuse", "warn"] = "refuse",
     ) -> None:
+        if hosted_tools not in ("refuse", "warn"):
+            raise ValueError(f"hosted_tools must be 'refuse' or 'warn', got {hosted_tools!r}")
         super().__init__(name)
+        self.hosted_tools = hosted_tools
+        self._warned: set[tuple[str, str, str]] = set()
         self.bridge = Bridge(
             manager, host=HOST, tags=tuple(tags), idle_ttl=idle_ttl, approver=approver,
             notify=notify,
@@ -217,8 +259,14 @@ class InterlockPlugin(BasePlugin):
     async def before_run_callback(
         self, *, invocation_context: InvocationContext
     ) -> types.Content | None:
-        """Open the session; end the run at once when its user message was blocked."""
+        """Open the session; end the run at once when its user message was blocked.
+
+        Raises `UngovernedToolError` (under `hosted_tools="refuse"`) when an agent of the
+        app can act in a way no gate sees, before any model call or tool of the run (the
+        user message, judged by `message_received`, is already stored)."""
         refused = self._refused.pop(invocation_context.invocation_id, None)
+        for found in _ungated_agents(invocation_context):
+            self._ungoverned(invocation_context.invocation_id, *found)
         try:
             await self._run(invocation_context)
         except Exception as error:
@@ -228,9 +276,17 @@ class InterlockPlugin(BasePlugin):
         return None
 
     async def after_run_callback(self, *, invocation_context: InvocationContext) -> None:
-        """`turn_end` for the run; its bookkeeping is dropped."""
+        """`turn_end` for the run (a sub-agent's run counts toward its caller's); its
+        bookkeeping is dropped."""
         run = self._runs.pop(invocation_context.invocation_id, None)
         if run is None:
+            return
+        if run.parent is not None:  # a sub-agent's run is part of its caller's turn
+            run.parent.tool_calls += run.tool_calls
+            run.parent.usage = Usage(
+                run.parent.usage.input_tokens + run.usage.input_tokens,
+                run.parent.usage.output_tokens + run.usage.output_tokens,
+            )
             return
         try:
             turn = self._turns.get(run.session, 0) + 1
@@ -252,7 +308,11 @@ class InterlockPlugin(BasePlugin):
         self, *, callback_context: CallbackContext, llm_request: LlmRequest
     ) -> LlmResponse | None:
         """`pre_llm_call`: a `Modify` changes `llm_request`; `Respond` (or a block) is the
-        model's answer, the model not called."""
+        model's answer, the model not called. Raises `UngovernedToolError` (under
+        `hosted_tools="refuse"`) when the request offers the model a Gemini built-in tool,
+        before the model is called."""
+        for found in _ungated_request(callback_context.agent_name, llm_request):
+            self._ungoverned(callback_context.invocation_id, *found)
         try:
             return await self._before_model(callback_context, llm_request)
         except Exception as error:
@@ -322,11 +382,37 @@ class InterlockPlugin(BasePlugin):
     async def _run(self, ic: InvocationContext) -> _Run:
         run = self._runs.get(ic.invocation_id)
         if run is None:
+            parent = self._parent(ic)
+            if parent is not None:
+                return self._runs.setdefault(ic.invocation_id, _Run(parent.session, parent))
             adk = ic.session
             key = self.session_key(adk.app_name, adk.user_id, adk.id)
             session = await self.bridge.session(key)
             run = self._runs.setdefault(ic.invocation_id, _Run(session))
         return run
+
+    def _parent(self, ic: InvocationContext) -> _Run | None:
+        """The run whose `AgentTool` call started this one, if it is one of ours.
+
+        ADK runs an `AgentTool` agent with a runner of its own, in a throwaway session;
+        what links it to the calling run is the artifact service it is given, which
+        forwards to the calling tool's context."""
+        tool_context = getattr(ic.artifact_service, "tool_context", None)
+        caller = getattr(tool_context, "_invocation_context", None)
+        invocation = getattr(caller, "invocation_id", None)
+        if not isinstance(invocation, str) or invocation == ic.invocation_id:
+            return None
+        return self._runs.get(invocation)
+
+    def _ungoverned(self, invocation: str, agent: str, tool: str, kind: str) -> None:
+        if self.hosted_tools == "refuse":
+            self._runs.pop(invocation, None)  # ADK ends the run without after_run
+            raise UngovernedToolError(agent, tool, kind)
+        if (agent, tool, kind) not in self._warned:
+            self._warned.add((agent, tool, kind))
+            logger.warning(
+                "agent %r: the %s %r runs ungoverned (hosted_tools='warn')", agent, kind, tool
+            )
 
     def _failed(self, hook: str, error: Exception) -> str:
         logger.exception("interlock could not judge %s for %s", hook, HOST)
@@ -341,16 +427,15 @@ class InterlockPlugin(BasePlugin):
             return None  # a tool's answer resuming a run, not a user message
         if not self.bridge.manager.has(hooks.MESSAGE_RECEIVED):
             return None
-        event = MessageEvent(_text_of(parts), channel=HOST)
+        event = MessageEvent(_text_of(parts, thoughts=True), channel=HOST)
         verdict = await self.bridge.fire(hooks.MESSAGE_RECEIVED, event, run.session)
         if verdict.blocked:
             refused = verdict.refusal("message blocked")
             self._refused[ic.invocation_id] = refused
             return _user_content(f"[message withheld: {refused}]")
         if verdict.changed:
-            return types.Content(
-                role=message.role or "user", parts=_with_parts_text(parts, verdict.payload.content)
-            )
+            new = _with_parts_text(parts, verdict.payload.content, thoughts=True)
+            return types.Content(role=message.role or "user", parts=new)
         return None
 
     async def _before_model(
@@ -484,24 +569,93 @@ class InterlockPlugin(BasePlugin):
         return None
 
 
+# -- what no gate sees -------------------------------------------------------------------
+
+
+def _ungated_agents(ic: InvocationContext) -> list[tuple[str, str, str]]:
+    """(agent, tool, kind) for every way an agent of the app acts ungated: a code
+    executor (it runs model-written code after the model answers, outside every tool
+    callback) or a Gemini built-in tool; sub-agents and `AgentTool` agents included."""
+    from google.adk.agents import BaseAgent
+    from google.adk.tools.base_tool import BaseTool
+
+    if not isinstance(ic.agent, BaseAgent):  # a workflow node: `_ungated_request` only
+        return []
+    built_in = _built_in_tools()
+    root = ic.agent.root_agent
+    found: list[tuple[str, str, str]] = []
+    run_config = ic.run_config
+    if run_config is not None and run_config.support_cfc:  # ADK gives the root one
+        found.append((root.name, "BuiltInCodeExecutor", "code executor (RunConfig.support_cfc)"))
+    seen: set[int] = set()
+    todo: list[BaseAgent] = [root]
+    while todo:
+        agent = todo.pop()
+        if id(agent) in seen:
+            continue
+        seen.add(id(agent))
+        executor = getattr(agent, "code_executor", None)
+        if executor is not None:
+            found.append((agent.name, type(executor).__name__, "code executor"))
+        for tool in getattr(agent, "tools", None) or ():
+            if isinstance(tool, built_in):
+                name = str(getattr(tool, "name", type(tool).__name__))
+                found.append((agent.name, name, "Gemini built-in tool"))
+            inner = getattr(tool, "agent", None) if isinstance(tool, BaseTool) else None
+            if isinstance(inner, BaseAgent):  # an AgentTool
+                todo.append(inner)
+        todo.extend(agent.sub_agents)
+    return found
+
+
+def _built_in_tools() -> tuple[type, ...]:
+    import importlib
+
+    found: list[type] = []
+    for module, name in _BUILT_IN_TOOLS:
+        try:
+            found.append(getattr(importlib.import_module(f"google.adk.tools.{module}"), name))
+        except (ImportError, AttributeError):  # not in this ADK version
+            continue
+    return tuple(found)
+
+
+def _ungated_request(agent: str, llm_request: LlmRequest) -> list[tuple[str, str, str]]:
+    """(agent, tool, kind) for each Gemini-side tool this request offers the model (any
+    `types.Tool` field but function declarations: search, code execution, retrieval...),
+    whichever ADK tool, toolset or processor put it there."""
+    found: list[tuple[str, str, str]] = []
+    for tool in llm_request.config.tools or ():
+        if not isinstance(tool, types.Tool):
+            continue
+        for field in type(tool).model_fields:
+            if field != "function_declarations" and getattr(tool, field) is not None:
+                found.append((agent, field, "Gemini built-in tool"))
+    return found
+
+
 # -- conversions ------------------------------------------------------------------------
 
 
-def _is_text(part: types.Part) -> bool:
-    return part.text is not None and not part.thought
+def _is_text(part: types.Part, thoughts: bool = False) -> bool:
+    """A text part; a thought only with `thoughts` (the model's own thoughts are not its
+    answer, but a user's part marked `thought` is what the user wrote all the same)."""
+    return part.text is not None and (thoughts or not part.thought)
 
 
-def _text_of(parts: Sequence[types.Part]) -> str:
-    return "".join(part.text or "" for part in parts if _is_text(part))
+def _text_of(parts: Sequence[types.Part], thoughts: bool = False) -> str:
+    return "".join(part.text or "" for part in parts if _is_text(part, thoughts))
 
 
-def _with_parts_text(parts: Sequence[types.Part], new: str) -> list[types.Part]:
-    """`parts` with their text replaced by `new` (where the first text part was); the
-    rest (images, files, calls, thoughts) kept."""
+def _with_parts_text(
+    parts: Sequence[types.Part], new: str, thoughts: bool = False
+) -> list[types.Part]:
+    """`parts` with their text (thoughts too, with `thoughts`) replaced by `new`, where
+    the first text part was; the rest (images, files, calls, other thoughts) kept."""
     kept: list[types.Part] = []
     placed = False
     for part in parts:
-        if not _is_text(part):
+        if not _is_text(part, thoughts):
             kept.append(part)
         elif not placed:
             kept.append(types.Part(text=new))
@@ -606,8 +760,8 @@ def _from_content(content: types.Content) -> list[tuple[Message, int]]:
         )
         found.append((Message("assistant", _text_of(parts), tool_calls=calls), -1))
         return found
-    if any(_is_text(p) for p in parts):
-        found.append((Message("user", _text_of(parts)), -1))
+    if any(_is_text(p, thoughts=True) for p in parts):  # a user's "thought" is user text
+        found.append((Message("user", _text_of(parts, thoughts=True)), -1))
     for pi, part in enumerate(parts):
         fr = part.function_response
         if fr is not None:
@@ -653,7 +807,7 @@ def _apply_request(
             parts[pi] = parts[pi].model_copy(update={"function_response": response})
         else:
             if now.content != was.content:
-                parts = _with_parts_text(parts, now.content)
+                parts = _with_parts_text(parts, now.content, thoughts=content.role != "model")
             if now.tool_calls != was.tool_calls:
                 parts = [p for p in parts if p.function_call is None] + _call_parts(now.tool_calls)
         contents[ci] = content.model_copy(update={"parts": parts})
