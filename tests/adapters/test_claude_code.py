@@ -645,7 +645,8 @@ def test_the_example_settings_and_config(tmp_path: Path) -> None:
         "SessionEnd",
     }
     assert all(
-        c == ["interlock claude-hook --config .claude/interlock.yaml"] for c in commands.values()
+        c == ['interlock claude-hook --config "$CLAUDE_PROJECT_DIR"/.claude/interlock.yaml']
+        for c in commands.values()
     )
     config = EXAMPLE / "interlock.yaml"
     state = tmp_path / "state"
