@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar, overload
 from .. import (
     HookResult,
     HookSpec,
+    InterlockError,
     JsonValue,
     Level,
     PluginManager,
@@ -74,6 +75,22 @@ class Verdict(Generic[P]):
         the plugin when the block names none.
         """
         return f"{what} by plugin {self.blocked_by or anonymous!r}: {self.reason}"
+
+
+class UngovernedToolError(InterlockError):
+    """An agent holds a tool interlock cannot gate (a hosted tool that runs on the model
+    provider's side, a code executor, a local computer or shell tool): refused by the
+    adapter, unless it was told to run such tools ungoverned with a warning. `agent`,
+    `tool` and `kind` name it; the message says why it cannot be gated and the fix."""
+
+    def __init__(self, agent: str, tool: str, kind: str, *, why: str, fix: str) -> None:
+        self.agent = agent
+        self.tool = tool
+        self.kind = kind
+        super().__init__(
+            f"agent {agent!r} has the {kind} {tool!r}, which interlock cannot gate ({why}); "
+            f"remove it, or pass {fix} to run it ungoverned with a warning"
+        )
 
 
 class Session:

@@ -42,7 +42,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import (
-    InterlockError,
     Level,
     LLMRequest,
     LLMResponse,
@@ -61,6 +60,7 @@ from ._bridge import (
     Approver,
     Bridge,
     Session,
+    UngovernedToolError,
     arguments,
     describe,
     json_data,
@@ -127,23 +127,6 @@ _BUILT_IN_TOOLS = (
     ("google_maps_grounding_tool", "GoogleMapsGroundingTool"),
     ("vertex_ai_search_tool", "VertexAiSearchTool"),
 )
-
-
-class UngovernedToolError(InterlockError):
-    """An agent of the app can act in a way no interlock gate sees (a code executor runs
-    model-written code, a Gemini built-in tool runs on the provider's side): refused by
-    `InterlockPlugin` before the run starts, or before the model is offered the tool."""
-
-    def __init__(self, agent: str, tool: str, kind: str) -> None:
-        self.agent = agent
-        self.tool = tool
-        self.kind = kind
-        super().__init__(
-            f"agent {agent!r} has the {kind} {tool!r}, which interlock cannot gate (it does "
-            "not run through ADK's tool callbacks, so pre_tool_call never sees it); remove "
-            "it, or pass InterlockPlugin(manager, hosted_tools='warn') to run it ungoverned "
-            "with a warning"
-        )
 
 
 @dataclasses.dataclass
@@ -407,7 +390,13 @@ class InterlockPlugin(BasePlugin):
     def _ungoverned(self, invocation: str, agent: str, tool: str, kind: str) -> None:
         if self.hosted_tools == "refuse":
             self._runs.pop(invocation, None)  # ADK ends the run without after_run
-            raise UngovernedToolError(agent, tool, kind)
+            raise UngovernedToolError(
+                agent,
+                tool,
+                kind,
+                why="it does not run through ADK's tool callbacks, so pre_tool_call never sees it",
+                fix="InterlockPlugin(manager, hosted_tools='warn')",
+            )
         if (agent, tool, kind) not in self._warned:
             self._warned.add((agent, tool, kind))
             logger.warning(

@@ -56,6 +56,7 @@ from ._bridge import (
     Approver,
     Bridge,
     Session,
+    UngovernedToolError,
     Verdict,
     json_data,
     missing_extra,
@@ -114,20 +115,6 @@ CLAIMS = (
     "post_tool_call",
 )
 """The hooks this adapter fires."""
-
-
-class UngovernedToolError(InterlockError):
-    """An agent holds a tool interlock cannot gate (a hosted tool that runs on the model
-    provider's side, a local computer or shell tool): refused by `Interlock.agent`."""
-
-    def __init__(self, agent: str, tool: str, kind: str) -> None:
-        self.agent = agent
-        self.tool = tool
-        super().__init__(
-            f"agent {agent!r} has the {kind} {tool!r}, which interlock cannot gate (it does "
-            "not run through a function tool's on_invoke_tool); remove it, or pass "
-            "Interlock(manager, hosted_tools='warn') to run it ungoverned with a warning"
-        )
 
 
 class UnmappedRunError(InterlockError):
@@ -498,7 +485,13 @@ class Interlock:
             kind = type(tool).__name__
             name = str(getattr(tool, "name", kind))
             if self.hosted_tools == "refuse":
-                raise UngovernedToolError(agent.name, name, kind)
+                raise UngovernedToolError(
+                    agent.name,
+                    name,
+                    kind,
+                    why="it does not run through a function tool's on_invoke_tool",
+                    fix="Interlock(manager, hosted_tools='warn')",
+                )
             logger.warning("agent %r: the %s %r runs ungoverned", agent.name, kind, name)
             tools.append(tool)
         clone.tools = tools
