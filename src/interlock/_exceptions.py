@@ -21,6 +21,13 @@ The tree::
         ├── HookTimeoutError       a handler ran past its timeout (also TimeoutError)
         └── CircuitOpenError       a handler skipped because its circuit breaker is open
 
+Adapters add their own under the root, in their modules: `UngovernedToolError` (an agent
+holds a tool no gate can see; `interlock.adapters.openai_agents`, `.adk`),
+`UnmappedRunError` (`.openai_agents`: a run without `ix.run_config`) and
+`HermesConfigError` (`.hermes`: no interlock.yaml for the Hermes plugin). Plugin discovery
+raises `PluginNameClash` (a `discovery.PluginLoadError`), which config loading reports as a
+`ConfigError` problem.
+
 Handler failures are never raised into the host: `invoke` catches them and reports them in
 `HookResult.errors`. They are exception classes so that logs and tracebacks carry them.
 """
