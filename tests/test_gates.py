@@ -330,3 +330,26 @@ async def test_a_cascade_of_fixes_longer_than_three_passes_settles() -> None:
     result = await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("go"))
     assert not result.blocked
     assert result.payload == MessageEvent("t1")
+
+
+async def test_a_handler_that_agrees_when_asked_again_is_asked_once_more_only() -> None:
+    calls: list[str] = []
+
+    @hook("message_received", name="redactor")
+    def redactor(event: MessageEvent, ctx: Any) -> Modify[MessageEvent] | None:
+        calls.append(event.content)
+        if "secret" in event.content:
+            return Modify(event.replace(content=event.content.replace("secret", "[x]")))
+        return None
+
+    @hook("message_received", name="stamp", priority=10)
+    def stamp(event: MessageEvent, ctx: Any) -> Modify[MessageEvent]:
+        return Modify(event.replace(content=event.content + " (checked)"))
+
+    manager = PluginManager()
+    manager.register(redactor)
+    manager.register(stamp)
+    result = await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("a secret"))
+    assert result.payload == MessageEvent("a [x] (checked)")
+    # Pass one, then once more about the stamped text; no probe, since it changed nothing.
+    assert calls == ["a secret", "a [x] (checked)"]

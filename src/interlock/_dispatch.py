@@ -37,6 +37,7 @@ from ._outcome import Outcome, account, count_failure, finish, late, log_failure
 from ._registry import CLOSED
 
 if TYPE_CHECKING:
+    from ._conditions import Condition
     from ._portal import Portal
     from ._registry import Plan, Registration
 
@@ -175,7 +176,7 @@ def recheck(
             # It changed the payload before. Should it change it now, it is asked once
             # more about that change: a fix (a redactor) changes nothing further and
             # stands; an addition (an appender) would grow again and is set aside.
-            probe = dataclasses.replace(reg)
+            probe = dataclasses.replace(reg, direct=False, condition=_probing(out, reg))
             out.probes[id(probe)] = reg
             asked.append(probe)
     if not asked:
@@ -184,6 +185,20 @@ def recheck(
     out.rechecks += 1
     call.rechecking = True
     return run_modify(plan, out.payload, call, 0, out, eager=eager)
+
+
+def _probing(out: Outcome, reg: Registration) -> Condition:
+    """The condition of `reg`'s probe: it runs only right after `reg` changed the payload
+    in this pass (and where `reg` itself would run)."""
+    own = reg.condition
+
+    def probe_due(payload: Any, call: Call) -> bool:
+        pending = out.pending
+        if pending is None or pending[0] is not reg:
+            return False
+        return own is None or own(payload, call)
+
+    return probe_due
 
 
 def _at(entries: tuple[Registration, ...], reg: Registration) -> int:
