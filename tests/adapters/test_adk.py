@@ -47,9 +47,8 @@ from interlock.plugins.content_policy import ContentPolicy
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.testing import Conformance, Expected
 
-from .helpers import SERVED_GUARD, import_error_without, no_rm, sh_guard
+from .helpers import ROOT, SERVED_GUARD, import_error_without, no_rm, sh_guard
 
-ROOT = Path(__file__).resolve().parents[2]
 APP, USER = "app", "user"
 USAGE = types.GenerateContentResponseUsageMetadata(prompt_token_count=10, candidates_token_count=5)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import runpy
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,9 +30,7 @@ from interlock.config import load_config_text
 from interlock.external import StdioTransport, connect
 from interlock.testing import Conformance, Expected
 
-from .helpers import SERVED_GUARD, Counting, broken_gate
-
-ROOT = Path(__file__).resolve().parents[2]
+from .helpers import ROOT, SERVED_GUARD, Counting, broken_gate
 
 
 def shell(tool_input: dict[str, Any]) -> str:

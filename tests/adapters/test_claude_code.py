@@ -31,9 +31,8 @@ from interlock import (
 from interlock.adapters.claude_code import Answer, StateStore, event_payload, handle
 from interlock.testing import Conformance, Expected
 
-from .helpers import SERVED_GUARD, Counting, broken_gate
+from .helpers import ROOT, SERVED_GUARD, Counting, broken_gate
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "adapters" / "claude_code"
 TIMEOUT = 60  # seconds any one hook process may take, however loaded the machine
 

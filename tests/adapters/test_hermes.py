@@ -44,7 +44,8 @@ from interlock.external import CommandRunner, command_plugin
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.testing import Conformance, Expected
 
-ROOT = Path(__file__).resolve().parents[2]
+from .helpers import ROOT
+
 TOOLSET = "interlock-test"
 RAN: list[dict[str, Any]] = []
 

@@ -42,9 +42,8 @@ from interlock.plugins.content_policy import ContentPolicy, ContentPolicyConfig
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.testing import Conformance, Expected, RecordingPlugin
 
-from .helpers import broken_gate, no_rm
+from .helpers import ROOT, broken_gate, no_rm
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 MODES = ["auto", "legacy"]  # the modern per-request path, and the stream loop stdio uses
 

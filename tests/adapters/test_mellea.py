@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import runpy
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,9 +37,7 @@ from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.testing import Conformance, Expected, RecordingPlugin
 from tests.runtime.chat_server import ChatServer, Reply
 
-from .helpers import sh_guard
-
-ROOT = Path(__file__).resolve().parents[2]
+from .helpers import ROOT, sh_guard
 
 
 @dataclasses.dataclass

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,11 +40,9 @@ from interlock.plugins.content_policy import ContentPolicy
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.testing import Conformance, Expected
 
-from .helpers import SERVED_GUARD
+from .helpers import ROOT, SERVED_GUARD
 
 set_tracing_disabled(True)
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _shell_agent(model: ScriptedModel, ran: list[str]) -> Agent[Any]:

@@ -6,7 +6,6 @@ import asyncio
 import runpy
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,9 +47,7 @@ from interlock.plugins.content_policy import ContentPolicy
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
 from interlock.testing import Conformance, Expected, RecordingPlugin
 
-from .helpers import SERVED_GUARD, import_error_without, no_rm, sh_guard
-
-ROOT = Path(__file__).resolve().parents[2]
+from .helpers import ROOT, SERVED_GUARD, import_error_without, no_rm, sh_guard
 
 models.ALLOW_MODEL_REQUESTS = False  # a test that reached a real model would fail
 

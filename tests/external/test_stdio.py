@@ -273,7 +273,8 @@ async def main():
     # not freeze.
     deaf = ("import json, sys, time; m = json.loads(sys.stdin.readline()); "
             "print(json.dumps({'jsonrpc': '2.0', 'id': m['id'], 'result': "
-            "{'protocol': 1, 'hooks': ['pre_tool_call']}}), flush=True); time.sleep(600)")
+            "{'protocol': 1, 'hooks': ['pre_tool_call']}}), flush=True); "
+            "time.sleep(600)")  # stands in for a plugin that never reads again; killed at close
     transport = StdioTransport([sys.executable, "-c", deaf], limit=10_000_000)
     manager = PluginManager()
     manager.register(connect(transport, name="deaf", hooks=["pre_tool_call"]), timeout=0.5)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +28,13 @@ from interlock.plugins.content_policy import ContentPolicy, ContentPolicyConfig
 from interlock.runtime import (
     Agent,
     Record,
-    ScriptedBackend,
     SessionStore,
     Step,
     TraceEvent,
     TurnResult,
 )
+
+from ..plugins.helpers import Model
 
 EMAIL = "alice.secret@example.com"
 CARD = "4111 1111 1111 1111"
@@ -51,18 +52,6 @@ def lookup(name: str) -> str:
 def env(name: str) -> str:
     """Read an environment variable."""
     return f"{name}={GITHUB_TOKEN}"
-
-
-class Model(ScriptedBackend):
-    """The scripted model, remembering every request it was sent."""
-
-    def __init__(self, script: Iterable[Step | str]) -> None:
-        super().__init__(script)
-        self.requests: list[LLMRequest] = []
-
-    async def complete(self, request: LLMRequest) -> LLMResponse:
-        self.requests.append(request)
-        return await super().complete(request)
 
 
 class Rejecting(Model):

@@ -29,7 +29,8 @@ def send(message: dict) -> None:
 
 
 def helper() -> None:
-    # Inherits fds 0, 1 and 2: the plugin's pipes outlive the plugin while it runs.
+    # Inherits fds 0, 1 and 2: the plugin's pipes outlive the plugin while it runs. The
+    # sleep stands in for a helper that lingers; the host must find and end it.
     child = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True
     )
