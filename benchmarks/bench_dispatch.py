@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,6 +37,7 @@ class PlainCall:
 
 ARGS = {"command": "ls -la /tmp", "cwd": "/home/user", "env": {"LANG": "C"}, "timeout": 30}
 PAYLOAD = ToolCall("shell", ARGS, "call-1")
+CHUNK = hooks.LLM_STREAM_CHUNK.payload_type("model", 0, "hi")
 
 
 def measure(fn: Callable[[], object], number: int) -> float:
@@ -154,6 +156,16 @@ def run(quick: bool) -> list[tuple[str, float, str, float]]:
                 measure(pluggy_caller(count), n // count),
             )
         )
+    m = manager_with(10, spec=hooks.LLM_STREAM_CHUNK)
+    rows.append(
+        row(
+            "invoke_sync (observe), 10 no-op sync handlers",
+            measure(lambda: m.invoke_sync(hooks.LLM_STREAM_CHUNK, CHUNK), n // 10),
+            "pluggy, 10 no-op impls",
+            measure(pluggy_caller(10), n // 10),
+        )
+    )
+    rows.append(sync_host_async_row(n))
     m = manager_with(10, modify=True)
     rows.append(
         row(
@@ -189,28 +201,59 @@ async def run_async(n: int) -> list[tuple[str, float, str, float]]:
             await ameasure(lambda: noop(), n),  # through a lambda, like the row it is beside
         )
     )
-    for count in (1, 10):
-        for kind in ("sync", "async"):
-            m = manager_with(count, kind=kind)
-            rows.append(
-                row(
-                    f"await invoke, {count} no-op {kind} handlers",
-                    await ameasure(lambda m=m: m.invoke(hooks.PRE_TOOL_CALL, PAYLOAD), n // count),
-                    f"pluggy, {count} no-op impls (sync)",
-                    measure(pluggy_caller(count), n // count),
-                )
+    for count, kind in ((1, "sync"), (1, "async"), (10, "sync"), (10, "async"), (50, "async")):
+        m = manager_with(count, kind=kind)
+        rows.append(
+            row(
+                f"await invoke, {count} no-op {kind} handlers",
+                await ameasure(lambda m=m: m.invoke(hooks.PRE_TOOL_CALL, PAYLOAD), n // count),
+                f"pluggy, {count} no-op impls (sync)",
+                measure(pluggy_caller(count), n // count),
             )
-    m = manager_with(10, kind="async", spec=hooks.LLM_STREAM_CHUNK)
-    chunk = hooks.LLM_STREAM_CHUNK.payload_type("model", 0, "hi")
-    rows.append(
-        row(
-            "await invoke (observe), 10 no-op async handlers",
-            await ameasure(lambda: m.invoke(hooks.LLM_STREAM_CHUNK, chunk), n // 10),
-            "pluggy, 10 no-op impls (sync)",
-            measure(pluggy_caller(10), n // 10),
         )
-    )
+    for kind in ("sync", "async"):
+        m = manager_with(10, kind=kind, spec=hooks.LLM_STREAM_CHUNK)
+        rows.append(
+            row(
+                f"await invoke (observe), 10 no-op {kind} handlers",
+                await ameasure(lambda m=m: m.invoke(hooks.LLM_STREAM_CHUNK, CHUNK), n // 10),
+                "pluggy, 10 no-op impls (sync)",
+                measure(pluggy_caller(10), n // 10),
+            )
+        )
     return rows
+
+
+def sync_host_async_row(n: int) -> tuple[str, float, str, float]:
+    """`invoke_sync` with 10 async handlers against what it cannot do without: one hop to
+    an event loop in another thread and back, plus the async host's own cost of the same
+    hook (`await invoke`, 10 async handlers), measured side by side."""
+    m = manager_with(10, kind="async")
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def noop() -> None:
+        return None
+
+    async def awaited() -> float:
+        return await ameasure(lambda: m.invoke(hooks.PRE_TOOL_CALL, PAYLOAD), n // 10)
+
+    try:
+        ns = measure(lambda: m.invoke_sync(hooks.PRE_TOOL_CALL, PAYLOAD), n // 10)
+        hop = measure(lambda: asyncio.run_coroutine_threadsafe(noop(), loop).result(), n // 10)
+        chain = asyncio.run_coroutine_threadsafe(awaited(), loop).result()
+    finally:
+        m.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+    return row(
+        "invoke_sync, 10 no-op async handlers",
+        ns,
+        "one bare thread hop + `await invoke` row",
+        hop + chain,
+    )
 
 
 def main() -> None:

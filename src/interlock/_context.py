@@ -51,7 +51,6 @@ class Call:
         "handles",
         "rechecking",
         "result",
-        "revoked",
         "session",
         "spec",
         "states",
@@ -72,19 +71,27 @@ class Call:
         self.handles = handles
         self.states = states
         self.result: HookResult[Any] | None = None
-        self.revoked = False
         self.rechecking = False
+
+    @classmethod
+    def unseen(cls, spec: HookSpec[Any]) -> Call:
+        """The call every invocation of a plan shares when none of its handlers reads a
+        context: no facts, no authority, nothing any handler could see."""
+        return cls(spec, None, None, _REVOKED, {})
+
+    @property
+    def revoked(self) -> bool:
+        """Whether the call's authority ended (`revoke`, `expired`)."""
+        return self.handles is _REVOKED
 
     def revoke(self) -> None:
         """End the call's authority: no more handles, and handles given out stop working."""
         self.handles = _REVOKED
-        self.revoked = True
 
     def expired(self) -> Call:
         """The same facts without authority: what a handler past its timeout is left with."""
         gone = Call(self.spec, self.session, self.turn, _REVOKED, self.states)
         gone.result = self.result
-        gone.revoked = True
         gone.rechecking = self.rechecking
         return gone
 

@@ -24,22 +24,34 @@ import concurrent.futures
 import contextlib
 import contextvars
 import dataclasses
+import math
 import threading
 import types
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from ._actions import Continue, HookResult
+from . import _deadlines
+from ._actions import EMPTY_RESULT, Continue, HookResult
 from ._context import Call, HookContext
 from ._exceptions import HookTimeoutError, InvalidActionError
-from ._outcome import Outcome, account, count_failure, finish, late, log_failure, refuse, wrap
-from ._registry import CLOSED
+from ._outcome import (
+    Outcome,
+    account,
+    count_failure,
+    finish,
+    late,
+    log_failure,
+    log_slow_loop,
+    refuse,
+    wrap,
+)
+from ._registry import CLOSED, SAMPLE_EVERY
 
 if TYPE_CHECKING:
     from ._conditions import Condition
     from ._portal import Portal
-    from ._registry import Plan, Registration
+    from ._registry import Plan, Registration, Sampler
 
 _new = object.__new__
 _MAIN = threading.main_thread()
@@ -48,21 +60,114 @@ _MAIN = threading.main_thread()
 # redactor and a rewriter after it settle in two; a cascade of fixes needs one per fix.
 MAX_RECHECKS = 8
 
-# What a pending handler is: a coroutine (or its continuation) or a thread's future.
-Waiting = Awaitable[Any] | concurrent.futures.Future[Any]
-
 
 def start(
     plan: Plan, payload: Any, call: Call, *, eager: bool = True
-) -> HookResult[Any] | Chain | Gathering:
-    """Run what can run right away; a pending `Chain`/`Gathering` is left to finish.
+) -> HookResult[Any] | Chain | Stretch | Gathering:
+    """Run what can run right away; a pending `Chain`/`Stretch`/`Gathering` is left to
+    finish (`finish()` for async hosts, `finish_sync(portal)` for sync hosts).
 
-    `eager` (async hosts): step async handlers inline until they suspend. Sync hosts pass
+    `eager` (async hosts): step async observers inline until they suspend. Sync hosts pass
     False, since a coroutine's first step may need the running loop it would run on.
     """
+    if plan.sampler is not None:
+        return run_direct(plan, payload, call, plan.sampler)
     if plan.spec.kind == "modify":
-        return run_modify(plan, payload, call, eager=eager)
+        return run_modify(plan, payload, call)
     return run_observe(plan, payload, call, eager=eager)
+
+
+def run_direct(
+    plan: Plan, payload: Any, call: Call, sampler: Sampler
+) -> HookResult[Any] | Chain | Stretch | Gathering:
+    """The loop of a plan whose handlers are all sync, unconditional and run inline.
+
+    One invocation in `SAMPLE_EVERY` runs the timed loops (`run_modify`, `run_observe`).
+    The others read the clock twice in all: while every handler continues, calls are
+    counted exactly and the loop's time waits in `sampler` to be spread over the handlers
+    (`Sampler.spread`). A loop slower than the lowest threshold of its handlers is logged
+    and makes the next invocation a timed one. At the first handler that answers, raises
+    or is suspended, the timed loop takes over from there.
+    """
+    tick = sampler.tick
+    sampler.tick = tick + 1
+    if not tick % SAMPLE_EVERY:
+        return _timed(plan, payload, call, 0, None)
+    started = perf_counter()
+    for reg in plan.entries:
+        counters = reg.counters
+        if counters.circuit is not CLOSED:
+            _untimed(plan, sampler, started)
+            return _timed(plan, payload, call, _at(plan.entries, reg), None)
+        if reg.takes_ctx:
+            ctx = _new(HookContext)  # what HookContext(call, reg) does, without __init__
+            ctx._call = call
+            ctx._reg = reg
+            try:
+                action = reg.fn(payload, ctx)
+            except BaseException as error:
+                _reraise_if_fatal(error)
+                return _answered(plan, sampler, payload, call, reg, None, error, started)
+        else:
+            try:
+                action = reg.fn(payload, None)
+            except BaseException as error:
+                _reraise_if_fatal(error)
+                return _answered(plan, sampler, payload, call, reg, None, error, started)
+        if action is not None:
+            return _answered(plan, sampler, payload, call, reg, action, None, started)
+        if counters.failures_in_row:
+            counters.succeeded(0.0)  # ends the breaker's run of failures; time comes later
+        else:
+            counters.calls += 1
+    elapsed = perf_counter() - started
+    sampler.pending += elapsed
+    if elapsed > plan.limit:
+        _slow(plan, sampler, elapsed)
+    return EMPTY_RESULT
+
+
+def _untimed(plan: Plan, sampler: Sampler, started: float) -> None:
+    """Keep the time of an untimed loop for spreading; log it when it was slow."""
+    elapsed = perf_counter() - started
+    sampler.pending += elapsed
+    if elapsed > plan.limit:
+        _slow(plan, sampler, elapsed)
+
+
+def _slow(plan: Plan, sampler: Sampler, elapsed: float) -> None:
+    sampler.tick = 0  # the next invocation times each handler
+    log_slow_loop(plan, elapsed)
+
+
+def _answered(
+    plan: Plan,
+    sampler: Sampler,
+    payload: Any,
+    call: Call,
+    reg: Registration,
+    action: Any,
+    error: BaseException | None,
+    started: float,
+) -> HookResult[Any] | Chain | Stretch | Gathering:
+    """An untimed loop's handler answered or raised: account for it, go on timed.
+
+    Its own time is not known apart from the handlers' before it, so the loop's time so
+    far is spread like an untimed loop's."""
+    _untimed(plan, sampler, started)
+    out = account(None, plan.spec, payload, reg, action, error, 0.0)
+    if out is not None and out.stopped:
+        return out.result()
+    resume_at = _at(plan.entries, reg) + 1
+    return _timed(plan, payload if out is None else out.payload, call, resume_at, out)
+
+
+def _timed(
+    plan: Plan, payload: Any, call: Call, resume_at: int, out: Outcome | None
+) -> HookResult[Any] | Chain | Stretch | Gathering:
+    if plan.spec.kind == "modify":
+        return run_modify(plan, payload, call, resume_at, out)
+    return run_observe(plan, payload, call, resume_at=resume_at, out=out)
 
 
 def run_modify(
@@ -71,43 +176,36 @@ def run_modify(
     call: Call,
     resume_at: int = 0,
     out: Outcome | None = None,
-    *,
-    eager: bool = True,
-) -> HookResult[Any] | Chain:
-    """Run a modify hook's handlers from `resume_at`, chaining `Modify`, ending on
-    Block/Respond; returns a `Chain` when a handler has to be waited for."""
+) -> HookResult[Any] | Chain | Stretch:
+    """Run a modify hook's handlers from `resume_at` in the calling thread, chaining
+    `Modify`, ending on Block/Respond. Returns a `Chain` when a handler runs in a thread,
+    and a `Stretch` at an async handler: async hosts run modify hooks with async handlers
+    in `run_awaited` instead, sync hosts hand the async handlers to the portal."""
     spec = plan.spec
     start = perf_counter()
     entries = plan.entries if out is None or out.entries is None else out.entries
     for reg in entries[resume_at:]:
-        if not reg.direct and reg.condition is not None and not reg.condition(payload, call):
-            continue
+        if not reg.direct:
+            if reg.is_async:
+                return Stretch(plan, payload, call, out, _at(entries, reg))
+            if reg.condition is not None and not reg.condition(payload, call):
+                continue
         counters = reg.counters
         if counters.circuit is not CLOSED and not counters.admit():
             out = refuse(out, spec, payload, reg)
             if out.stopped:
                 break
             continue
-        ctx = _new(HookContext)  # what HookContext(call, reg) does, without the __init__ call
-        ctx._call = call
-        ctx._reg = reg
+        if reg.direct and not reg.takes_ctx:
+            ctx = None  # its code never reads it
+        else:
+            ctx = _new(HookContext)  # what HookContext(call, reg) does, without __init__
+            ctx._call = call
+            ctx._reg = reg
         try:
-            if reg.direct:
-                action = reg.fn(payload, ctx)
-            elif reg.thread:
-                return Chain(plan, payload, call, out, ctx, start_thread(reg, payload, ctx), eager)
-            else:
-                action = reg.fn(payload, ctx)
-                if reg.is_async:
-                    if not eager:
-                        return Chain(plan, payload, call, out, ctx, action, eager)
-                    try:
-                        step = action.send(None)
-                    except StopIteration as done:
-                        action = done.value
-                    else:
-                        waiting = _continue(action, step)
-                        return Chain(plan, payload, call, out, ctx, waiting, eager, start)
+            if ctx is not None and reg.thread:
+                return Chain(plan, payload, call, out, ctx, start_thread(reg, payload, ctx))
+            action = reg.fn(payload, ctx)
         except BaseException as error:
             _reraise_if_fatal(error)
             now = perf_counter()
@@ -125,7 +223,7 @@ def run_modify(
             if duration > counters.time_max:
                 counters.time_max = duration
             continue
-        out = account(out, spec, payload, reg, action, None, duration, inline=True)
+        out = account(out, spec, payload, reg, action, None, duration)
         if out is not None:
             if out.stopped:
                 break
@@ -133,14 +231,194 @@ def run_modify(
     if out is not None and out.changer is not None and out.blocked_by is None:
         # A chain that ended, or ended with a Respond, on a payload changed after
         # some handler judged it: they judge the final one before either stands.
-        return recheck(plan, call, out, out.changer, eager)
+        ended = next_pass(plan, call, out, out.changer)
+        return ended if ended is not None else run_modify(plan, out.payload, call, 0, out)
     return finish(out)
 
 
-def recheck(
-    plan: Plan, call: Call, out: Outcome, changer: Registration, eager: bool
-) -> HookResult[Any] | Chain:
-    """Ask again the handlers that judged an older payload than the one the chain ends with.
+@overload
+async def run_awaited(
+    plan: Plan,
+    payload: Any,
+    call: Call,
+    resume_at: int = 0,
+    out: Outcome | None = None,
+    *,
+    stretch: Literal[False] = False,
+) -> HookResult[Any]: ...
+
+
+@overload
+async def run_awaited(
+    plan: Plan,
+    payload: Any,
+    call: Call,
+    resume_at: int = 0,
+    out: Outcome | None = None,
+    *,
+    stretch: Literal[True],
+) -> HookResult[Any] | Resume: ...
+
+
+async def run_awaited(
+    plan: Plan,
+    payload: Any,
+    call: Call,
+    resume_at: int = 0,
+    out: Outcome | None = None,
+    *,
+    stretch: bool = False,
+) -> HookResult[Any] | Resume:
+    """`run_modify` for async hosts, as a coroutine: async handlers are awaited in turn.
+
+    Their timeouts come from the loop's deadline watcher (`_deadlines`): a deadline set
+    per handler, no timer per call. With `stretch` (a sync host's async handlers, on the
+    portal) it runs only the async handlers from `resume_at` on and returns where the
+    host thread goes on (`Resume`): at the next sync handler or at the chain's end.
+    """
+    spec = plan.spec
+    entries = plan.entries if out is None or out.entries is None else out.entries
+    watch = _deadlines.watch()
+    task, watcher = watch.task, watch.watcher
+    cancelling = task.cancelling()
+    token = _SCOPE.set(watch)
+    setup = _SETUP.get()  # invoked from inside an `untimed` wait: that time is not ours
+    extra = 0.0 if setup is None else setup.limit
+    now = perf_counter()  # one clock read per handler: each starts when the last ended
+    try:
+        while True:
+            for at, reg in enumerate(entries[resume_at:], resume_at):
+                if stretch and not reg.is_async:
+                    return Resume(payload, out, at)  # sync handlers run in the host's thread
+                if reg.condition is not None and not reg.condition(payload, call):
+                    continue
+                counters = reg.counters
+                if counters.circuit is not CLOSED and not counters.admit():
+                    out = refuse(out, spec, payload, reg)
+                    if out.stopped:
+                        break
+                    continue
+                if reg.takes_ctx or reg.thread:
+                    ctx = _new(HookContext)  # HookContext(call, reg), without __init__
+                    ctx._call = call
+                    ctx._reg = reg
+                else:
+                    ctx = None  # its code never reads it
+                error: BaseException | None = None
+                started = now
+                try:
+                    if reg.is_async:
+                        timeout = reg.timeout
+                        deadline = math.inf if timeout is None else started + timeout + extra
+                        watch.deadline = deadline  # Watch.start, inlined
+                        if deadline < watcher.at:
+                            watcher.arm(deadline)
+                        action = await reg.fn(payload, ctx)
+                        if watch.fired:  # it swallowed the watcher's cancellation
+                            raise _late_or_cancelled(watch, task, cancelling, reg, started)
+                    elif ctx is not None and reg.thread:
+                        watch.deadline = math.inf  # the thread's wait has a timer of its own
+                        action, error = await _settle(
+                            ctx, asyncio.wrap_future(start_thread(reg, payload, ctx)), started
+                        )
+                    else:
+                        action = reg.fn(payload, ctx)
+                except BaseException as failure:
+                    if watch.fired and isinstance(failure, asyncio.CancelledError):
+                        failure = _late_or_cancelled(watch, task, cancelling, reg, started)
+                    _reraise_if_fatal(failure)
+                    action, error = None, failure
+                    if ctx is not None:
+                        _expire_if_late(ctx, failure)
+                now = perf_counter()
+                duration = now - started
+                if duration <= reg.limit:  # then within its timeout too
+                    if error is None and action is None and not counters.failures_in_row:
+                        counters.calls += 1  # Counters.succeeded, inlined for the common case
+                        counters.time_total += duration
+                        if duration > counters.time_max:
+                            counters.time_max = duration
+                        continue
+                elif reg.is_async and error is None and now > watch.deadline:
+                    action, error = None, late(reg, duration)  # busy past it, never waiting
+                out = account(out, spec, payload, reg, action, error, duration)
+                if out is not None:
+                    if out.stopped:
+                        break
+                    payload = out.payload
+            if stretch:
+                return Resume(payload, out, len(entries))  # the host thread ends the chain
+            if out is None or out.changer is None or out.blocked_by is not None:
+                return finish(out)
+            ended = next_pass(plan, call, out, out.changer)
+            if ended is not None:
+                return ended
+            entries, resume_at, payload = out.entries or (), 0, out.payload
+    finally:
+        _SCOPE.reset(token)
+        _deadlines.unwatch(watch)
+
+
+def _late_or_cancelled(
+    watch: _deadlines.Watch,
+    task: asyncio.Task[Any],
+    cancelling: int,
+    reg: Registration,
+    started: float,
+) -> BaseException:
+    """What a handler's end means once its deadline passed: the watcher's cancellation
+    is taken back, and the handler is late, unless the task is being cancelled too."""
+    if watch.fired:
+        watch.fired = False
+        if task.uncancel() > cancelling:
+            return asyncio.CancelledError()  # the host cancels as well: that one stands
+    return late(reg, perf_counter() - started)
+
+
+class Resume:
+    """Where a sync host's chain goes on after a stretch of async handlers on the portal."""
+
+    __slots__ = ("at", "out", "payload")
+
+    def __init__(self, payload: Any, out: Outcome | None, at: int) -> None:
+        self.payload = payload
+        self.out = out
+        self.at = at
+
+
+class Stretch:
+    """A sync host's modify chain at an async handler: the portal runs the async handlers
+    from there in one hop (`run_awaited` with `stretch`), the host thread the others."""
+
+    __slots__ = ("at", "call", "out", "payload", "plan")
+
+    def __init__(self, plan: Plan, payload: Any, call: Call, out: Outcome | None, at: int) -> None:
+        self.plan = plan
+        self.payload = payload
+        self.call = call
+        self.out = out
+        self.at = at
+
+    async def finish(self) -> HookResult[Any]:
+        """Run the chain to its end on the running loop."""
+        return await run_awaited(self.plan, self.payload, self.call, self.at, self.out)
+
+    def finish_sync(self, portal: Portal) -> HookResult[Any]:
+        """Run the chain to its end, one portal hop per stretch of async handlers."""
+        plan, call = self.plan, self.call
+        resumed = portal.run(run_awaited(plan, self.payload, call, self.at, self.out, stretch=True))
+        if isinstance(resumed, HookResult):
+            return resumed
+        step = run_modify(plan, resumed.payload, call, resumed.at, resumed.out)
+        return step if isinstance(step, HookResult) else step.finish_sync(portal)
+
+
+def next_pass(
+    plan: Plan, call: Call, out: Outcome, changer: Registration
+) -> HookResult[Any] | None:
+    """Set `out` up to ask again the handlers that judged an older payload than the one
+    the chain ends with (its `entries`, run from the start); or the result, when none is
+    to be asked or the passes are used up.
 
     A gate's decision must hold for what actually runs. After a pass in which a handler
     changed the payload, the registrations that saw an older version run again on the
@@ -184,7 +462,7 @@ def recheck(
     out.entries = tuple(asked)
     out.rechecks += 1
     call.rechecking = True
-    return run_modify(plan, out.payload, call, 0, out, eager=eager)
+    return None
 
 
 def _probing(out: Outcome, reg: Registration) -> Condition:
@@ -206,9 +484,9 @@ def _at(entries: tuple[Registration, ...], reg: Registration) -> int:
 
 
 class Chain:
-    """A modify chain waiting for one handler (it suspended, or runs in a thread)."""
+    """A sync host's modify chain waiting for a handler that runs in a thread."""
 
-    __slots__ = ("call", "ctx", "eager", "out", "payload", "plan", "started", "waiting")
+    __slots__ = ("call", "ctx", "out", "payload", "plan", "started", "waiting")
 
     def __init__(
         self,
@@ -217,9 +495,7 @@ class Chain:
         call: Call,
         out: Outcome | None,
         ctx: HookContext,
-        waiting: Waiting,
-        eager: bool,
-        started: float | None = None,
+        waiting: concurrent.futures.Future[Any],
     ) -> None:
         self.plan = plan
         self.payload = payload
@@ -227,64 +503,65 @@ class Chain:
         self.out = out
         self.ctx = ctx
         self.waiting = waiting
-        self.eager = eager
-        self.started = perf_counter() if started is None else started
+        self.started = perf_counter()
 
     async def finish(self) -> HookResult[Any]:
-        """Await the waiting handlers one by one and run the rest of the chain."""
-        chain = self
-        while True:
-            action, error = await _settle(chain.ctx, _awaitable(chain.waiting), chain.started)
-            step = chain._resume(action, error)
-            if isinstance(step, HookResult):
-                return step
-            chain = step
+        """Wait for the thread on the running loop, then run the rest of the chain there."""
+        waiting = asyncio.wrap_future(self.waiting)
+        action, error = await _settle(self.ctx, waiting, self.started)
+        payload, out, resume_at = self._account(action, error)
+        return await run_awaited(self.plan, payload, self.call, resume_at, out)
 
     def finish_sync(self, portal: Portal) -> HookResult[Any]:
-        """`finish` for sync hosts: threads are waited for here, coroutines on the portal."""
-        chain = self
-        while True:
-            waiting, ctx = chain.waiting, chain.ctx
-            if isinstance(waiting, concurrent.futures.Future):
-                action, error = _settle_thread(ctx, waiting, chain.started)
-            else:
-                try:
-                    action, error = portal.run(_settle(ctx, waiting, chain.started))
-                except BaseException:
-                    if isinstance(waiting, Coroutine):
-                        waiting.close()  # never started: close it so Python does not warn
-                    raise
-            step = chain._resume(action, error)
-            if isinstance(step, HookResult):
-                return step
-            chain = step
+        """Wait for the thread here and run the rest of the chain."""
+        action, error = _settle_thread(self.ctx, self.waiting, self.started)
+        payload, out, resume_at = self._account(action, error)
+        step = run_modify(self.plan, payload, self.call, resume_at, out)
+        return step if isinstance(step, HookResult) else step.finish_sync(portal)
 
-    def _resume(self, action: Any, error: BaseException | None) -> HookResult[Any] | Chain:
+    def _account(self, action: Any, error: BaseException | None) -> tuple[Any, Outcome | None, int]:
+        """Take the thread's answer: the payload, outcome and entry the chain goes on at."""
         spec, reg = self.plan.spec, self.ctx._reg
         duration = perf_counter() - self.started
         out = account(self.out, spec, self.payload, reg, action, error, duration)
-        if out is not None and out.stopped:
-            return out.result()
         payload = self.payload if out is None else out.payload
         entries = self.plan.entries if out is None or out.entries is None else out.entries
-        resume_at = _at(entries, reg) + 1
-        return run_modify(self.plan, payload, self.call, resume_at, out, eager=self.eager)
+        # Stopped or not, the chain's end (and its rechecks) is decided where it goes on.
+        resume_at = len(entries) if out is not None and out.stopped else _at(entries, reg) + 1
+        return payload, out, resume_at
 
 
 def run_observe(
-    plan: Plan, payload: Any, call: Call, *, eager: bool = True
+    plan: Plan,
+    payload: Any,
+    call: Call,
+    *,
+    eager: bool = True,
+    resume_at: int = 0,
+    out: Outcome | None = None,
 ) -> HookResult[Any] | Gathering:
-    """Run an observe hook's handlers; returns a `Gathering` when some must be waited for."""
+    """Run an observe hook's handlers (from `resume_at`); returns a `Gathering` when some
+    must be waited for."""
     spec = plan.spec
-    out: Outcome | None = None
     gathering: Gathering | None = None
     start = perf_counter()
-    for reg in plan.entries:
+    for reg in plan.entries[resume_at:]:
         if not reg.direct and reg.condition is not None and not reg.condition(payload, call):
             continue
         counters = reg.counters
         if counters.circuit is not CLOSED and not counters.admit():
             out = refuse(out, spec, payload, reg)
+            continue
+        if reg.direct and not reg.takes_ctx:
+            failure: BaseException | None = None
+            try:
+                action = reg.fn(payload, None)  # its code never reads a context
+            except BaseException as error:
+                _reraise_if_fatal(error)
+                action, failure = None, error
+            now = perf_counter()
+            out = account(out, spec, payload, reg, action, failure, now - start, inline=True)
+            start = now
             continue
         ctx = _new(HookContext)  # what HookContext(call, reg) does, without the __init__ call
         ctx._call = call
@@ -498,7 +775,7 @@ class _Setup:
         self.limit = limit
 
 
-_SCOPE: contextvars.ContextVar[asyncio.Timeout | None] = contextvars.ContextVar(
+_SCOPE: contextvars.ContextVar[asyncio.Timeout | _deadlines.Watch | None] = contextvars.ContextVar(
     "interlock_timeout_scope", default=None
 )
 _SETUP: contextvars.ContextVar[_Setup | None] = contextvars.ContextVar(
@@ -553,12 +830,6 @@ async def _within(awaitable: Awaitable[Any], reg: Registration, timeout: float |
     if scope.expired():  # the handler swallowed its cancellation; its answer is late
         raise late(reg, reg.timeout or timeout)
     return result
-
-
-def _awaitable(waiting: Waiting) -> Awaitable[Any]:
-    if isinstance(waiting, concurrent.futures.Future):
-        return asyncio.wrap_future(waiting)
-    return waiting
 
 
 @types.coroutine

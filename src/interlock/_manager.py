@@ -19,7 +19,7 @@ from ._actions import EMPTY_RESULT, HookResult
 from ._background import Background
 from ._conditions import applicable, unknown_key, valid_key
 from ._context import Call, SessionInfo
-from ._dispatch import run_background, start
+from ._dispatch import run_awaited, run_background, start
 from ._exceptions import (
     DuplicatePluginError,
     InterlockError,
@@ -43,6 +43,7 @@ from ._registry import (
     build_plans,
     build_registration,
     grantable,
+    reads_context,
 )
 from ._spec import HookSpec, Mode, OnError, unknown_hook
 from ._stats import ManagerStats, RegistrationStats
@@ -370,12 +371,17 @@ class PluginManager:
             return self._undeclared(hook)
         if plan is None:
             return EMPTY_RESULT
-        call = self._call(plan, payload, scope, session, turn, capabilities)
-        if recheck:
-            call.rechecking = True
+        call = plan.unseen
+        if call is None:
+            call = self._call(plan, payload, scope, session, turn, capabilities, recheck)
+        elif type(payload) is not plan.spec.payload_type:
+            _check_payload(plan.spec, payload)
         try:
-            step = start(plan, payload, call)
-            result = step if isinstance(step, HookResult) else await step.finish()
+            if plan.awaited:
+                result = await run_awaited(plan, payload, call)
+            else:
+                step = start(plan, payload, call)
+                result = step if isinstance(step, HookResult) else await step.finish()
             if plan.background:
                 waiting = self._schedule(
                     plan, result.payload or payload, call, result, portal=False
@@ -436,9 +442,11 @@ class PluginManager:
             return self._undeclared(hook)
         if plan is None:
             return EMPTY_RESULT
-        call = self._call(plan, payload, scope, session, turn, capabilities)
-        if recheck:
-            call.rechecking = True
+        call = plan.unseen
+        if call is None:
+            call = self._call(plan, payload, scope, session, turn, capabilities, recheck)
+        elif type(payload) is not plan.spec.payload_type:
+            _check_payload(plan.spec, payload)
         try:
             step = start(plan, payload, call, eager=False)
             result = step if isinstance(step, HookResult) else step.finish_sync(self._portal)
@@ -545,22 +553,23 @@ class PluginManager:
         session: SessionInfo | None,
         turn: int | None,
         capabilities: Mapping[str, object] | None,
+        recheck: bool,
     ) -> Call:
         spec = plan.spec
-        if type(payload) is not spec.payload_type and not isinstance(payload, spec.payload_type):
-            raise PayloadTypeError(
-                f"hook {spec.name!r} takes a {spec.payload_type.__name__} payload, "
-                f"got {type(payload).__name__}",
-                hook=spec.name,
-            )
+        if type(payload) is not spec.payload_type:
+            _check_payload(spec, payload)
         if scope is None and self._scopes:
             scope = self._scope_var.get()
         if scope is None:
-            return Call(spec, session, turn, capabilities or _NO_HANDLES, self._states)
-        handles = scope.handles
-        if capabilities:
-            handles = {**handles, **capabilities} if handles else capabilities
-        return Call(spec, session or scope.info, turn, handles, scope.states)
+            call = Call(spec, session, turn, capabilities or _NO_HANDLES, self._states)
+        else:
+            handles = scope.handles
+            if capabilities:
+                handles = {**handles, **capabilities} if handles else capabilities
+            call = Call(spec, session or scope.info, turn, handles, scope.states)
+        if recheck:
+            call.rechecking = True
+        return call
 
     def _schedule(
         self,
@@ -694,7 +703,8 @@ class PluginManager:
         """`reg`, its handler wrapped by the manager's instrumentation, if it has one."""
         if self._wrap is None:
             return reg
-        return dataclasses.replace(reg, fn=self._wrap(reg))
+        wrapped = self._wrap(reg)
+        return dataclasses.replace(reg, fn=wrapped, takes_ctx=reads_context(wrapped))
 
     def _build_member(
         self, member: object, request: _Request, scope: str | None, taken: set[str]
@@ -897,6 +907,15 @@ class SessionScope:
 
     def __repr__(self) -> str:
         return f"<SessionScope {self.info.id!r} plugins={sorted(self.names())}>"
+
+
+def _check_payload(spec: HookSpec[Any], payload: Any) -> None:
+    if not isinstance(payload, spec.payload_type):
+        raise PayloadTypeError(
+            f"hook {spec.name!r} takes a {spec.payload_type.__name__} payload, "
+            f"got {type(payload).__name__}",
+            hook=spec.name,
+        )
 
 
 def _check_reach(request: _Request, handle: PluginHandle) -> None:

@@ -33,7 +33,7 @@ from ._log import logger
 
 if TYPE_CHECKING:
     from ._context import HookContext
-    from ._registry import Registration
+    from ._registry import Plan, Registration
     from ._spec import HookSpec
 
 
@@ -255,7 +255,11 @@ class Outcome:
                 f"{_where(reg)} returned Modify({type(new).__name__}); this hook's payload is "
                 f"{type(old).__name__}"
             )
-        for name in reg.protected:
+        values = reg.protected_values
+        # Tuples compare element by element, each by identity first, then by ==: the
+        # same test as the loop below, which runs only to name the changed field.
+        unchanged = values is None or values(old) == values(new)
+        for name in () if unchanged else reg.protected:
             before, after = getattr(old, name), getattr(new, name)
             if before is not after and before != after:
                 writable = ", ".join(sorted(self.spec.writable or ()))
@@ -424,6 +428,19 @@ def _failure_kind(error: HandlerFailureError) -> FailureKind:
     if isinstance(error, CircuitOpenError):
         return "circuit_open"
     return "exception"
+
+
+def log_slow_loop(plan: Plan, duration: float) -> None:
+    """Log an untimed loop of handlers slower than the lowest threshold among them: which
+    of them was slow is not known, so all are named; the next invocation times each."""
+    plugins = ", ".join(repr(reg.plugin) for reg in plan.entries)
+    logger.warning(
+        "slow plugins at hook %r: %s took %.3fs together; the next call times each one",
+        plan.spec.name,
+        plugins,
+        duration,
+        extra={"interlock_hook": plan.spec.name, "interlock_duration": duration},
+    )
 
 
 def _log_slow(reg: Registration, duration: float) -> None:

@@ -9,15 +9,19 @@ keeps the snapshot it started with.
 
 from __future__ import annotations
 
+import dis
 import inspect
 import math
+import operator
 import threading
 import typing
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._conditions import Condition, compile_when
+from ._context import Call
 from ._exceptions import HandlerSignatureError, RegistrationError
 from ._frozen import FrozenDict, freeze_mapping
 from ._spec import MODES, ON_ERROR, HookSpec, Mode, OnError, WriteRule
@@ -31,6 +35,11 @@ the plugin told through `Plugin.background_dropped`) or `wait` for room (bounded
 OVERFLOW: frozenset[str] = frozenset({"drop", "wait"})
 OVERFLOW_WAIT = 5.0
 """Seconds an `overflow="wait"` registration without a timeout waits for room at most."""
+
+SAMPLE_EVERY = 16
+"""A direct plan times each handler on one invocation in this many (and its first)."""
+SAMPLED_LIMIT = 0.01
+"""Plans whose handlers have a slow or timeout threshold below this are always timed."""
 
 CLOSED = "closed"
 OPEN = "open"
@@ -90,6 +99,7 @@ class Counters:
         "modifications",
         "opened_at",
         "policy",
+        "samplers",
         "skipped",
         "time_max",
         "time_total",
@@ -112,6 +122,14 @@ class Counters:
         self.failures_in_row = 0
         self.circuit = CLOSED
         self.opened_at = 0.0
+        # Samplers of the plans this registration is in, whose pending time is spread
+        # before the counters are read (`settle`).
+        self.samplers: weakref.WeakSet[Sampler] = weakref.WeakSet()
+
+    def settle(self) -> None:
+        """Bring `time_total` up to date with the untimed invocations of its plans."""
+        for sampler in tuple(self.samplers):
+            sampler.spread()
 
     def succeeded(self, duration: float) -> None:
         """Count a successful call; the half-open trial's success closes the circuit."""
@@ -188,22 +206,70 @@ class Registration:
     config: FrozenDict = field(repr=False)
     condition: Condition | None = field(repr=False)
     protected: tuple[str, ...] = field(repr=False)
+    # The protected fields' values as one tuple (None: no field is protected): a Modify
+    # leaves them alone when the two tuples are equal, one C-level comparison.
+    protected_values: Callable[[Any], tuple[Any, ...]] | None = field(repr=False)
     scalar_types: tuple[tuple[str, tuple[type[Any], ...]], ...] = field(repr=False)
     rules: tuple[WriteRule, ...] = field(repr=False)
     counters: Counters = field(repr=False)
     limit: float = field(repr=False)  # past this many seconds: log slow, and check the timeout
     direct: bool = field(repr=False)  # a sync, unconditional handler run inline: the fast path
+    takes_ctx: bool = field(repr=False)  # False: its code never reads `ctx`, so it gets None
     overflow_wait: float | None = field(repr=False)  # None: drop at once when full
     on_drop: Callable[[str, int], None] | None = field(repr=False)  # Plugin.background_dropped
 
 
+class Sampler:
+    """When a plan's direct loop times each handler, and the time it has not yet spread.
+
+    Untimed invocations take one clock pair for the whole loop; their time waits here
+    (`pending`) and is spread over the handlers, by the share each took when last timed,
+    at the next timed invocation or when stats are read. `tick` counts invocations; a
+    lost update between threads only moves the next sample by one.
+    """
+
+    __slots__ = ("__weakref__", "entries", "pending", "tick")
+
+    def __init__(self, entries: tuple[Registration, ...]) -> None:
+        self.entries = entries
+        self.tick = 0
+        self.pending = 0.0
+        for reg in entries:
+            reg.counters.samplers.add(self)
+
+    def spread(self) -> None:
+        """Add the pending time to the handlers' totals, in proportion to their means."""
+        pending, self.pending = self.pending, 0.0
+        if not pending:
+            return
+        counters = [reg.counters for reg in self.entries]
+        means = [c.time_total / c.calls if c.calls else 0.0 for c in counters]
+        total = sum(means)
+        for c, mean in zip(counters, means, strict=True):
+            c.time_total += pending * (mean / total if total else 1 / len(counters))
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What one invocation of one hook runs: an immutable snapshot (private)."""
+    """What one invocation of one hook runs: an immutable snapshot (private).
+
+    `direct`: every entry is a sync, unconditional handler run inline, so the dispatch
+    loop can be the tight one; `sampler` is set when that loop may also skip per-handler
+    timing (see `Sampler`), which needs `limit`, the lowest of the entries' slow/timeout
+    thresholds, to be well above a loop's own time. `unseen` is set for a sampled plan
+    whose handlers never read a context and that has no background handlers: nothing can
+    see the call's facts, so its invocations share that one (`Call.unseen`). `awaited`:
+    a modify hook with async or threaded handlers, which async hosts run as a coroutine.
+    """
 
     spec: HookSpec[Any]
     entries: tuple[Registration, ...]
     background: tuple[Registration, ...]
+    direct: bool = False
+    limit: float = math.inf
+    sampler: Sampler | None = None
+    unseen: Call | None = None
+    awaited: bool = False
 
 
 def build_registration(
@@ -263,11 +329,13 @@ def build_registration(
         config=freeze_mapping(config, "config"),
         condition=None if options.when is None else compile_when(options.when, spec, plugin),
         protected=protected,
+        protected_values=_values_of(protected),
         scalar_types=tuple(c for c in spec.scalar_types if c[0] not in protected),
         rules=tuple(rule for rule in spec.rules if rule.name not in grants),
         counters=Counters(policy),
         limit=min(policy.slow_threshold, math.inf if timeout is None else timeout),
         direct=not is_async and not options.thread and options.when is None,
+        takes_ctx=reads_context(fn),
         overflow_wait=None
         if overflow == "drop"
         else (OVERFLOW_WAIT if timeout is None else timeout),
@@ -287,10 +355,20 @@ def build_plans(
     for spec, regs in by_spec.items():
         regs.sort(key=lambda r: (r.priority, r.seq))
         entries = tuple(r for r in regs if not r.background)
+        direct = bool(entries) and all(r.direct for r in entries)
+        limit = min((r.limit for r in entries), default=math.inf)
+        sampler = Sampler(entries) if direct and limit >= SAMPLED_LIMIT else None
         plan = Plan(
             spec=spec,
             entries=entries,
             background=tuple(r for r in regs if r.background),
+            direct=direct,
+            limit=limit,
+            sampler=sampler,
+            unseen=None
+            if sampler is None or regs != list(entries) or any(r.takes_ctx for r in entries)
+            else Call.unseen(spec),
+            awaited=spec.kind == "modify" and any(r.is_async or r.thread for r in entries),
         )
         for key in (spec, *spec.keys):
             plans[key] = plan
@@ -342,6 +420,32 @@ def _check_payload_annotation(
         )
 
 
+# Names through which code can reach a frame's locals without naming them.
+_INTROSPECTION = frozenset(
+    {"locals", "vars", "eval", "exec", "currentframe", "_getframe", "stack", "f_locals"}
+)
+
+
+def reads_context(fn: Callable[..., Any]) -> bool:
+    """Whether `fn` may read its second argument, `ctx`; False only when its code provably
+    never does, so that the call can pass None instead of building a context."""
+    skip = 1
+    if inspect.ismethod(fn):
+        fn, skip = fn.__func__, 2
+    code = getattr(fn, "__code__", None) if inspect.isfunction(fn) else None
+    if code is None or code.co_argcount <= skip:
+        return True  # a callable object, a partial, a builtin, or `*args` that takes ctx
+    name = code.co_varnames[skip]
+    if name in code.co_cellvars or not _INTROSPECTION.isdisjoint(code.co_names):
+        return True
+    for instruction in dis.get_instructions(code):
+        if "FAST" in instruction.opname:
+            used = instruction.argval
+            if name == used or (isinstance(used, tuple) and name in used):
+                return True
+    return False
+
+
 def _is_async(fn: Callable[..., Any]) -> bool:
     call = getattr(type(fn), "__call__", None)  # noqa: B004 - instances with async __call__
     return inspect.iscoroutinefunction(fn) or (
@@ -390,6 +494,15 @@ def _protected(spec: HookSpec[Any], grants: frozenset[str]) -> tuple[str, ...]:
         return ()
     writable = frozenset(spec.writable) | grants
     return tuple(f for f in spec.fields if f not in writable)
+
+
+def _values_of(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]] | None:
+    if not names:
+        return None
+    get = operator.attrgetter(*names)
+    if len(names) > 1:
+        return get
+    return lambda payload: (get(payload),)
 
 
 def grantable(spec: HookSpec[Any]) -> frozenset[str]:

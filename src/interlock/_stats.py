@@ -46,6 +46,7 @@ class RegistrationStats:
     def of(cls, reg: Registration) -> RegistrationStats:
         """Snapshot the counters of `reg`."""
         c = reg.counters
+        c.settle()  # time of untimed invocations not yet spread over the handlers
         return cls(
             plugin=reg.plugin,
             hook=reg.hook.name,

@@ -1,0 +1,315 @@
+"""Property tests: the specialised dispatch paths against the plain ones, on random plans.
+
+A manager with a slow threshold below `SAMPLED_LIMIT` runs every invocation through the
+timed loops, one clock read per handler; the default manager runs the untimed direct loop
+(all-sync plans), `run_awaited` (`await invoke` with async handlers) and portal stretches
+(`invoke_sync` with async handlers). Same plan, same payloads: same results, same calls in
+the same order, same errors and the same counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from interlock import Block, MessageEvent, Modify, PluginManager, SessionEnd, hooks
+from interlock._registry import SAMPLE_EVERY, SAMPLED_LIMIT, reads_context
+
+ACTIONS = ("continue", "append", "block", "raise", "wrong", "gate")
+
+
+@dataclass(frozen=True)
+class Handler:
+    action: str
+    priority: int
+    is_async: bool
+    suspends: bool
+    reads_ctx: bool
+    mode: str
+
+
+handlers = st.lists(
+    st.builds(
+        Handler,
+        action=st.sampled_from(ACTIONS),
+        priority=st.integers(-2, 2),
+        is_async=st.booleans(),
+        suspends=st.booleans(),
+        reads_ctx=st.booleans(),
+        mode=st.sampled_from(["enforce", "enforce", "permissive"]),
+    ),
+    max_size=8,
+)
+
+
+def build(plan: list[Handler], calls: list[str], *, plain: bool, hook: str) -> PluginManager:
+    # Below SAMPLED_LIMIT no plan is sampled: the timed loops run every invocation.
+    manager = PluginManager(slow_threshold=SAMPLED_LIMIT / 10 if plain else 0.5)
+    for index, spec in enumerate(plan):
+        manager.register(
+            make(spec, f"h{index}", calls),
+            hook=hook,
+            name=f"h{index}",
+            priority=spec.priority,
+            mode=spec.mode,
+        )
+    return manager
+
+
+def make(spec: Handler, name: str, calls: list[str]) -> Any:
+    def decide(payload: Any) -> Any:
+        calls.append(name)
+        if spec.action == "append" and isinstance(payload, MessageEvent):
+            return Modify(payload.replace(content=f"{payload.content}<{name}>"))
+        if spec.action == "block" or (spec.action == "gate" and getattr(payload, "content", "")):
+            return Block(name)
+        if spec.action == "raise":
+            raise RuntimeError(name)
+        if spec.action == "wrong":
+            return Modify(payload.replace(channel="other"))  # not writable: an error
+        return None
+
+    if spec.is_async and spec.reads_ctx:
+
+        async def handler(payload: Any, ctx: Any) -> Any:
+            assert ctx.plugin == name
+            if spec.suspends:
+                await asyncio.sleep(0)
+            return decide(payload)
+    elif spec.is_async:
+
+        async def handler(payload: Any, ctx: Any) -> Any:
+            if spec.suspends:
+                await asyncio.sleep(0)
+            return decide(payload)
+    elif spec.reads_ctx:
+
+        def handler(payload: Any, ctx: Any) -> Any:
+            assert ctx.plugin == name
+            return decide(payload)
+    else:
+
+        def handler(payload: Any, ctx: Any) -> Any:
+            return decide(payload)
+
+    return handler
+
+
+def observed(result: Any) -> dict[str, Any]:
+    payload = result.payload
+    return {
+        "content": None if payload is None else getattr(payload, "content", payload),
+        "modified_by": result.modified_by,
+        "blocked_by": result.blocked_by,
+        "reason": result.reason,
+        "errors": [(f.plugin, f.kind, f.message) for f in result.errors],
+        "violations": [(v.plugin, v.action) for v in result.violations],
+    }
+
+
+def counters(manager: PluginManager) -> list[tuple[Any, ...]]:
+    return sorted(
+        (s.plugin, s.calls, s.errors, s.timeouts, s.blocks, s.modifications, s.violations)
+        for s in manager.stats().registrations
+    )
+
+
+def run_all(manager: PluginManager, hook: Any, payload: Any, *, awaited: bool) -> list[Any]:
+    """Enough invocations that sampled plans run both their timed and untimed loops."""
+    times = SAMPLE_EVERY + 2
+    if awaited:
+
+        async def go() -> list[Any]:
+            return [observed(await manager.invoke(hook, payload)) for _ in range(times)]
+
+        return asyncio.run(go())
+    return [observed(manager.invoke_sync(hook, payload)) for _ in range(times)]
+
+
+@pytest.fixture(autouse=True)
+def _quiet(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.CRITICAL, logger="interlock")
+
+
+@settings(max_examples=60, deadline=None)
+@given(handlers, st.booleans())
+def test_modify_fast_paths_match_the_plain_loops(plan: list[Handler], awaited: bool) -> None:
+    outcomes = []
+    for plain in (True, False):
+        calls: list[str] = []
+        manager = build(plan, calls, plain=plain, hook="message_received")
+        try:
+            results = run_all(manager, hooks.MESSAGE_RECEIVED, MessageEvent(""), awaited=awaited)
+            outcomes.append((results, calls, counters(manager)))
+        finally:
+            manager.close()
+    assert outcomes[0] == outcomes[1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(handlers)
+def test_observe_fast_paths_match_the_plain_loops(plan: list[Handler]) -> None:
+    sync_only = [h for h in plan if not h.is_async]  # async observers overlap: order varies
+    outcomes = []
+    for plain in (True, False):
+        calls: list[str] = []
+        manager = build(sync_only, calls, plain=plain, hook="session_end")
+        try:
+            event = SessionEnd("s-1")
+            results = run_all(manager, hooks.SESSION_END, event, awaited=False)
+            results += run_all(manager, hooks.SESSION_END, event, awaited=True)
+            outcomes.append((results, calls, counters(manager)))
+        finally:
+            manager.close()
+    assert outcomes[0] == outcomes[1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(handlers)
+def test_sync_and_async_hosts_agree(plan: list[Handler]) -> None:
+    outcomes = []
+    for awaited in (False, True):
+        calls: list[str] = []
+        manager = build(plan, calls, plain=False, hook="message_received")
+        try:
+            results = run_all(manager, hooks.MESSAGE_RECEIVED, MessageEvent(""), awaited=awaited)
+            outcomes.append((results, calls, counters(manager)))
+        finally:
+            manager.close()
+    assert outcomes[0] == outcomes[1]
+
+
+def test_untimed_loops_still_add_up_their_time() -> None:
+    manager = PluginManager()
+    seen: list[int] = []
+
+    def counting(payload: Any, ctx: Any) -> None:
+        seen.append(1)
+
+    manager.register(counting, hook="message_received")
+    for _ in range(SAMPLE_EVERY * 3):
+        manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+    stats = manager.stats().get("counting", "message_received")
+    assert stats.calls == len(seen) == SAMPLE_EVERY * 3
+    assert stats.time_total > 0 and stats.time_max > 0
+    assert stats.time_total >= stats.time_max
+
+
+def test_a_slow_untimed_loop_is_logged_and_the_next_call_timed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager = PluginManager(slow_threshold=SAMPLED_LIMIT)
+    slow = [False]
+
+    def sometimes_slow(payload: Any, ctx: Any) -> None:
+        if slow[0]:
+            time.sleep(SAMPLED_LIMIT * 2)  # past the threshold: the thing being tested
+
+    manager.register(sometimes_slow, hook="message_received")
+    caplog.set_level(logging.WARNING, logger="interlock")
+    manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))  # the first is timed
+    slow[0] = True
+    manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))  # untimed, slow
+    [loop] = [r for r in caplog.records if "took" in r.getMessage()]
+    assert "slow plugins at hook 'message_received': 'sometimes_slow'" in loop.getMessage()
+    manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))  # timed again: named
+    [one] = [r for r in caplog.records if "slow plugin 'sometimes_slow'" in r.getMessage()]
+    assert "at hook 'message_received'" in one.getMessage()
+
+
+def test_which_handlers_read_their_context() -> None:
+    def reads(payload: Any, ctx: Any) -> Any:
+        return ctx.plugin
+
+    def ignores(payload: Any, ctx: Any) -> Any:
+        return payload
+
+    def captures(payload: Any, ctx: Any) -> Any:
+        return lambda: ctx
+
+    def introspects(payload: Any, ctx: Any) -> Any:
+        return locals()
+
+    def spread(*args: Any) -> Any:
+        return args
+
+    class Plugin:
+        def method(self, payload: Any, ctx: Any) -> Any:
+            return payload
+
+        def __call__(self, payload: Any, ctx: Any) -> Any:
+            return payload
+
+    assert reads_context(reads)
+    assert not reads_context(ignores)
+    assert reads_context(captures)
+    assert reads_context(introspects)
+    assert reads_context(spread)
+    assert not reads_context(Plugin().method)
+    assert reads_context(Plugin())  # a callable object: not looked into
+
+
+def test_a_context_is_built_only_for_handlers_that_read_it() -> None:
+    manager = PluginManager()
+    seen: list[Any] = []
+
+    def reads(payload: Any, ctx: Any) -> None:
+        seen.append(ctx.plugin)
+
+    def ignores(payload: Any, ctx: Any) -> None:
+        seen.append("ignored")
+
+    manager.register(reads, hook="message_received")
+    manager.register(ignores, hook="message_received")
+    manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+    assert seen == ["reads", "ignored"]
+
+
+def test_a_sync_host_hops_once_per_stretch_of_async_handlers() -> None:
+    manager = PluginManager()
+    threads: dict[str, Any] = {}
+
+    def handler(name: str, is_async: bool) -> Any:
+        if is_async:
+
+            async def async_one(payload: Any, ctx: Any) -> None:
+                await asyncio.sleep(0)
+                threads[name] = threading.current_thread()
+
+            return async_one
+
+        def sync_one(payload: Any, ctx: Any) -> None:
+            threads[name] = threading.current_thread()
+
+        return sync_one
+
+    layout = [("a1", True), ("a2", True), ("s1", False), ("a3", True), ("s2", False)]
+    for priority, (name, is_async) in enumerate(layout):
+        manager.register(handler(name, is_async), hook="message_received", name=name,
+                         priority=priority)  # fmt: skip
+    portal = manager._portal
+    hops: list[object] = []
+    real_run = portal.run
+
+    def counted(coro: Any) -> Any:
+        hops.append(coro)
+        return real_run(coro)
+
+    portal.run = counted  # type: ignore[method-assign]
+    try:
+        result = manager.invoke_sync(hooks.MESSAGE_RECEIVED, MessageEvent("x"))
+    finally:
+        manager.close()
+    assert result.errors == ()
+    assert len(hops) == 2  # [a1, a2] and [a3]
+    here = threading.current_thread()
+    assert threads["s1"] is threads["s2"] is here
+    assert threads["a1"] is threads["a2"] is threads["a3"] is not here
