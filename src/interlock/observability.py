@@ -3,20 +3,23 @@
     from interlock.observability import instrument
 
     manager = PluginManager()
-    instrument(manager)            # before registering plugins
+    instrument(manager, provider=backend.provider)   # before registering plugins
     manager.register(...)
 
-Needs `pip install 'interlock[otel]'`; nothing here is imported unless you call it, and a
-manager that is not instrumented pays nothing. What you get, through the global providers
-or the ones you pass:
+Needs `pip install 'interlock[otel]'` (importing this module without it raises
+`ImportError`); nothing here is imported unless you import it, and a manager that is not
+instrumented pays nothing. What you get, through the global providers or the ones you
+pass (docs/observability.md has the whole reference and an example):
 
 - a span per `invoke` (`interlock <hook>`), and a child span per handler call
   (`interlock.handler <plugin>`) with the hook, plugin, mode and outcome: `continued`,
   `modified`, `blocked`, `responded`, `asked`, `error` (the exception recorded on the
   span) or `timeout`;
 - spans for the agent, following the OpenTelemetry GenAI conventions: `invoke_agent`
-  around a session, `chat <model>` per model call (`gen_ai.request.model`, token usage,
-  finish reasons) and `execute_tool <tool>` per tool call, timed from the hooks around them;
+  around a session, `chat <model>` per model call (a `CLIENT` span for a remote
+  provider) and `execute_tool <tool>` per tool call, blocked ones included
+  (`interlock.outcome` `blocked`), timed from the hooks around them; the
+  `gen_ai.client.operation.duration` and `gen_ai.client.token.usage` histograms;
 - histograms `interlock.invoke.duration` and `interlock.handler.duration` (seconds), and
   counters read from `manager.stats()` when metrics are collected: calls, errors,
   timeouts, blocks and calls the open breaker skipped, per global registration (a
@@ -32,36 +35,36 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+try:
+    from opentelemetry import metrics, trace
+except ImportError:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "interlock.observability needs OpenTelemetry: pip install 'interlock[otel]'"
+    ) from None
+
 from . import (
     Ask,
     Block,
-    ErrorEvent,
     HookContext,
     HookResult,
     InterlockError,
-    LLMRequest,
-    LLMResponse,
     Modify,
-    Plugin,
     PluginManager,
     Registration,
     Respond,
-    SessionEnd,
     SessionStart,
     ToolCall,
-    ToolResult,
     __version__,
-    hook,
 )
+from ._otel_genai import GenAISpans
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, TracerProvider
 
-__all__ = ["GenAISpans", "instrument"]
+    from .runtime.backends import ModelProvider
 
-_LAST = 1_000_000_000
-_FIRST = -_LAST
+__all__ = ["GenAISpans", "instrument"]
 
 
 def instrument(
@@ -70,20 +73,17 @@ def instrument(
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
     agent_spans: bool = True,
+    provider: ModelProvider | None = None,
 ) -> None:
     """Give `manager` spans and metrics (see the module documentation).
 
     Call it before registering plugins: handlers are wrapped as they are registered.
     With `agent_spans`, a `GenAISpans` plugin is registered to trace sessions, model calls
-    and tool calls. Raises `ImportError` without the `otel` extra, and `InterlockError`
-    for a manager that already has registrations or instrumentation.
+    and tool calls; `provider` says who serves the model (a backend's `provider`, or
+    `ModelProvider("anthropic")` for an adapter's host; `unknown` when not given).
+    Raises `InterlockError` for a manager that already has registrations or
+    instrumentation.
     """
-    try:
-        from opentelemetry import metrics, trace
-    except ImportError:  # pragma: no cover - depends on the installation
-        raise ImportError(
-            "observability needs OpenTelemetry: pip install 'interlock[otel]'"
-        ) from None
     if manager._wrap is not None:
         raise InterlockError("this manager is instrumented already")
     if manager.registrations() or any(s.own_registrations() for s in manager._scopes):
@@ -93,7 +93,11 @@ def instrument(
         )
     tracer = trace.get_tracer("interlock", __version__, tracer_provider=tracer_provider)
     meter = metrics.get_meter("interlock", __version__, meter_provider=meter_provider)
-    genai = GenAISpans(tracer_provider=tracer_provider) if agent_spans else None
+    genai = None
+    if agent_spans:
+        genai = GenAISpans(
+            tracer_provider=tracer_provider, meter_provider=meter_provider, provider=provider
+        )
     observer = _Observer(tracer, meter, manager, genai)
     if genai is not None:  # registered first, so that its own handlers are not traced
         manager.register(genai)
@@ -133,9 +137,10 @@ class _Observer:
             name = getattr(hook, "name", hook)
             parent = self._parent(name, payload, options)
             with self.tracer.start_as_current_span(f"interlock {name}", context=parent) as span:
-                start = time.perf_counter()
+                started, start = time.time_ns(), time.perf_counter()
                 result: HookResult[Any] = await invoke(hook, payload, **options)
                 self._invoked(span, name, result, time.perf_counter() - start)
+                self._blocked_tool(name, payload, result, options, started)
                 return result
 
         return traced
@@ -146,9 +151,10 @@ class _Observer:
             name = getattr(hook, "name", hook)
             parent = self._parent(name, payload, options)
             with self.tracer.start_as_current_span(f"interlock {name}", context=parent) as span:
-                start = time.perf_counter()
+                started, start = time.time_ns(), time.perf_counter()
                 result: HookResult[Any] = invoke_sync(hook, payload, **options)
                 self._invoked(span, name, result, time.perf_counter() - start)
+                self._blocked_tool(name, payload, result, options, started)
                 return result
 
         return traced
@@ -174,6 +180,18 @@ class _Observer:
         if result.errors:
             span.set_attribute("interlock.errors", len(result.errors))
         self.invoke_duration.record(seconds, {"interlock.hook": hook, "interlock.outcome": outcome})
+
+    def _blocked_tool(
+        self, hook: str, payload: Any, result: HookResult[Any], options: dict[str, Any],
+        started: int,
+    ) -> None:  # fmt: skip
+        """Tell the agent spans of a blocked tool call: only this wrapper sees one (no
+        handler runs after the one that blocked)."""
+        if self.genai is None or hook != "pre_tool_call" or not result.blocked:
+            return
+        if isinstance(payload, ToolCall):
+            session = _session_id(self.manager, options) or ""
+            self.genai.blocked(session, result.payload or payload, result, started)
 
     # -- handlers -----------------------------------------------------------------------
 
@@ -295,126 +313,6 @@ def _result_outcome(result: HookResult[Any]) -> str:
     if result.modified:
         return "modified"
     return "error" if result.errors else "continued"
-
-
-class GenAISpans(Plugin):
-    """Spans for the agent, after the OpenTelemetry GenAI semantic conventions, timed from
-    the hooks around each model and tool call (so any host firing the catalog gets them):
-    `invoke_agent` per session, `chat <model>` per model call, `execute_tool <name>` per
-    tool call. `instrument` registers it (and nests each invocation's span in its session's
-    `invoke_agent`); register it yourself to trace only the agent. A model or tool call
-    that fails ends its span with an error status at the `error` hook."""
-
-    name = "otel-genai"
-
-    def __init__(self, *, tracer_provider: TracerProvider | None = None) -> None:
-        from opentelemetry import context, trace
-
-        self._trace = trace
-        self._root = context.Context()  # sessions are traces of their own
-        self._tracer = trace.get_tracer("interlock.genai", __version__,
-                                        tracer_provider=tracer_provider)  # fmt: skip
-        # By session id, not in `ctx.state`: a host without session scopes still gets one
-        # span per session.
-        self._agents: dict[str, Span] = {}
-        self._calls: dict[tuple[str, str], Span | int] = {}
-
-    def open(self, session_id: str) -> None:
-        """Start the session's `invoke_agent` span (once)."""
-        if session_id not in self._agents:
-            self._agents[session_id] = self._tracer.start_span(
-                "invoke_agent",
-                context=self._root,
-                attributes={"gen_ai.operation.name": "invoke_agent",
-                            "gen_ai.conversation.id": session_id},
-            )  # fmt: skip
-
-    def context(self, session_id: str) -> Any:
-        """A context whose current span is the session's agent span (None: no such span)."""
-        span = self._agents.get(session_id)
-        return None if span is None else self._trace.set_span_in_context(span)
-
-    def on_session_start(self, event: SessionStart, ctx: HookContext) -> None:
-        self.open(event.session_id)
-
-    def on_session_end(self, event: SessionEnd, ctx: HookContext) -> None:
-        for key in [k for k in self._calls if k[0] == event.session_id]:
-            self._end(self._calls.pop(key), "the session ended first")
-        span = self._agents.pop(event.session_id, None)
-        if span is not None:
-            span.set_attribute("interlock.session.turns", event.turns)
-            span.end()
-
-    @hook("pre_llm_call", priority=_FIRST)
-    def chat_may_start(self, request: LLMRequest, ctx: HookContext) -> None:
-        # A call a plugin answers (Respond) never reaches the last handler: its span
-        # starts here, when the post_llm_call hook finds no other.
-        self._calls[(_session(ctx), "chat")] = time.time_ns()
-
-    @hook("pre_llm_call", priority=_LAST)
-    def chat_starts(self, request: LLMRequest, ctx: HookContext) -> None:
-        self._calls[(_session(ctx), "chat")] = self._start(
-            f"chat {request.model}", ctx,
-            {"gen_ai.operation.name": "chat", "gen_ai.request.model": request.model},
-        )  # fmt: skip
-
-    @hook("post_llm_call", priority=_FIRST)
-    def chat_ends(self, response: LLMResponse, ctx: HookContext) -> None:
-        started = self._calls.pop((_session(ctx), "chat"), None)
-        if started is None:
-            return
-        if isinstance(started, int):  # answered by a plugin: the span starts from then
-            attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": response.model}
-            span = self._start(f"chat {response.model}", ctx, attributes, start=started)
-        else:
-            span = started
-        span.set_attribute("gen_ai.response.model", response.model)
-        span.set_attribute("gen_ai.usage.input_tokens", response.usage.input_tokens)
-        span.set_attribute("gen_ai.usage.output_tokens", response.usage.output_tokens)
-        span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
-        span.end()
-
-    @hook("pre_tool_call", priority=_LAST)
-    def tool_starts(self, call: ToolCall, ctx: HookContext) -> None:
-        self._calls[(_session(ctx), f"tool:{call.call_id}")] = self._start(
-            f"execute_tool {call.tool_name}", ctx,
-            {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.tool_name,
-             "gen_ai.tool.call.id": call.call_id},
-        )  # fmt: skip
-
-    @hook("post_tool_call", priority=_FIRST)
-    def tool_ends(self, result: ToolResult, ctx: HookContext) -> None:
-        span = self._calls.pop((_session(ctx), f"tool:{result.call_id}"), None)
-        if span is None:
-            return
-        self._end(span, "the tool failed" if result.is_error else None)
-
-    def on_error(self, event: ErrorEvent, ctx: HookContext) -> None:
-        if event.stage == "llm_call":
-            span = self._calls.pop((_session(ctx), "chat"), None)
-            if span is not None:
-                self._end(span, f"{event.error_type}: {event.message}", event.error_type)
-
-    def _start(
-        self, name: str, ctx: HookContext, attributes: dict[str, Any], start: int | None = None
-    ) -> Span:
-        parent = self.context(_session(ctx))
-        return self._tracer.start_span(name, context=parent, attributes=attributes,
-                                       start_time=start)  # fmt: skip
-
-    def _end(self, span: Span | int, problem: str | None, kind: str = "tool_error") -> None:
-        if isinstance(span, int):
-            return  # a call that never started its span
-        if problem is not None:
-            from opentelemetry.trace import Status, StatusCode
-
-            span.set_attribute("error.type", kind)
-            span.set_status(Status(StatusCode.ERROR, problem))
-        span.end()
-
-
-def _session(ctx: HookContext) -> str:
-    return ctx.session.id if ctx.session is not None else ""
 
 
 def _session_id(manager: PluginManager, options: dict[str, Any]) -> str | None:

@@ -61,6 +61,11 @@ class Tool:
 
     async def run(self, call: ToolCall) -> ToolResult:
         """Run the tool for `call`; any failure becomes an error result."""
+        return (await self.attempt(call))[0]
+
+    async def attempt(self, call: ToolCall) -> tuple[ToolResult, str | None]:
+        """`run`, and for a failure its kind (telemetry's `error.type`): the exception's
+        class name, or `invalid_arguments`."""
         try:
             arguments = self.arguments.model_validate(dict(call.arguments))
             kwargs = {name: getattr(arguments, name) for name in type(arguments).model_fields}
@@ -69,10 +74,12 @@ class Tool:
             else:  # tools block (files, processes): keep them off the event loop
                 value = await asyncio.to_thread(self.fn, **kwargs)
         except pydantic.ValidationError as error:
-            return _error(call, f"invalid arguments for tool {self.name!r}: {_brief(error)}")
+            text = f"invalid arguments for tool {self.name!r}: {_brief(error)}"
+            return _error(call, text), "invalid_arguments"
         except Exception as error:
-            return _error(call, f"tool {self.name!r} failed: {type(error).__name__}: {error}")
-        return ToolResult(call.tool_name, call.arguments, call.call_id, _text(value))
+            kind = type(error).__name__
+            return _error(call, f"tool {self.name!r} failed: {kind}: {error}"), kind
+        return ToolResult(call.tool_name, call.arguments, call.call_id, _text(value)), None
 
 
 class ToolSet:
@@ -103,11 +110,16 @@ class ToolSet:
 
     async def run(self, call: ToolCall) -> ToolResult:
         """Run the tool `call` names; an unknown tool is an error result."""
+        return (await self.attempt(call))[0]
+
+    async def attempt(self, call: ToolCall) -> tuple[ToolResult, str | None]:
+        """`run`, and for a failure its kind (see `Tool.attempt`; `unknown_tool` too)."""
         tool = self._tools.get(call.tool_name)
         if tool is None:
             known = ", ".join(self._tools) or "none"
-            return _error(call, f"no tool is called {call.tool_name!r}; available: {known}")
-        return await tool.run(call)
+            text = f"no tool is called {call.tool_name!r}; available: {known}"
+            return _error(call, text), "unknown_tool"
+        return await tool.attempt(call)
 
 
 def _hints(fn: Callable[..., Any]) -> Mapping[str, Any]:

@@ -203,9 +203,10 @@ class Turn:
     async def _run_tool(self, call: ToolCall) -> ToolResult:
         session = self.session
         session.emit("tool", call.tool_name, call=call)
-        result = await self._after_tool(await self.agent.tools.run(call))
+        result, failure = await self.agent.tools.attempt(call)
+        result = await self._after_tool(result)
         if result.is_error:  # reported as post_tool_call left it (redacted, withheld)
-            await session.fail(ErrorEvent("tool_error", result.output, "tool_call"))
+            await session.fail(ErrorEvent(failure or "tool_error", result.output, "tool_call"))
         return result
 
     async def _after_tool(self, result: ToolResult) -> ToolResult:

@@ -1,7 +1,8 @@
 """A chat model behind any OpenAI-compatible chat-completions endpoint (the `openai` SDK).
 
 Works with OpenAI and with local servers that speak the same wire format (llama.cpp,
-vLLM, Ollama, LM Studio, ...): give `base_url`. Needs `pip install 'interlock[openai]'`.
+vLLM, Ollama, LM Studio, ...): give `base_url`. Needs the `openai` extra
+(`pip install -e '<interlock checkout>[openai]'`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ from typing import Any
 
 from interlock import LLMRequest, LLMResponse, Message, StreamChunk, ToolCall, Usage
 
+from ._base import ModelProvider
+
 
 class OpenAIBackend:
     """Calls `model` through the `openai` SDK; streaming, tool calls and usage included.
 
     model = OpenAIBackend("gpt-4o-mini")                      # key from OPENAI_API_KEY
     local = OpenAIBackend("qwen", base_url="http://127.0.0.1:8080/v1")
+
+    `provider` names who serves the model in telemetry (`gen_ai.provider.name`): `openai`
+    unless you say otherwise, e.g. `provider="groq"` for another vendor's compatible API.
     """
 
     def __init__(
@@ -29,8 +35,10 @@ class OpenAIBackend:
         api_key: str | None = None,
         timeout: float = 120.0,
         client: Any = None,
+        provider: str = "openai",
     ) -> None:
         self.model = model
+        self.provider = ModelProvider(provider, remote=True)
         if client is None:
             client = _client(base_url, api_key, timeout)
         self._client = client
@@ -115,7 +123,7 @@ def _client(base_url: str | None, api_key: str | None, timeout: float) -> Any:
     except ImportError:  # pragma: no cover - depends on the installation
         raise ImportError(
             "the OpenAI-compatible backend needs the openai package: "
-            "pip install 'interlock[openai]'"
+            "pip install -e '<interlock checkout>[openai]'"
         ) from None
     key = api_key or os.environ.get("OPENAI_API_KEY")
     if key is None and base_url is None:

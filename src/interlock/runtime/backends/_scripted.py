@@ -17,6 +17,8 @@ from typing import Any
 
 from interlock import JsonValue, LLMRequest, LLMResponse, StreamChunk, ToolCall, Usage
 
+from ._base import ModelProvider
+
 
 @dataclass(frozen=True)
 class Step:
@@ -33,7 +35,11 @@ class ScriptedBackend:
         Step(tool_calls=(("shell", {"command": "ls"}),)),
         Step("Listed the files."),
     ])
+
+    Telemetry reports its provider as `interlock.scripted`, in process.
     """
+
+    provider = ModelProvider("interlock.scripted", remote=False)
 
     def __init__(self, script: Iterable[Step | str] = (), *, model: str = "scripted") -> None:
         self.model = model
