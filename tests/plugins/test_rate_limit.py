@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from interlock import PluginManager, ToolCall, hooks
 from interlock.plugins.rate_limit import RateLimit, RateLimitConfig
 from interlock.runtime import Step
 
@@ -99,4 +100,40 @@ async def test_a_wait_cut_short_by_the_timeout_blocks_the_call() -> None:
     result = await run([(plugin, {"timeout": 0.05})], ["one", "two"], ["a", "b"])
     assert result.replies[0].stopped == "answered"
     assert result.replies[1].stopped == "blocked"  # fails closed: never over the limit
-    assert plugin._windows == {}  # the session's windows went with it
+    assert not plugin.store._windows  # type: ignore[attr-defined]  # the session's went
+
+
+async def test_scopes_share_windows_by_tag_and_by_metadata_value() -> None:
+    config = {"tools": {"shell": {"calls": 1, "per": 60, "scope": "tag:tenant-*"},
+                        "fetch": {"calls": 1, "per": 60, "scope": "metadata.user"}}}  # fmt: skip
+    manager = PluginManager()
+    manager.register(limited(Clock(), **config))
+
+    async def call(tool: str, session: str, **facts: object) -> str | None:
+        async with manager.session(session, **facts):  # type: ignore[arg-type]
+            result = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall(tool))
+            return result.reason if result.blocked else None
+
+    assert await call("shell", "a", tags=["tenant-x"]) is None
+    assert await call("shell", "b", tags=["tenant-x"]) == (
+        "rate limit: tool 'shell' may make 1 calls per 60s for tag 'tenant-x' ('shell')"
+    )
+    assert await call("shell", "c", tags=["tenant-y"]) is None  # another tenant's window
+    assert await call("shell", "d") is None and await call("shell", "e") is None  # untagged
+    assert await call("fetch", "f", metadata={"user": "ann"}) is None
+    assert await call("fetch", "g", metadata={"user": "ann"}) == (
+        "rate limit: tool 'fetch' may make 1 calls per 60s for user 'ann' ('fetch')"
+    )
+    assert await call("fetch", "h", metadata={"user": "bob"}) is None
+
+
+def test_a_scope_is_one_of_the_known_kinds_and_agrees_with_across_sessions() -> None:
+    with pytest.raises(ValidationError, match="should match pattern"):
+        RateLimitConfig.model_validate({"tools": {"x": {"calls": 1, "per": 1, "scope": "team"}}})
+    with pytest.raises(ValidationError, match="disagree"):
+        RateLimitConfig.model_validate({"tools": {"x": {
+            "calls": 1, "per": 1, "scope": "tag:t", "across_sessions": True}}})  # fmt: skip
+    shared = RateLimitConfig.model_validate(
+        {"tools": {"x": {"calls": 1, "per": 1, "across_sessions": True}}}
+    )
+    assert shared.tools["x"].scope == "global"

@@ -44,6 +44,6 @@ async def test_a_token_budget_counts_a_rechecked_response_once() -> None:
     for plugins in ([], [(stamp, {})]):
         budget = TokenBudget(TokenBudgetConfig.model_validate({"tags": {"t": {"tokens": 10**6}}}))
         await run([(budget, {}), *plugins], ANSWERS, ["hello there"], tags=["t"])
-        spent.append(budget.spent("t"))
+        spent.append(await budget.spent("t"))
     assert spent[0][0] > 0
     assert spent[1] == spent[0]  # the stamped responses were judged twice, counted once

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from interlock import LLMRequest, LLMResponse, PluginManager, Usage, hooks
 from interlock.config import load_config_text
 from interlock.plugins.token_budget import TokenBudget, TokenBudgetConfig
 
@@ -61,8 +62,57 @@ async def test_the_most_specific_price_applies() -> None:
                    "scripted-mini*": {"input": 1, "output": 1}},
     }  # fmt: skip
     budget = TokenBudget(TokenBudgetConfig.model_validate(config))
-    from interlock import LLMResponse, Usage
-
     cheap = budget._cost(LLMResponse("scripted-mini-2", usage=Usage(500_000, 500_000)))
     dear = budget._cost(LLMResponse("scripted-large", usage=Usage(500_000, 500_000)))
     assert (cheap, dear) == (1.0, 1000.0)
+
+
+def _manager(**config: object) -> tuple[PluginManager, TokenBudget]:
+    budget = TokenBudget(TokenBudgetConfig.model_validate(config))
+    manager = PluginManager()
+    manager.register(budget)
+    return manager, budget
+
+
+async def test_concurrent_calls_hold_their_reserve_and_never_pass_the_budget() -> None:
+    manager, _ = _manager(tags={"team": {"tokens": 100}}, reserve=30)
+    async with manager.session("s-1", tags=["team"]):
+        admitted = [await manager.invoke(hooks.PRE_LLM_CALL, LLMRequest("m")) for _ in range(4)]
+        assert [r.blocked for r in admitted] == [False, False, False, True]
+        assert admitted[3].reason == (
+            "token budget exhausted: tag 'team' used 0 of 100 tokens, 90 tokens held by calls "
+            "in flight; a call holds 30 tokens"
+        )
+        answer = LLMResponse("m", usage=Usage(input_tokens=5, output_tokens=5))
+        for _ in range(3):  # each settles its hold: 10 used where 30 were held
+            await manager.invoke(hooks.POST_LLM_CALL, answer)
+        assert not (await manager.invoke(hooks.PRE_LLM_CALL, LLMRequest("m"))).blocked
+
+
+async def test_each_tag_matching_a_glob_and_each_metadata_value_has_its_own_budget() -> None:
+    manager, budget = _manager(tags={"tenant-*": {"tokens": 10}}, metadata={"user": {"tokens": 15}})
+    answer = LLMResponse("m", usage=Usage(input_tokens=6, output_tokens=6))
+
+    async def call(session: str, tenant: str, user: str) -> str | None:
+        async with manager.session(session, tags=[tenant], metadata={"user": user}):
+            result = await manager.invoke(hooks.PRE_LLM_CALL, LLMRequest("m"))
+            if not result.blocked:
+                await manager.invoke(hooks.POST_LLM_CALL, answer)
+            return result.reason
+
+    assert await call("a", "tenant-x", "ann") is None
+    assert await call("b", "tenant-x", "bob") == (
+        "token budget exhausted: tag 'tenant-x' used 12 of 10 tokens"
+    )
+    assert await call("c", "tenant-y", "ann") is None  # another tenant; ann at 12 of 15
+    assert (
+        await call("d", "tenant-z", "ann")
+        == "token budget exhausted: user 'ann' used 24 of 15 tokens"
+    )
+    assert await budget.spent("tenant-x") == (12, 0.0)
+
+
+async def test_a_session_budget_is_dropped_at_its_end() -> None:
+    budget = TokenBudget(TokenBudgetConfig.model_validate({"session": {"tokens": 10**6}}))
+    await run([(budget, {})], ANSWERS, ["hello there"])
+    assert (await budget.store.balance("session:s-1")).spent == {}

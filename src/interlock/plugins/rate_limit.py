@@ -1,53 +1,85 @@
-"""`rate_limit`: at most so many calls per interval, per tool or model, per session or for
-the whole process; over the limit, block or wait.
+"""`rate_limit`: at most so many calls per interval, per tool or model, per session, per
+user, per tenant tag or for everyone; over the limit, block or wait.
 
+    store: redis://127.0.0.1:6379/0           # windows shared by every process (optional)
     plugins:
       - name: rate-limit
         use: rate-limit
         timeout: 30s                          # above max_wait, when waiting
         config:
           tools:
-            "web_*": {calls: 10, per: 1m}           # each session, each matching tool
-            shell: {calls: 30, per: 1m, across_sessions: true}
+            "web_*": {calls: 10, per: 1m}                   # each session, each matching tool
+            shell: {calls: 30, per: 1m, scope: global}      # everyone together
           models:
-            "gpt-4o*": {calls: 60, per: 1m, across_sessions: true}
+            "gpt-4o*": {calls: 60, per: 1m, scope: "tag:tenant-*"}  # each tenant tag
+            "*": {calls: 100, per: 1m, scope: metadata.user}        # each user
           mode: wait                          # or block
           max_wait: 20s
+          on_store_error: block               # or allow, when the store is unreachable
 
-Limits are sliding windows. A tool or model that several globs match counts against each.
+Limits are sliding windows. A tool or model that several globs match counts against each,
+and a call is admitted into all of its windows or into none. `scope` says whose calls share
+a window: `session` (the default), `global` (`across_sessions: true` says the same),
+`tag:GLOB` (each session tag matching GLOB has its own window; sessions with none are not
+limited by it) or `metadata.FIELD` (each value of that field of the session's metadata,
+say the user; sessions without it are not limited by it).
+
+Windows live in the plugin's store: this process's memory unless interlock.yaml names a
+`store:`, in which case every process using it shares them, exactly (an atomic admit on the
+store's clock). When the store cannot be reached, calls are blocked with the reason
+(`on_store_error: block`, the default) or let through (`allow`), until it is back.
+
 In `wait` mode a call waits for a free slot up to `max_wait` (4 s by default), then is
 blocked. A wait longer than the registration's timeout (5 s by default) is cut short by
 it, and the call is blocked (these handlers fail closed): raise `timeout` with `max_wait`.
-A session's windows are dropped at its end.
+A session's own windows are dropped at its end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import threading
+import logging
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from .. import Block, HookContext, LLMRequest, Plugin, SessionEnd, ToolCall, hook
+from .. import Block, HookContext, LLMRequest, Plugin, SessionEnd, SessionInfo, ToolCall, hook
 from ..config import parse_duration
+from ..store import MemoryStore, StateStore, StoreError, Window, key
+
+logger = logging.getLogger("interlock.plugins.rate_limit")
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 """A duration: `"250ms"`, `"2s"`, `"1m"`, or a number of seconds."""
 
+_SCOPE = re.compile(r"^(session|global|tag:.+|metadata\.[^.]+)$")
+
 
 class Limit(BaseModel):
-    """`calls` per `per` (a duration), counted per session unless `across_sessions`."""
+    """`calls` per `per` (a duration), counted in windows of `scope`."""
 
     model_config = ConfigDict(extra="forbid")
 
     calls: int = Field(gt=0)
     per: Seconds
+    scope: str = Field(default="session", pattern=_SCOPE.pattern)
+    """`session`, `global`, `tag:GLOB` or `metadata.FIELD`."""
     across_sessions: bool = False
+    """The same as `scope: global`."""
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> Limit:
+        if self.across_sessions:
+            if self.scope not in ("session", "global"):
+                raise ValueError(f"across_sessions: true and scope: {self.scope} disagree; "
+                                 "keep scope only")  # fmt: skip
+            self.scope = "global"
+        return self
 
 
 class RateLimitConfig(BaseModel):
@@ -60,27 +92,34 @@ class RateLimitConfig(BaseModel):
     mode: Literal["block", "wait"] = "block"
     max_wait: Seconds = 4.0
     """Below the default 5 s timeout of a registration; raise both together."""
+    on_store_error: Literal["block", "allow"] = "block"
+    """When the store cannot be reached: block calls (fail closed) or let them through."""
 
 
 class RateLimit(Plugin):
-    """Limits call rates; see the module documentation."""
+    """Limits call rates; see the module documentation.
+
+    `store` holds the windows (a `MemoryStore` of this process by default; the config
+    loader passes the one interlock.yaml names). `clock` and `sleep` drive the default
+    store and the waits.
+    """
 
     name = "rate-limit"
-    version = "1.0"
+    version = "1.1"
     config_model = RateLimitConfig
 
     def __init__(
         self,
         config: RateLimitConfig | None = None,
         *,
+        store: StateStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.config = config or RateLimitConfig()
+        self.store = store if store is not None else MemoryStore(plugin=self.name, clock=clock)
         self._clock = clock
         self._sleep = sleep
-        self._windows: dict[tuple[str, str, str], collections.deque[float]] = {}
-        self._lock = threading.Lock()
 
     # Fail closed: a wait cut short by the registration's timeout must not let the call
     # through over the limit.
@@ -98,45 +137,78 @@ class RateLimit(Plugin):
             return None
         return await self._admit("model", request.model, self.config.models, ctx)
 
-    def on_session_end(self, event: SessionEnd, ctx: HookContext) -> None:
+    async def on_session_end(self, event: SessionEnd, ctx: HookContext) -> None:
         """Forget the session's own windows."""
-        with self._lock:
-            for key in [k for k in self._windows if k[0] == event.session_id]:
-                del self._windows[key]
+        keys = [_window_key(("session", event.session_id), glob, limit)
+                for limits in (self.config.tools, self.config.models)
+                for glob, limit in limits.items() if limit.scope == "session"]  # fmt: skip
+        try:
+            await self.store.delete(*keys)
+        except StoreError as error:  # they expire by themselves after their period
+            logger.warning("rate-limit: could not drop the windows of session %r: %s",
+                           event.session_id, error)  # fmt: skip
+
+    async def aclose(self) -> None:
+        """Close the store's connections."""
+        await self.store.aclose()
 
     async def _admit(self, what: str, name: str, limits: dict[str, Limit], ctx: HookContext) -> Any:
-        applying = [(glob, limit) for glob, limit in limits.items() if fnmatchcase(name, glob)]
+        applying = _windows(name, limits, ctx.session)
         if not applying:
             return None
-        session = ctx.session.id if ctx.session is not None else ""
+        windows = [w for w, _ in applying]
+        member = uuid.uuid4().hex  # one event, however often it asks (a retry takes one slot)
         deadline = self._clock() + (self.config.max_wait if self.config.mode == "wait" else 0)
         while True:
-            wait, full = self._take(applying, session)
-            if full is None:
+            try:
+                admission = await self.store.admit(windows, member)
+            except StoreError as error:
+                return self._unreachable(error, what, name)
+            if admission.full is None:
                 return None
-            if self._clock() + wait > deadline:
-                glob, limit = full
-                scope = "across sessions" if limit.across_sessions else "in this session"
-                return Block(f"rate limit: {what} {name!r} may make {limit.calls} calls per "
-                             f"{limit.per:g}s {scope} ({glob!r})")  # fmt: skip
-            await self._sleep(wait)
+            if self._clock() + admission.retry_after > deadline:
+                return Block(f"rate limit: {what} {name!r} may make "
+                             f"{applying[admission.full][1]}")  # fmt: skip
+            await self._sleep(admission.retry_after)
 
-    def _take(
-        self, applying: list[tuple[str, Limit]], session: str
-    ) -> tuple[float, tuple[str, Limit] | None]:
-        """Take a slot in every window, or none: (0, None) when taken, else how long until
-        the fullest window has room, and its limit."""
-        now = self._clock()
-        with self._lock:
-            windows = []
-            for glob, limit in applying:
-                key = ("*" if limit.across_sessions else session, glob, str(limit.per))
-                window = self._windows.setdefault(key, collections.deque())
-                while window and window[0] <= now - limit.per:
-                    window.popleft()  # (an emptied window stays: it is about to be used)
-                if len(window) >= limit.calls:
-                    return window[0] + limit.per - now, (glob, limit)
-                windows.append(window)
-            for window in windows:
-                window.append(now)
-        return 0.0, None
+    def _unreachable(self, error: StoreError, what: str, name: str) -> Block | None:
+        if self.config.on_store_error == "allow":
+            logger.debug("rate-limit: %s %r let through unchecked: %s", what, name, error)
+            return None
+        return Block(f"rate limit: {what} {name!r} cannot be checked, so it is blocked "
+                     f"(on_store_error: block): {error}")  # fmt: skip
+
+
+def _windows(
+    name: str, limits: dict[str, Limit], session: SessionInfo | None
+) -> list[tuple[Window, str]]:
+    """The windows a call of `name` counts in, each with the words that describe its limit."""
+    windows = []
+    for glob, limit in limits.items():
+        if not fnmatchcase(name, glob):
+            continue
+        for owner, whose in _owners(limit.scope, session):
+            described = f"{limit.calls} calls per {limit.per:g}s {whose} ({glob!r})"
+            windows.append((Window(_window_key(owner, glob, limit), limit.calls, limit.per),
+                            described))  # fmt: skip
+    return windows
+
+
+def _owners(scope: str, session: SessionInfo | None) -> list[tuple[tuple[str, ...], str]]:
+    """Whose window(s) a call counts in under `scope`: a key part and the words for it."""
+    if scope == "global":
+        return [(("global",), "across sessions")]
+    if scope == "session":
+        return [(("session", session.id if session is not None else ""), "in this session")]
+    if session is None:
+        return []
+    if scope.startswith("tag:"):
+        pattern = scope.removeprefix("tag:")
+        return [(("tag", t), f"for tag {t!r}") for t in session.tags if fnmatchcase(t, pattern)]
+    field = scope.removeprefix("metadata.")
+    value = session.metadata.get(field)
+    return [] if value is None else [(("metadata", field, str(value)), f"for {field} {value!r}")]
+
+
+def _window_key(owner: tuple[str, ...], glob: str, limit: Limit) -> str:
+    return key("window", *owner, glob, f"{limit.per:g}")

@@ -1,5 +1,7 @@
-"""`token_budget`: budgets of tokens and of cost, per session and per session tag.
+"""`token_budget`: budgets of tokens and of cost, per session, per session tag and per
+session metadata value (a user), shared by every process when a store is configured.
 
+    store: redis://127.0.0.1:6379/0           # budgets shared by every process (optional)
     plugins:
       - name: token-budget
         use: token-budget
@@ -8,31 +10,54 @@
           session: {tokens: 200000, cost: 2.50}
           tags:
             team-a: {cost: 100}               # shared by every session tagged team-a
+            "tenant-*": {cost: 500}           # each tenant tag its own budget
+          metadata:
+            user: {tokens: 1000000}           # each value of the session's metadata.user
           prices:                             # per million tokens, by model glob
             "gpt-4o*": {input: 2.50, output: 10.00}
             "llama*": {input: 0, output: 0}
+          reserve: 8000                       # tokens each call holds until its usage is in
           warn_at: 0.8
+          on_store_error: block               # or allow, when the store is unreachable
 
-Usage is counted from each `post_llm_call`; once a budget is spent, `pre_llm_call` is
-blocked with the numbers in the reason. Where several price globs match a model, the most
-specific (longest) one applies. Session budgets live in the session's state, which needs
-a session scope (`manager.session(...)`; the reference runtime opens one per session).
-Tag budgets live in this process (a fleet shares them through a store, later). A model
-with no price counts tokens but no cost, and is reported once.
+Each `pre_llm_call` holds `reserve` tokens (and their cost at the model's dearest price)
+on every budget the call counts against, all or none, and is blocked with the numbers in
+the reason when a budget cannot take the hold; its `post_llm_call` releases the hold and
+counts the usage. So concurrent calls, in any number of processes sharing a store, are never
+admitted past a budget: at most `reserve` tokens per call in flight can overshoot it, none
+when `reserve` covers a call's largest use. A hold whose call never answered lapses after
+`hold_for`. Where several price globs match a model, the most specific (longest) one
+applies. A model with no price counts tokens but no cost, and is reported once.
+
+A session's budget is dropped at its end (in a store it also expires after a day idle);
+tag and metadata budgets last as long as the store keeps them. When the store cannot be
+reached, model calls are blocked with the reason (`on_store_error: block`, the default) or
+let through (`allow`); usage that could not be counted is kept and counted when the store
+is back, once (each call's hold id makes the retry idempotent).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
+import uuid
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from .. import Block, HookContext, LLMRequest, LLMResponse, Plugin
+from .. import Block, HookContext, LLMRequest, LLMResponse, Plugin, SessionEnd
+from ..config import parse_duration
+from ..store import Balance, Claim, MemoryStore, StateStore, StoreError, key
 
 logger = logging.getLogger("interlock.plugins.token_budget")
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+_SESSION_TTL = 86_400.0  # a session budget left behind by a process that died
+_UNSETTLED_MAX = 10_000  # usage kept for a store that is down, before the oldest goes
 
 
 class Budget(BaseModel):
@@ -42,6 +67,10 @@ class Budget(BaseModel):
 
     tokens: int | None = Field(default=None, gt=0)
     cost: float | None = Field(default=None, gt=0)
+
+    def limits(self) -> dict[str, float]:
+        """The bounds set, by name."""
+        return {n: v for n, v in (("tokens", self.tokens), ("cost", self.cost)) if v is not None}
 
 
 class Price(BaseModel):
@@ -54,85 +83,172 @@ class Price(BaseModel):
 
 
 class TokenBudgetConfig(BaseModel):
-    """The budgets, the price table and when to warn."""
+    """The budgets, the price table, the holds and when to warn."""
 
     model_config = ConfigDict(extra="forbid")
 
     session: Budget = Field(default_factory=Budget)
     tags: dict[str, Budget] = Field(default_factory=dict)
+    """By tag glob: each matching tag of a session has a budget of its own."""
+    metadata: dict[str, Budget] = Field(default_factory=dict)
+    """By session metadata field: each value of it has a budget of its own."""
     prices: dict[str, Price] = Field(default_factory=dict)
     warn_at: float = Field(default=0.8, gt=0, le=1)
+    reserve: int = Field(default=1, ge=0)
+    """Tokens each model call holds from admission until its usage is counted."""
+    hold_for: Seconds = 600.0
+    """A hold whose call never answered lapses after this long."""
+    on_store_error: Literal["block", "allow"] = "block"
+    """When the store cannot be reached: block model calls (fail closed) or let them through."""
 
 
-class _Spent:
-    """Tokens and cost spent against one budget, and whether the user was warned."""
+class _Counted:
+    """The budgets one call counts against: labels, budgets, ledger names, ledger TTLs."""
 
-    __slots__ = ("cost", "tokens", "warned")
+    __slots__ = ("budgets", "ledgers", "ttls")
 
     def __init__(self) -> None:
-        self.tokens = 0
-        self.cost = 0.0
-        self.warned = False
+        self.budgets: list[tuple[str, Budget]] = []
+        self.ledgers: list[str] = []
+        self.ttls: list[float | None] = []
+
+    def add(self, label: str, budget: Budget, ledger: str, ttl: float | None) -> None:
+        self.budgets.append((label, budget))
+        self.ledgers.append(ledger)
+        self.ttls.append(ttl)
 
 
 class TokenBudget(Plugin):
-    """Counts usage and blocks model calls past a budget; see the module documentation."""
+    """Holds, counts and blocks model calls against budgets; see the module documentation.
+
+    `store` keeps the budgets (a `MemoryStore` of this process by default; the config
+    loader passes the one interlock.yaml names).
+    """
 
     name = "token-budget"
-    version = "1.0"
+    version = "1.1"
     config_model = TokenBudgetConfig
 
-    def __init__(self, config: TokenBudgetConfig | None = None) -> None:
+    def __init__(
+        self, config: TokenBudgetConfig | None = None, *, store: StateStore | None = None
+    ) -> None:
         self.config = config or TokenBudgetConfig()
-        self._tags: dict[str, _Spent] = {}
+        self.store = store if store is not None else MemoryStore(plugin=self.name)
         self._unpriced: set[str] = set()
-        self._lock = threading.Lock()  # tag budgets are shared by concurrent sessions
+        self._warned: set[str] = set()  # ledgers whose warning is known to be given
+        # (hold, ledgers, amounts) the store could not take yet; settled again later
+        self._unsettled: collections.deque[tuple[str, list[str], dict[str, float]]] = (
+            collections.deque(maxlen=_UNSETTLED_MAX)
+        )
+        self._lock = threading.Lock()
 
-    def on_post_llm_call(self, response: LLMResponse, ctx: HookContext) -> None:
-        if ctx.recheck:  # the same model call, already counted
-            return
-        tokens = response.usage.total_tokens
-        cost = self._cost(response)
-        with self._lock:
-            for label, budget, spent in self._budgets(ctx):
-                spent.tokens += tokens
-                spent.cost += cost
-                self._warn(label, budget, spent, ctx)
-
-    def on_pre_llm_call(self, request: LLMRequest, ctx: HookContext) -> Any:
-        with self._lock:
-            for label, budget, spent in self._budgets(ctx):
-                over = _over(budget, spent)
-                if over is not None:
-                    return Block(f"token budget exhausted: {label} {over}")
+    async def on_pre_llm_call(self, request: LLMRequest, ctx: HookContext) -> Any:
+        if ctx.recheck:  # held when first asked
+            return None
+        counted = self._counted(ctx)
+        if not counted.ledgers:
+            return None
+        amounts = self._hold(request.model)
+        claims = [Claim(ledger, amounts, budget.limits(), ttl) for ledger, (_, budget), ttl
+                  in zip(counted.ledgers, counted.budgets, counted.ttls, strict=True)]  # fmt: skip
+        hold = uuid.uuid4().hex
+        try:
+            await self._settle_unsettled()
+            reservation = await self.store.reserve(claims, hold, ttl=self.config.hold_for)
+        except StoreError as error:
+            if self.config.on_store_error == "allow":
+                logger.debug("token-budget: model call let through unchecked: %s", error)
+                return None
+            return Block("token budget cannot be checked, so the model call is blocked "
+                         f"(on_store_error: block): {error}")  # fmt: skip
+        if not reservation.granted:
+            label, budget = counted.budgets[reservation.refused or 0]
+            over = _over(budget, reservation.balance, reservation.name, amounts)
+            return Block(f"token budget exhausted: {label} {over}")
+        holds = ctx.state.setdefault("holds", collections.deque())
+        holds.append((hold, counted))
         return None
 
-    def spent(self, tag: str) -> tuple[int, float]:
+    async def on_post_llm_call(self, response: LLMResponse, ctx: HookContext) -> None:
+        if ctx.recheck:  # the same model call, already counted
+            return
+        holds = ctx.state.get("holds")
+        if holds:
+            hold, counted = holds.popleft()
+        else:  # no hold taken (this plugin came after the call began): count it anyway
+            hold, counted = uuid.uuid4().hex, self._counted(ctx)
+        ledgers = counted.ledgers
+        if not ledgers:
+            return
+        usage = {"tokens": float(response.usage.total_tokens), "cost": self._cost(response)}
+        try:
+            await self._settle_unsettled()
+            balances = await self.store.settle(ledgers, hold, usage, ttl=self.config.hold_for)
+        except StoreError as error:
+            with self._lock:
+                self._unsettled.append((hold, ledgers, usage))
+            logger.warning("token-budget: usage of a model call kept until the store is "
+                           "back (%s)", error)  # fmt: skip
+            return
+        for (label, budget), ledger, ttl, balance in zip(
+            counted.budgets, ledgers, counted.ttls, balances, strict=True
+        ):
+            await self._warn(label, budget, ledger, ttl, balance, ctx)
+
+    async def on_session_end(self, event: SessionEnd, ctx: HookContext) -> None:
+        """Drop the session's own budget."""
+        if self.config.session.limits():
+            ledger = key("session", event.session_id)
+            self._warned.discard(ledger)
+            try:
+                await self.store.drop_ledgers(ledger)
+                await self.store.delete(key("warned", ledger))
+            except StoreError as error:  # it expires by itself
+                logger.warning("token-budget: could not drop the budget of session %r: %s",
+                               event.session_id, error)  # fmt: skip
+
+    async def spent(self, tag: str) -> tuple[int, float]:
         """Tokens and cost spent so far by the sessions tagged `tag`."""
-        with self._lock:
-            spent = self._tags.get(tag)
-            return (0, 0.0) if spent is None else (spent.tokens, spent.cost)
+        spent = (await self.store.balance(key("tag", tag))).spent
+        return int(spent.get("tokens", 0)), float(spent.get("cost", 0.0))
 
-    def _budgets(self, ctx: HookContext) -> list[tuple[str, Budget, _Spent]]:
-        """The budgets this call counts against: its session's and its tags'."""
-        budgets = []
-        session = self.config.session
-        if session.tokens is not None or session.cost is not None:
-            spent = ctx.state.get("spent")
-            if spent is None:
-                spent = ctx.state["spent"] = _Spent()
-            budgets.append(("the session", session, spent))
-        for tag in ctx.session.tags if ctx.session is not None else ():
-            budget = self.config.tags.get(tag)
-            if budget is not None:
-                budgets.append((f"tag {tag!r}", budget, self._tags.setdefault(tag, _Spent())))
-        return budgets
+    async def aclose(self) -> None:
+        """Close the store's connections."""
+        await self.store.aclose()
 
-    def _cost(self, response: LLMResponse) -> float:
+    def _counted(self, ctx: HookContext) -> _Counted:
+        """The budgets this call counts against: its session's, its tags', its metadata's."""
+        counted = _Counted()
+        session = ctx.session
+        if self.config.session.limits():
+            counted.add("the session", self.config.session,
+                        key("session", session.id if session else ""), _SESSION_TTL)  # fmt: skip
+        if session is None:
+            return counted
+        for glob, budget in self.config.tags.items():
+            for tag in session.tags:
+                if fnmatchcase(tag, glob):
+                    counted.add(f"tag {tag!r}", budget, key("tag", tag), None)
+        for field, budget in self.config.metadata.items():
+            value = session.metadata.get(field)
+            if value is not None:
+                counted.add(f"{field} {value!r}", budget, key("metadata", field, str(value)), None)
+        return counted
+
+    def _hold(self, model: str) -> dict[str, float]:
+        tokens = self.config.reserve
+        price = self._price(model)
+        dearest = max(price.input, price.output) if price is not None else 0.0
+        return {"tokens": float(tokens), "cost": tokens * dearest / 1e6}
+
+    def _price(self, model: str) -> Price | None:
         # The most specific glob that matches wins (the longest): `gpt-4o-mini*` before
         # `gpt-4o*`, whatever their order in the file.
-        matching = [g for g in self.config.prices if fnmatchcase(response.model, g)]
-        price = self.config.prices[max(matching, key=len)] if matching else None
+        matching = [g for g in self.config.prices if fnmatchcase(model, g)]
+        return self.config.prices[max(matching, key=len)] if matching else None
+
+    def _cost(self, response: LLMResponse) -> float:
+        price = self._price(response.model)
         if price is None:
             if self.config.prices and response.model not in self._unpriced:
                 self._unpriced.add(response.model)
@@ -142,34 +258,71 @@ class TokenBudget(Plugin):
         usage = response.usage
         return (usage.input_tokens * price.input + usage.output_tokens * price.output) / 1e6
 
-    def _warn(self, label: str, budget: Budget, spent: _Spent, ctx: HookContext) -> None:
-        if spent.warned:
+    async def _settle_unsettled(self) -> None:
+        """Count usage the store could not take before; raises `StoreError` if it still
+        cannot (what is left stays for the next try)."""
+        while self._unsettled:
+            with self._lock:
+                if not self._unsettled:
+                    return
+                hold, ledgers, usage = self._unsettled[0]
+            await self.store.settle(ledgers, hold, usage, ttl=self.config.hold_for)
+            with self._lock:
+                if self._unsettled and self._unsettled[0][0] == hold:
+                    self._unsettled.popleft()
+
+    async def _warn(
+        self,
+        label: str,
+        budget: Budget,
+        ledger: str,
+        ttl: float | None,
+        balance: Balance,
+        ctx: HookContext,
+    ) -> None:
+        if ledger in self._warned or _share(budget, balance.spent) < self.config.warn_at:
             return
-        share = max(
-            spent.tokens / budget.tokens if budget.tokens else 0.0,
-            spent.cost / budget.cost if budget.cost else 0.0,
-        )
-        if share < self.config.warn_at:
+        self._warned.add(ledger)
+        # Once per budget, whichever process sees it cross first.
+        if not await self.store.compare_and_set(key("warned", ledger), None, "1", ttl=ttl):
             return
-        spent.warned = True
-        message = f"{label} has used {share:.0%} of its token budget ({_numbers(budget, spent)})"
+        share = _share(budget, balance.spent)
+        message = f"{label} has used {share:.0%} of its token budget ({_numbers(budget, balance)})"
         logger.info(message, extra={"interlock_plugin": ctx.plugin})
         if ctx.notify is not None:
             ctx.notify.notify(message, level="warning")
 
 
-def _over(budget: Budget, spent: _Spent) -> str | None:
-    if budget.tokens is not None and spent.tokens >= budget.tokens:
-        return f"used {spent.tokens:,} of {budget.tokens:,} tokens"
-    if budget.cost is not None and spent.cost >= budget.cost:
-        return f"spent {spent.cost:,.4f} of {budget.cost:,.4f}"
-    return None
+def _share(budget: Budget, spent: Mapping[str, float]) -> float:
+    return max((spent.get(n, 0.0) / limit for n, limit in budget.limits().items()), default=0.0)
 
 
-def _numbers(budget: Budget, spent: _Spent) -> str:
+def _over(budget: Budget, balance: Balance, name: str, hold: Mapping[str, float]) -> str:
+    """Why a hold on `name` was refused: what was spent, what calls in flight hold, and
+    the hold that did not fit."""
+    spent, held = balance.spent.get(name, 0.0), balance.held.get(name, 0.0)
+    if name == "tokens":
+        limit, unit = float(budget.tokens or 0), " tokens"
+        said = f"used {_show(name, spent)} of {budget.tokens:,} tokens"
+    else:
+        limit, unit = budget.cost or 0.0, ""
+        said = f"spent {_show(name, spent)} of {limit:,.4f}"
+    if held > 0:
+        said += f", {_show(name, held)}{unit} held by calls in flight"
+    if spent + held < limit:
+        said += f"; a call holds {_show(name, hold.get(name, 0.0))}{unit}"
+    return said
+
+
+def _show(name: str, amount: float) -> str:
+    return f"{int(amount):,}" if name == "tokens" else f"{amount:,.4f}"
+
+
+def _numbers(budget: Budget, balance: Balance) -> str:
+    spent = balance.spent
     parts = []
     if budget.tokens is not None:
-        parts.append(f"{spent.tokens:,} of {budget.tokens:,} tokens")
+        parts.append(f"{int(spent.get('tokens', 0)):,} of {budget.tokens:,} tokens")
     if budget.cost is not None:
-        parts.append(f"{spent.cost:,.4f} of {budget.cost:,.4f}")
+        parts.append(f"{spent.get('cost', 0.0):,.4f} of {budget.cost:,.4f}")
     return ", ".join(parts)
