@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from interlock.runtime import Record, SessionStore
+
+from ._inspect import stats_table
 
 
 def list_sessions(store: SessionStore, console: Console, as_json: bool) -> None:
@@ -30,13 +32,18 @@ def list_sessions(store: SessionStore, console: Console, as_json: bool) -> None:
 
 
 def show_session(store: SessionStore, session_id: str, console: Console, as_json: bool) -> None:
-    """One session's records, in order; system items stand out."""
+    """One session's records, in order; system items stand out, the plugin statistics
+    logged at the end are a table."""
     for record in store.records(session_id):
         if as_json:
             typer.echo(json.dumps({"seq": record.seq, "turn": record.turn, "kind": record.kind,
                                    "created": record.created, "data": record.data}))  # fmt: skip
-        else:
-            console.print(describe(record))
+            continue
+        console.print(describe(record))
+        registrations = record.data.get("registrations") if record.kind == "stats" else None
+        if isinstance(registrations, Sequence) and not isinstance(registrations, str):
+            title = "plugin statistics of the session"
+            console.print(stats_table(console, title, registrations))
 
 
 def describe(record: Record) -> Text:
@@ -88,7 +95,9 @@ def _hook(data: Any, kind: str) -> list[Part]:
 
 
 def _notification(data: Any, kind: str) -> list[Part]:
-    return [(f"notice ({data['level']})", "cyan"), f" from {data['plugin']}: ", data["text"]]
+    text = data["text"]  # a table (the profiler's) starts on a line of its own
+    return [(f"notice ({data['level']})", "cyan"), f" from {data['plugin']}:",
+            "\n" if "\n" in text else " ", text]  # fmt: skip
 
 
 def _stats(data: Any, kind: str) -> list[Part]:

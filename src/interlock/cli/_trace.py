@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
@@ -11,6 +13,8 @@ from interlock import HookResult
 from interlock.runtime import TraceEvent
 
 Part = str | tuple[str, str]
+
+_PIECES = re.compile(r"\n|[^\S\n]+|\S+")  # line breaks, runs of other spaces, words
 
 
 class Trace:
@@ -25,6 +29,8 @@ class Trace:
         self.console = console
         self._system = 0
         self._streaming = False
+        self._column = 0  # where the streamed text is on its line
+        self._word = ""  # the streamed text after its last space: a word, maybe unfinished
 
     def __call__(self, event: TraceEvent) -> None:
         detail = event.detail
@@ -33,8 +39,9 @@ class Trace:
                 self._chunk(detail["text"])
                 return
             self._chunk("")
-            self.console.print(Text(f" [stopped by {detail['stopped_by']}: {detail['reason']}]",
-                                    style="red"), end="")  # fmt: skip
+            self._flow(self._word)
+            self._word = ""
+            self._flow(f" [stopped by {detail['stopped_by']}: {detail['reason']}]", "red")
             return
         self._end_stream()
         if event.kind == "hook":
@@ -54,7 +61,10 @@ class Trace:
             self._line(("  system item", "magenta"),
                        f" ({event.name}, from {detail['plugin']}): ", detail["text"])  # fmt: skip
         elif event.kind == "notification":
-            self._line(("  notice", "cyan"), f" from {detail['plugin']}: ", detail["text"])
+            # A table (the profiler's) starts on a line of its own, so that it lines up.
+            text = detail["text"]
+            self._line(("  notice", "cyan"), f" from {detail['plugin']}:",
+                       "\n" if "\n" in text else " ", text)  # fmt: skip
         elif event.kind == "reply" and event.name == "delivered":
             self._line(("  reply", "green"), " ", detail["text"])
         elif event.kind == "reply":
@@ -85,15 +95,40 @@ class Trace:
         self._line((name, "bold"), " ", *joined)
 
     def _chunk(self, delta: str) -> None:
+        """Show streamed text, wrapped at spaces as the other lines are: a word is shown
+        once it is whole (a space or the end follows), so it is never cut at the edge."""
         if not self._streaming:
-            self.console.print(Text("  streaming ", style="blue"), end="")
-            self._streaming = True
-        self.console.print(Text(delta), end="")
+            self._streaming, self._column, self._word = True, 0, ""
+            self._flow("  streaming ", "blue")
+        text = self._word + delta
+        end = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t")) + 1
+        self._word = text[end:]
+        self._flow(text[:end])
 
     def _end_stream(self) -> None:
         if self._streaming:
+            self._flow(self._word)
+            self._word = ""
             self.console.print()
             self._streaming = False
+
+    def _flow(self, text: str, style: str = "") -> None:
+        """Print `text` from the current column on, starting a new line before a word
+        that would cross the edge (spaces there are dropped)."""
+        width = self.console.width
+        for piece in _PIECES.findall(text):
+            size = cell_len(piece)
+            if piece == "\n":
+                self.console.print()
+                self._column = 0
+                continue
+            if self._column and self._column + size > width:
+                self.console.print()
+                self._column = 0
+                if piece.isspace():
+                    continue
+            self.console.print(Text(piece, style=style), end="", soft_wrap=True)
+            self._column = (self._column + size) % width if size > width else self._column + size
 
     def _line(self, *parts: Part) -> None:
         self.console.print(Text.assemble(*parts))

@@ -13,7 +13,8 @@ call (likewise, by call id), and reads the plugin statistics (`ctx.stats`) at
 hook in this session (`max ms`, a registration's longest single call, is over its life).
 Background calls dropped in this session (the background queue was full) are listed under
 the table, per plugin and hook. The table is sent as a notification: shown live, written
-to the session log, and listed by `interlock log`.
+to the session log, and listed by `interlock log`. It is as wide as the terminal (or
+`Profiler(width=...)`); where its columns do not fit, each row is a line of its own.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
 
 from rich import box
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -51,13 +54,20 @@ _FIRST = -_LAST
 
 
 class Profiler(Plugin):
-    """Times model calls, tool calls and plugins; see the module documentation."""
+    """Times model calls, tool calls and plugins, and shows where the time went as a table
+    at the end of each session.
+
+    `width` is the table's width (None: the terminal's); `clock` is for tests.
+    """
 
     name = "profiler"
     version = "1.0"
 
-    def __init__(self, *, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.perf_counter, width: int | None = None
+    ) -> None:
         self._clock = clock
+        self._width = width
 
     def on_session_start(self, event: SessionStart, ctx: HookContext) -> None:
         # The counters are the manager's, over all sessions: this one's are the difference.
@@ -94,7 +104,8 @@ class Profiler(Plugin):
         plugins: Sequence[RegistrationStats] = ()
         if ctx.stats is not None:
             plugins = _since(ctx.stats.registrations(), ctx.state.get("before", {}))
-        text = render(ctx.state.get("llm", []), ctx.state.get("tools", {}), plugins)
+        text = render(ctx.state.get("llm", []), ctx.state.get("tools", {}), plugins,
+                      width=self._width)  # fmt: skip
         logger.info("session %s:\n%s", event.session_id, text,
                     extra={"interlock_plugin": ctx.plugin})  # fmt: skip
         if ctx.notify is not None:
@@ -105,39 +116,59 @@ def render(
     llm: Sequence[float],
     tools: dict[str, list[float]],
     plugins: Sequence[RegistrationStats],
+    *,
+    width: int | None = None,
 ) -> str:
-    """The profile as text: a table of calls, then one of plugins (times in ms), then the
-    background calls dropped, if any were."""
-    calls = Table("where", "calls", "total ms", "mean ms", "p95 ms", "max ms",
-                  title="time per model and tool call", box=box.SIMPLE)  # fmt: skip
-    if llm:
-        calls.add_row("model", *_times(llm))
-    for name, times in sorted(tools.items()):
-        calls.add_row(f"tool {name}", *_times(times))
-    by_plugin = Table("plugin", "hook", "calls", "total ms", "mean ms", "max ms", "errors",
-                      title=f"time per plugin and hook (the {_TOP} longest)",
-                      box=box.SIMPLE)  # fmt: skip
+    """The profile as text `width` wide (None: the terminal's width): a table of calls,
+    then one of plugins (times in ms), then the background calls dropped, if any were."""
+    width = width or shutil.get_terminal_size().columns
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    calls = [("model", *_times(llm))] if llm else []
+    calls += [(f"tool {name}", *_times(times)) for name, times in sorted(tools.items())]
+    _show(console, "time per model and tool call",
+          ("where", "calls", "total ms", "mean ms", "p95 ms", "max ms"), calls)  # fmt: skip
     shown = sorted((s for s in plugins if s.calls), key=lambda s: -s.time_total)[:_TOP]
-    for stats in shown:
-        by_plugin.add_row(
-            stats.plugin,
-            stats.hook,
-            str(stats.calls),
-            _ms(stats.time_total),
-            _ms(stats.time_mean),
-            _ms(stats.time_max),
-            str(stats.errors),
-        )
-    console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
-    console.print(calls)
     if shown:
-        console.print(by_plugin)
+        console.print()
+        rows = [(s.plugin, s.hook, str(s.calls), _ms(s.time_total), _ms(s.time_mean),
+                 _ms(s.time_max), str(s.errors)) for s in shown]  # fmt: skip
+        _show(console, f"time per plugin and hook (the {_TOP} longest)",
+              ("plugin", "hook", "calls", "total ms", "mean ms", "max ms", "errors"), rows,
+              keys=2)  # fmt: skip
     dropped = [s for s in plugins if s.dropped]
     if dropped:
         console.print(Text("background calls dropped (the queue was full):"))
         for stats in sorted(dropped, key=lambda s: (-s.dropped, s.plugin, s.hook)):
             console.print(Text(f"  {stats.plugin} at {stats.hook}: {stats.dropped}"))
-    return console.export_text().rstrip()
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()).strip("\n")
+
+
+def _show(
+    console: Console,
+    title: str,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[str, ...]],
+    *,
+    keys: int = 1,
+) -> None:
+    """A table whose cells are never cut nor wrapped; where it is wider than the console,
+    each row as its `keys` (the names) on a line, then its other cells."""
+    table = Table(*columns, title=title, box=box.SIMPLE, pad_edge=False, show_edge=False)
+    for column in table.columns:
+        column.no_wrap = True
+    for row in rows:
+        table.add_row(*row)
+    unbounded = console.options.update_width(1_000_000)
+    if console.measure(table, options=unbounded).maximum <= console.width:
+        console.print(table)
+        return
+    console.print(Text(title))
+    for row in rows:
+        console.print(Text("  " + " at ".join(row[:keys])))
+        cells = ", ".join(
+            f"{name} {cell}" for name, cell in zip(columns[keys:], row[keys:], strict=True)
+        )
+        console.print(Padding(Text(cells), (0, 0, 0, 4)))
 
 
 _Key = tuple[str, str, str | None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import uuid
@@ -27,7 +28,7 @@ from interlock import (
 )
 
 from ._events import EventKind, TraceEvent
-from ._store import Record, RecordKind, SessionStore
+from ._store import Record, RecordKind, SessionLog
 
 if TYPE_CHECKING:
     from ._agent import Agent
@@ -83,7 +84,7 @@ class Session:
         self._open = False
 
     @property
-    def store(self) -> SessionStore:
+    def store(self) -> SessionLog:
         """The log this session writes to."""
         return self.agent.store
 
@@ -108,7 +109,7 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        reason = "completed" if exc is None else f"error: {type(exc).__name__}"
+        reason = _end_reason(exc)
         try:
             await self.judge_system_items()  # written after the last model call: logged
             await self.fire(hooks.SESSION_END, SessionEnd(self.id, reason, self.turn))
@@ -286,6 +287,16 @@ class _Writers:
 
     def write_notification(self, text: str, *, level: Level, plugin: str) -> None:
         self._note(text, level, plugin)
+
+
+def _end_reason(exc: BaseException | None) -> str:
+    """Why a session ended: `completed`, `interrupted` (Ctrl-C, a cancelled task, a
+    command line whose reader went away), or `error: TYPE`."""
+    if exc is None:
+        return "completed"
+    if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
+        return "interrupted"
+    return f"error: {type(exc).__name__}"
 
 
 def _close_dangling_calls(history: list[Message]) -> None:
