@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,19 @@ def test_run_with_a_plugin_flag(cli: CliRunner, tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     out = cli.invoke(app, ["run", "x", "--plugin", "nope:nothing"])
     assert out.exit_code == 2 and "cannot import 'nope'" in out.output
+    out = cli.invoke(app, ["run", "x", "--plugin", "no-rm"])  # a drop-in, no --plugin-dir
+    text = " ".join(out.output.replace("│", " ").split())
+    assert out.exit_code == 2 and "no plugin named 'no-rm'" in text
+    assert "config" not in text.split("no plugin named")[0]  # none was given
+
+
+def test_serve_checks_the_plugin_config_as_a_config_file_does(cli: CliRunner) -> None:
+    out = cli.invoke(app, ["serve", "tool-guard", "--http", "127.0.0.1:0",
+                           "--plugin-config", '{"destrucive": "deny"}'])  # fmt: skip
+    text = " ".join(out.output.replace("│", " ").split())
+    assert out.exit_code == 2, out.output
+    assert ("Invalid value for --plugin-config: config: unknown key 'destrucive'; did you "
+            "mean 'destructive'?") in text  # fmt: skip
 
 
 def test_new_plugin_scaffolds_a_package_whose_tests_pass(cli: CliRunner, tmp_path: Path) -> None:
@@ -223,10 +237,22 @@ def test_new_plugin_scaffolds_a_package_whose_tests_pass(cli: CliRunner, tmp_pat
     root = tmp_path / "no-sudo"
     assert (root / "src" / "no_sudo" / "__init__.py").exists()
     assert '[project.entry-points."interlock.plugins"]' in (root / "pyproject.toml").read_text()
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    # Warning-free: any warning (an unset pytest-asyncio option, say) fails the run.
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-W", "error",
+                            "-p", "no:cacheprovider"],
                            cwd=root, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "3 passed" in tests.stdout
+    assert "4 passed" in tests.stdout
+    assert "pypi.org" not in (root / "README.md").read_text()  # not published: no such page
+    # Its config model forbids unknown keys, so `interlock check` reports a typo.
+    config = tmp_path / "interlock.yaml"
+    config.write_text("plugins:\n  - name: guard\n    use: no_sudo:NoSudoPlugin\n"
+                      "    config: {blockd_tools: [shell]}\n")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    check = subprocess.run([sys.executable, "-m", "interlock", "check", str(config)], env=env,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert check.returncode == 1
+    assert "config: unknown key 'blockd_tools'; did you mean 'blocked_tools'?" in check.stderr
     again = cli.invoke(app, ["new-plugin", "no-sudo", "--directory", str(tmp_path)])
     assert again.exit_code == 2 and "already exists" in again.output
     assert cli.invoke(app, ["new-plugin", "No Sudo"]).exit_code == 2

@@ -194,6 +194,11 @@ class Handler:
 Resolve = Callable[[HookRef], HookSpec[Any]]
 
 
+TOOLS_ONLY = "__interlock_tools_only__"
+"""Set on what a drop-in plugin that only gives the agent tools loads as (`discovery`):
+it registers with no handlers, rather than being refused for having none."""
+
+
 def plugin_name(obj: object) -> str:
     """The name a plugin object registers under unless the caller gives one."""
     marker = getattr(obj, _MARKER, None)
@@ -228,7 +233,7 @@ def collect(obj: object, resolve: Resolve, *, name: str, hook: HookRef | None) -
     if inspect.isroutine(obj) or (callable(obj) and hasattr(obj, _MARKER)):
         return _function_handlers(obj, resolve, name)
     handlers = [h for attr, value in _members(obj) for h in _member(obj, attr, value, resolve)]
-    if not handlers:
+    if not handlers and not getattr(obj, TOOLS_ONLY, False):
         raise RegistrationError(
             f"plugin {name!r} has no handlers: define on_<hook> methods on a Plugin subclass "
             "or mark functions with @hook(...)",

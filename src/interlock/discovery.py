@@ -15,6 +15,9 @@
                                       tools: [guard:uptime]     # optional
       plugins/no-sudo/guard.py
 
+  A drop-in that only gives the agent tools leaves `entry:` out; it registers under its
+  name with no handlers.
+
 Where plugins come from is explicit: no folder is searched unless it is named (not the
 current directory, not the user's home), so nothing in the current directory shadows a
 built-in or an installed plugin. A name that two sources claim (a drop-in and an entry
@@ -26,6 +29,7 @@ Discovery only lists what exists; nothing is imported until a plugin is loaded.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.metadata
@@ -33,6 +37,7 @@ import importlib.util
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -92,9 +97,26 @@ class PluginSource:
             return f"entry point ({dist})"
         return f"drop-in {self.location}"
 
+    def summary(self) -> str:
+        """What the plugin does, in a line, read without importing it: a drop-in's
+        `description:`, else the first paragraph of the plugin object's docstring (read
+        from its source file), else `description` (for an entry point, the summary of
+        the package that ships it)."""
+        if (self.kind == "directory" and self.description) or self.target.startswith("!"):
+            return self.description
+        module, _, attribute = self.target.partition(":")
+        if self.kind == "directory":
+            source = _module_file(Path(self.location), module)
+        else:
+            source = _find_source(module)
+        return (_docstring(source, attribute) if source else "") or self.description
+
     def load(self) -> Any:
-        """Import the plugin object (a function, `Plugin` class or instance, module...)."""
+        """Import the plugin object (a function, `Plugin` class or instance, module...).
+        A drop-in with tools and no `entry:` is a `Plugin` class with no handlers."""
         self._refuse_clash()
+        if self.kind == "directory" and not self.target:
+            return _tools_only(self.name, self.description)
         if self.kind == "directory":
             return _load_from(Path(self.location), self.target, self.name)
         return _load_entry_point(self)
@@ -170,10 +192,12 @@ def read_manifest(folder: Path) -> PluginSource:
         )
     entry = data.get("entry")
     tools = data.get("tools") or []
-    if not isinstance(entry, str) or not _in_folder(entry):
+    if entry is None and tools:
+        entry = ""  # it only gives tools: nothing to import for its hooks
+    elif not isinstance(entry, str) or not _in_folder(entry):
         raise PluginLoadError(
             f"{manifest}: entry must be 'module:attribute' with the module in this folder, "
-            f"got {entry!r}"
+            f"got {entry!r} (a plugin that only gives tools leaves entry out)"
         )
     if not isinstance(tools, list) or not all(isinstance(t, str) and _in_folder(t) for t in tools):
         raise PluginLoadError(
@@ -188,6 +212,13 @@ def read_manifest(folder: Path) -> PluginSource:
         str(data.get("version") or ""),
         tuple(tools),
     )
+
+
+def _tools_only(name: str, description: str) -> type[Any]:
+    from ._plugin import TOOLS_ONLY, Plugin
+
+    doc = description or f"The drop-in plugin {name!r}: it gives the agent tools, no handlers."
+    return type("ToolsOnly", (Plugin,), {"name": name, "__doc__": doc, TOOLS_ONLY: True})
 
 
 def _in_folder(target: str) -> bool:
@@ -214,16 +245,17 @@ def _entry_points() -> list[PluginSource]:
     sources = []
     # Each `dist.name` and `dist.version` parses the distribution's metadata anew: once
     # per distribution instead (it is on the path of every `interlock claude-hook`).
-    named: dict[str, tuple[str, str]] = {}
+    named: dict[str, tuple[str, str, str]] = {}
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = entry_point.dist
-        dist_name, version = "", ""
+        dist_name, version, summary = "", "", ""
         if dist is not None:
             where = str(getattr(dist, "_path", "")) or str(id(dist))
             if where not in named:
                 metadata = dist.metadata
-                named[where] = (metadata["Name"] or "", metadata["Version"] or "")
-            dist_name, version = named[where]
+                named[where] = (metadata["Name"] or "", metadata["Version"] or "",
+                                metadata["Summary"] or "")  # fmt: skip
+            dist_name, version, summary = named[where]
         builtin = (
             _normalized(dist_name) == _BUILTIN_DISTRIBUTION
             and entry_point.value.startswith(_BUILTIN_PACKAGE)
@@ -234,7 +266,8 @@ def _entry_points() -> list[PluginSource]:
                 "built-in" if builtin else "entry point",
                 dist_name,
                 entry_point.value,
-                version=version,
+                summary,
+                version,
             )
         )
     return sources
@@ -302,11 +335,68 @@ def _load_from(folder: Path, target: str, plugin: str) -> Any:
         ) from None
 
 
+def _module_file(folder: Path, module_name: str) -> Path | None:
+    """A drop-in's module: `NAME.py` or the package `NAME/` in its folder."""
+    for path in (folder / f"{module_name}.py", folder / module_name / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _find_source(module: str) -> Path | None:
+    """The source file of an importable `module`, found as `import` finds it but
+    without running any code of it or of its parent packages."""
+    parts = module.split(".")
+    search: list[str] | None = None
+    spec: ModuleSpec | None = None
+    for depth in range(len(parts)):
+        if depth and search is None:
+            return None  # the parent is a module, not a package
+        spec = _find_spec(".".join(parts[: depth + 1]), search)
+        if spec is None:
+            return None
+        locations = spec.submodule_search_locations
+        search = list(locations) if locations is not None else None
+    origin = spec.origin if spec is not None else None
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def _find_spec(name: str, search: list[str] | None) -> ModuleSpec | None:
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        return getattr(loaded, "__spec__", None)
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        try:
+            spec: ModuleSpec | None = find(name, search)
+        except Exception:  # a finder that fails on a name it does not know
+            continue
+        if spec is not None:
+            return spec
+    return None
+
+
+def _docstring(source: Path, attribute: str) -> str:
+    """The first paragraph of the docstring of the class or function `attribute`
+    defined at the top of `source`, else of the module's; "" when there is none or
+    the file cannot be parsed."""
+    try:
+        tree = ast.parse(source.read_bytes(), str(source))
+    except (OSError, SyntaxError, ValueError):
+        return ""
+    kinds = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    nodes = [n for n in tree.body if isinstance(n, kinds) and n.name == attribute]
+    text = ast.get_docstring(nodes[-1] if nodes else tree) or ""
+    if not text and nodes:
+        text = ast.get_docstring(tree) or ""
+    return " ".join(text.split("\n\n", 1)[0].split())
+
+
 def _import_file(folder: Path, module_name: str) -> ModuleType:
-    path = folder / f"{module_name}.py"
-    if not path.is_file():
-        path = folder / module_name / "__init__.py"
-    if not path.is_file():
+    path = _module_file(folder, module_name)
+    if path is None:
         raise PluginLoadError(f"{folder}: no module {module_name!r} ({module_name}.py) there")
     # A private module name per file (and version of it), so that two drop-ins may both
     # have a `guard.py`, and an edited plugin is imported afresh.

@@ -139,7 +139,7 @@ def test_schema_problems_name_the_line_the_entry_and_the_fix(text: str, expected
         ("use: no-such-plugin", "no plugin named 'no-such-plugin': not an import path"),
         (
             f"use: {P}:Guard\n    config: {{deny: 3}}",
-            "config does not fit Guard.config_model: deny: Input should be a valid list",
+            "config.deny: Input should be a valid list; got 3",
         ),
         (f"use: {P}:Counter\n    config: {{begin: 1}}", "Counter cannot take this config"),
         (f"use: {P}:Broken", "Broken failed to start: RuntimeError: cannot reach the policy"),

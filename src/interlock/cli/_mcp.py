@@ -22,7 +22,8 @@ def serve_gateway(manager: Any, command: list[str]) -> None:
 
         from interlock.adapters.mcp import gateway
     except ImportError:
-        typer.echo("the MCP gateway needs the mcp SDK: pip install 'interlock[mcp]'", err=True)
+        typer.echo("the MCP gateway needs the mcp SDK: "
+                   "pip install -e '<interlock checkout>[mcp]'", err=True)  # fmt: skip
         raise typer.Exit(1) from None
     _log_to_stderr()
     server = gateway(manager, upstream=command)

@@ -23,7 +23,7 @@ requires-python = ">=3.11"
 dependencies = ["interlock"]
 
 [project.optional-dependencies]
-test = ["pytest>=8"]
+test = ["pytest>=8", "pytest-asyncio>=0.24"]
 
 [project.entry-points."interlock.plugins"]
 {name} = "{package}:{cls}Plugin"
@@ -33,6 +33,7 @@ packages = ["src/{package}"]
 
 [tool.pytest.ini_options]
 pythonpath = ["src"]
+asyncio_default_fixture_loop_scope = "function"
 """
 
 MODULE = '''\
@@ -40,13 +41,16 @@ MODULE = '''\
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from interlock import Block, HookContext, Plugin, ToolCall
 
 
 class {cls}Config(BaseModel):
-    """What operators set under `config:` in interlock.yaml."""
+    """What operators set under `config:` in interlock.yaml; a key it does not know is
+    an error, so that a typo is reported rather than ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
     blocked_tools: list[str] = ["shell"]
 
@@ -72,6 +76,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+from pydantic import ValidationError
+
 from interlock.testing import Harness
 from {package} import {cls}Config, {cls}Plugin
 
@@ -91,18 +98,27 @@ def test_lets_other_tools_through() -> None:
 def test_with_the_pytest_fixture(interlock_harness: Callable[..., Harness]) -> None:
     harness = interlock_harness({cls}Plugin({cls}Config(blocked_tools=[])))
     assert not harness.invoke("pre_tool_call", tool_name="shell").blocked
+
+
+def test_a_misspelt_config_key_is_an_error() -> None:
+    with pytest.raises(ValidationError, match="blockd_tools"):
+        {cls}Config.model_validate({{"blockd_tools": ["shell"]}})
 """
 
 README = """\
 # {name}
 
-An [interlock](https://pypi.org/project/interlock/) plugin: it blocks the tools named in
-its config.
+An interlock plugin: it blocks the tools named in its config.
 
+interlock is not on PyPI yet, so install it first, from its checkout, into the
+environment this plugin is for; then this package, and run its tests:
+
+    pip install -e '<interlock checkout>'
     pip install -e '.[test]'
     python -m pytest
 
-Once installed, an `interlock.yaml` enables it by name:
+Once installed, an `interlock.yaml` enables it by name (`interlock check interlock.yaml`
+checks the file; a key its config does not know is reported):
 
     plugins:
       - name: {name}

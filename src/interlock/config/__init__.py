@@ -18,13 +18,24 @@ from typing import Any
 
 from .. import ConfigError, ConfigProblem, PluginManager
 from ..discovery import PluginLoadError, PluginSource, discover
-from ._load import Problem, construct, discard, import_target, register, resolve, validate
-from ._schema import ConfigFile, Entry, External, Options, SetEntry, parse_duration
+from ._load import (
+    Problem,
+    config_folder,
+    construct,
+    discard,
+    import_target,
+    in_file_order,
+    register,
+    resolve,
+    validate,
+)
+from ._schema import ConfigFile, ConfigPath, Entry, External, Options, SetEntry, parse_duration
 from ._source import MAX_BYTES, Source, parse, read
 
 __all__ = [
     "MAX_BYTES",
     "ConfigFile",
+    "ConfigPath",
     "Entry",
     "External",
     "Options",
@@ -87,7 +98,7 @@ def load_config_text(
         checked.problems += register(checked, source, loaded, target)  # clashes with its own
     if checked.problems:
         discard(loaded)
-        raise ConfigError(checked.problems)
+        raise ConfigError(in_file_order(checked.problems, file))
     return target
 
 
@@ -98,7 +109,7 @@ def check(
     source = parse(text, file, os.environ if environ is None else environ)
     checked = validate(source)
     if checked.problems:
-        raise ConfigError(checked.problems)
+        raise ConfigError(in_file_order(checked.problems, file))
     return source, checked.config.model_copy(update={"plugins": list(checked.entries.values())})
 
 
@@ -125,7 +136,7 @@ def _sources(
     directories: list[Path] = []
     # Relative to the file's folder, never to the current directory: a config read from
     # text has no folder, so its plugin_dirs must be absolute.
-    base = Path(source.file).absolute().parent if Path(source.file).is_file() else None
+    base = config_folder(source.file)
     for index, name in enumerate(config.plugin_dirs):
         where = ("plugin_dirs", index)
         if base is None and not Path(name).is_absolute():

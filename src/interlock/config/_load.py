@@ -6,6 +6,7 @@ import difflib
 import inspect
 import logging
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 from .. import (
     ConfigProblem,
+    DuplicatePluginError,
     HookSpec,
     InterlockError,
     Member,
@@ -25,7 +27,8 @@ from .. import (
     UnknownHookError,
 )
 from ..discovery import PluginLoadError, PluginSource
-from ._schema import ConfigFile, Entry, External, Options, SetEntry
+from ..store import StateStore, StoreError, open_store
+from ._schema import CONFIG_FOLDER, ConfigFile, Entry, External, Options, SetEntry
 from ._source import Source
 
 logger = logging.getLogger("interlock.config")
@@ -35,39 +38,90 @@ _CONTEXT_ROOTS = frozenset({"session", "hook", "turn"})
 
 @dataclass
 class Checked:
-    """What validation kept: the valid entries (by file index) and the problems found."""
+    """What validation kept: the valid entries (by file index) and the problems found.
+
+    `names` holds every entry's name as written, valid entry or not, so that a name used
+    twice or a set's member is judged against the whole file."""
 
     config: ConfigFile
     entries: dict[int, Entry] = field(default_factory=dict)
     problems: list[ConfigProblem] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)
 
     def index_of(self, name: str) -> int | None:
         return next((i for i, e in self.entries.items() if e.name == name), None)
 
 
 def validate(source: Source) -> Checked:
-    """Validate every entry on its own, so that one bad entry hides no other problem."""
+    """Validate the file's settings and every entry on its own, so that one bad value
+    hides no other problem. A value that could not be read (`Source.unreadable`) is
+    reported once: what holds it is checked for its other problems, not loaded."""
     data = source.data
     raw_plugins = data.get("plugins", [])
-    problems: list[ConfigProblem] = []
-    try:
-        config = ConfigFile.model_validate({**data, "plugins": []})
-    except pydantic.ValidationError as error:
-        problems += [_explain(e, source) for e in error.errors()]
-        config = ConfigFile()
+    unreadable = list(source.unreadable)
+    problems = [p for found in source.unreadable.values() for p in found]
+    config, errors = _settings({k: v for k, v in data.items() if k != "plugins"})
+    problems += [_explain(e, source) for e in errors if not _within(e["loc"], unreadable)]
     checked = Checked(config, problems=problems)
     if not isinstance(raw_plugins, list):
         checked.problems.append(source.problem(("plugins",), "'plugins' must be a list of entries"))
         return checked
     for index, raw in enumerate(raw_plugins):
+        path = ("plugins", index)
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str) and raw["name"]:
+            checked.names[index] = raw["name"]
         try:
-            checked.entries[index] = Entry.model_validate(raw)
+            entry = Entry.model_validate(raw)
         except pydantic.ValidationError as error:
             for e in error.errors():
-                e["loc"] = ("plugins", index, *e["loc"])
-                checked.problems.append(_explain(e, source))
+                e["loc"] = (*path, *e["loc"])
+                if not _within(e["loc"], unreadable):
+                    checked.problems.append(_explain(e, source))
+            continue
+        if not any(_within(where, [path]) for where in unreadable):
+            checked.entries[index] = entry
     checked.problems += _relations(checked, source)
     return checked
+
+
+def _settings(data: dict[str, Any]) -> tuple[ConfigFile, list[Any]]:
+    """The file's settings (all but its entries) and pydantic's errors in them. A bad
+    value is left out, not the settings around it, so that (say) a bad default does not
+    also make the drop-ins of `plugin_dirs` go missing."""
+    errors: list[Any] = []
+    while True:
+        try:
+            return ConfigFile.model_validate({**data, "plugins": []}), errors
+        except pydantic.ValidationError as error:
+            found = error.errors()
+            errors += found
+            smaller = data
+            for e in found:
+                smaller = _without(smaller, tuple(e["loc"]))
+            if smaller == data:  # cannot happen with a mapping; never loop on it
+                return ConfigFile(), errors
+            data = smaller
+
+
+def _without(data: dict[str, Any], loc: tuple[Any, ...]) -> dict[str, Any]:
+    """`data` without the value at `loc`, or the closest mapping key above it (copied)."""
+    if not loc or loc[0] not in data:
+        return data
+    inner = data[loc[0]]
+    if len(loc) > 1 and isinstance(inner, dict) and loc[1] in inner:
+        return {**data, loc[0]: _without(inner, loc[1:])}
+    return {k: v for k, v in data.items() if k != loc[0]}
+
+
+def _within(loc: Any, paths: list[tuple[Any, ...]]) -> bool:
+    where = tuple(loc)
+    return any(where[: len(path)] == path for path in paths)
+
+
+def in_file_order(problems: list[ConfigProblem], file: str) -> list[ConfigProblem]:
+    """Problems as an operator reads them: the file's, by line (those of the file as a
+    whole first), then those of the command line."""
+    return sorted(problems, key=lambda p: (p.file != file, p.line or 0))
 
 
 def _explain(error: Any, source: Source) -> ConfigProblem:
@@ -111,17 +165,20 @@ def _suggest(key: Any, path: tuple[Any, ...]) -> str:
 
 
 def _relations(checked: Checked, source: Source) -> list[ConfigProblem]:
-    """Names unique, exactly one source per entry, sets naming real entries once."""
+    """Names unique, exactly one source per entry, sets naming real entries once. An entry
+    whose name is taken is reported here and not loaded."""
     problems = []
     first_line: dict[str, int | None] = {}
+    taken = []
+    for index, name in checked.names.items():
+        path = ("plugins", index)
+        if name in first_line:
+            message = f"the name {name!r} is used twice (also on line {first_line[name]})"
+            problems.append(source.problem((*path, "name"), message))
+            taken.append(index)
+        first_line.setdefault(name, source.line(path))
     for index, entry in checked.entries.items():
         path = ("plugins", index)
-        if entry.name in first_line:
-            message = (
-                f"the name {entry.name!r} is used twice (also on line {first_line[entry.name]})"
-            )
-            problems.append(source.problem((*path, "name"), message))
-        first_line.setdefault(entry.name, source.line(path))
         if (entry.use is None) == (entry.external is None):
             message = "give exactly one of 'use' (an import path or a plugin name) and 'external'"
             problems.append(source.problem(path, message))
@@ -140,6 +197,8 @@ def _relations(checked: Checked, source: Source) -> list[ConfigProblem]:
                 message = f"{member!r} is in two sets: {members[member]!r} and {set_name!r}"
                 problems.append(source.problem((*where, "plugins"), message))
             members[member] = set_name
+    for index in taken:
+        checked.entries.pop(index, None)
     return problems
 
 
@@ -196,7 +255,13 @@ def resolve(
             if entry.external is not None:
                 loaded[entry.name] = external_plugin(entry, entry.external, source.file)
             else:
-                loaded[entry.name] = construct(import_target(str(entry.use), available), entry)
+                target = import_target(str(entry.use), available)
+                store = granted_store(target, entry, checked.config)
+                plugin = construct(target, entry, config_folder(source.file), store=store)
+                if entry.hook is not None and not callable(plugin):
+                    raise Problem("hook", f"hook: is for a plugin that is one function; "
+                                  f"{entry.use!r} names its own hooks: remove hook:")  # fmt: skip
+                loaded[entry.name] = plugin
         except Problem as problem:
             where = (*path, *problem.field.split("."))
             checked.problems.append(source.problem(where, problem.message))
@@ -274,7 +339,7 @@ def _launch(external: External, file: str) -> tuple[list[str], Path | None, Prob
     """
     key = "external.command" if external.command else "external.stdio"
     argv = list(external.command or external.stdio or ())
-    base = Path(file).absolute().parent if Path(file).is_file() else None
+    base = config_folder(file)
     cwd = None if base is None else base
     no_base = ("is relative, and this config has no file it could be relative to; give an "
                "absolute path, or load the config from its file")  # fmt: skip
@@ -312,6 +377,13 @@ def _launch(external: External, file: str) -> tuple[list[str], Path | None, Prob
                    f"[sh, {program}]")  # fmt: skip
         return argv, cwd, Problem(key, message)
     return argv, cwd, None
+
+
+def config_folder(file: str) -> Path | None:
+    """The folder a config's relative paths are relative to: its file's. A config read
+    from text has none."""
+    path = Path(file)
+    return path.absolute().parent if path.is_file() else None
 
 
 def discard(loaded: Mapping[str, Any]) -> None:
@@ -354,28 +426,64 @@ def import_target(use: str, available: Mapping[str, PluginSource]) -> Any:
     return target
 
 
-def construct(target: Any, entry: Entry) -> Any:
-    """A plugin object from what `use:` named: classes are constructed with the config."""
+def construct(
+    target: Any, entry: Entry, folder: Path | None = None, *, store: StateStore | None = None
+) -> Any:
+    """A plugin object from what `use:` named: classes are constructed with the config.
+    `folder` is the config file's: its `ConfigPath` values are relative to it. `store`
+    (see `granted_store`) is passed as the `store` keyword."""
     if not inspect.isclass(target):
         return target  # a function, module or instance; config reaches it as ctx.config
     cls: Any = target
     model = getattr(cls, "config_model", None)
+    granted = {} if store is None else {"store": store}
     try:
         if model is not None:
-            return cls(model.model_validate(entry.config))
-        inspect.signature(cls).bind(**entry.config)
-        return cls(**entry.config)
+            context = {CONFIG_FOLDER: folder} if folder is not None else None
+            return cls(model.model_validate(entry.config, context=context), **granted)
+        inspect.signature(cls).bind(**entry.config, **granted)
+        return cls(**entry.config, **granted)
     except pydantic.ValidationError as error:
-        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}"
-                           for e in error.errors())  # fmt: skip
-        raise Problem(
-            "config", f"config does not fit {cls.__name__}.config_model: {detail}"
-        ) from None
+        detail = "; ".join(_config_error(e, model) for e in error.errors())
+        raise Problem("config", detail) from None
     except TypeError as error:
         raise Problem("config", f"{cls.__name__} cannot take this config: {error}") from None
     except (Exception, SystemExit) as error:
         message = f"{cls.__name__} failed to start: {type(error).__name__}: {error}"
         raise Problem("use", message) from None
+
+
+def granted_store(target: Any, entry: Entry, config: ConfigFile) -> StateStore | None:
+    """The state store a plugin class gets: the entry's `store:`, else the file's, for a
+    class whose constructor takes `store`; keys under the file's `deployment` and the
+    entry's name, so a plugin reaches its own keys only."""
+    url = entry.store or config.store
+    takes = inspect.isclass(target) and "store" in inspect.signature(target).parameters
+    if url is None or not takes:
+        if entry.store is not None:
+            raise Problem("store", f"{entry.use!r} keeps no shared state (its constructor "
+                          "takes no store): remove store: from this entry")  # fmt: skip
+        return None
+    try:
+        return open_store(url, deployment=config.deployment, plugin=entry.name)
+    except StoreError as error:
+        raise Problem("store", str(error)) from None
+
+
+def _config_error(error: Any, model: Any) -> str:
+    """One thing wrong in an entry's `config:`, in the words of the file."""
+    loc = tuple(error["loc"])
+    where = ".".join(map(str, ("config", *loc)))
+    if error["type"] == "extra_forbidden":
+        known = list(model.model_fields) if len(loc) == 1 else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = (f"; did you mean {close[0]!r}?" if close
+                else f"; it takes {', '.join(known)}" if known else "")  # fmt: skip
+        parent = ".".join(map(str, ("config", *loc[:-1])))
+        return f"{parent}: unknown key {loc[-1]!r}{hint}"
+    if error["type"] == "missing":
+        return f"{where} is missing"
+    return f"{where}: {error['msg']}; got {error.get('input')!r}"
 
 
 # -- registration ---------------------------------------------------------------------------
@@ -411,13 +519,31 @@ def register(
             plugin = getattr(error, "plugin", None)
             culprit = checked.index_of(plugin) if isinstance(plugin, str) else None
             path = ("plugins", index if culprit is None else culprit)
-            problems.append(source.problem(path, str(error), entry=plugin))
+            message = _in_config_words(error, plugin)
+            problems.append(source.problem(path, message, entry=plugin))
             continue
         done.append(group_name or entry.name)
     if problems:
         for name in reversed(done):
             manager.unregister(name)
     return problems
+
+
+# Registration speaks to Python callers: `when=`, `background=True`. A config says `when:`.
+_KEYWORD = re.compile(r"\b(" + "|".join(Entry.model_fields) + r")= ?(True|False)?")
+
+
+def _in_config_words(error: Exception, plugin: str | None) -> str:
+    """A registration error told as a problem of a config entry: without the plugin's
+    name (the problem names it already), keys written as the config writes them."""
+    if isinstance(error, DuplicatePluginError):
+        return (f"a plugin named {plugin!r} is already registered with the manager this "
+                "config loads into; give this entry another name")  # fmt: skip
+    message = str(error)
+    if plugin is not None:
+        for prefix in (f"plugin {plugin!r}: ", f"plugin {plugin!r}, "):
+            message = message.removeprefix(prefix)
+    return _KEYWORD.sub(lambda m: f"{m.group(1)}: " + (m.group(2) or "").lower(), message)
 
 
 def _members(

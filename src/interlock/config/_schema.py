@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..store import check_url
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -82,12 +85,17 @@ class External(BaseModel):
         return given[0] if len(given) == 1 else None
 
 
+StoreUrl = Annotated[str, pydantic.AfterValidator(check_url)]
+"""`memory`, or a Redis URL: `redis://`, `rediss://` (TLS), `unix://`."""
+
+
 class Entry(Options):
     """One plugin: where it comes from (`use` or `external`) and how it is registered."""
 
     name: str = Field(min_length=1)
     use: str | None = Field(default=None, min_length=1)
     external: External | None = None
+    store: StoreUrl | None = None
     hook: str | None = None
     enabled: bool = True
     config: dict[str, Any] = Field(default_factory=dict)
@@ -109,3 +117,29 @@ class ConfigFile(BaseModel):
     defaults: Options = Field(default_factory=Options)
     plugins: list[Entry] = Field(default_factory=list)
     sets: dict[str, SetEntry] = Field(default_factory=dict)
+    store: StoreUrl | None = None
+    """Where plugins that keep shared state keep it (`memory` when not given)."""
+    deployment: str = Field(default="default", min_length=1)
+    """The namespace of this deployment's keys in the store."""
+
+
+# -- paths in a plugin's config --------------------------------------------------------------
+
+CONFIG_FOLDER = "interlock_config_folder"
+"""The validation-context key under which loading passes the config file's folder."""
+
+
+def _from_config_folder(value: str, info: pydantic.ValidationInfo) -> str:
+    path = Path(value).expanduser()
+    folder = info.context.get(CONFIG_FOLDER) if isinstance(info.context, dict) else None
+    return str(path if folder is None or path.is_absolute() else Path(folder) / path)
+
+
+ConfigPath = Annotated[str, pydantic.AfterValidator(_from_config_folder)]
+"""A file or folder named in a plugin's `config:`. Loaded from a config file, a relative
+path is relative to that file's folder, like `plugin_dirs`, never to the current
+directory; given any other way (Python, `--plugin-config`), it stays as given.
+
+    class Config(BaseModel):
+        path: ConfigPath = "logs/audit.jsonl"
+"""

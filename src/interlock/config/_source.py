@@ -40,6 +40,9 @@ class Source:
         self.data: Any = {}
         self.lines: dict[tuple[Any, ...], int] = {}
         self.secrets: dict[str, str] = {}  # value from the environment -> ${NAME}
+        # Values that could not be read (a missing ${VAR}, a key given twice, ...), by
+        # where they are: the rest of the file is still checked, but not these again.
+        self.unreadable: dict[tuple[Any, ...], list[ConfigProblem]] = {}
         self._hiding: tuple[int, re.Pattern[str] | None, dict[str, str]] = (0, None, {})
 
     def line(self, path: tuple[Any, ...]) -> int | None:
@@ -199,10 +202,20 @@ def load_yaml(text: str, file: str, environ: Mapping[str, str] | None = None, *,
               what: str = "config") -> Source:  # fmt: skip
     """Read YAML text into a `Source`: bounded in size and in nodes, JSON data only, with
     lines kept. `environ` fills in `${VAR}`; without it (a manifest) `$` is plain text.
-    Raises `ConfigError` when the text is not usable."""
+    Raises `ConfigError` when the text is not usable, or any value in it is not."""
+    source = _load(text, file, environ, what)
+    if source.unreadable:
+        raise ConfigError([p for found in source.unreadable.values() for p in found])
+    return source
+
+
+def _load(text: str, file: str, environ: Mapping[str, str] | None, what: str) -> Source:
+    """`load_yaml`, with the values that could not be read kept in `Source.unreadable`
+    rather than raised. Raises `ConfigError` when the text as a whole is not usable."""
     _check_size(text, file, what)  # before parsing: parsing is what is slow
     source = Source(file)
     found: list[tuple[tuple[Any, ...], int, str]] = []
+    overflow = False
     try:
         _count_values(text, file)  # reading starts here: it may raise too
         loader = _Loader(text)
@@ -211,7 +224,7 @@ def load_yaml(text: str, file: str, environ: Mapping[str, str] | None = None, *,
             if node is not None:
                 source.data = _Walker(source, loader, environ, found).value(node, ())
         except _Overflow:
-            pass  # reported in `found`
+            overflow = True  # reported in `found`; what was built is a fragment
         finally:
             loader.dispose()
     except (yaml.YAMLError, ValueError, RecursionError) as error:
@@ -219,14 +232,12 @@ def load_yaml(text: str, file: str, environ: Mapping[str, str] | None = None, *,
             raise
         problem = ConfigProblem(file, _error_line(error), None, _yaml_message(error))
         raise ConfigError([problem]) from None
-    if found:  # now that the data is built, problems can name their entries
-        problems = [source.problem(path, message) for path, _, message in found]
-        raise ConfigError(
-            [
-                ConfigProblem(p.file, line, p.entry, p.message)
-                for p, (_, line, _) in zip(problems, found, strict=True)
-            ]
-        )
+    for path, line, message in found:  # now that the data is built, they can name entries
+        problem = source.problem(path, message)
+        problem = ConfigProblem(problem.file, line, problem.entry, problem.message)
+        source.unreadable.setdefault(path, []).append(problem)
+    if overflow:
+        raise ConfigError([p for problems in source.unreadable.values() for p in problems])
     return source
 
 
@@ -261,11 +272,14 @@ class _Overflow(Exception):
 
 
 def parse(text: str, file: str, environ: Mapping[str, str]) -> Source:
-    """Read the file's text into a `Source`; raises `ConfigError` when it is not usable."""
-    source = load_yaml(text, file, environ)
+    """Read the file's text into a `Source`; raises `ConfigError` when it is not usable as
+    a whole. Values that cannot be read are in `Source.unreadable`, for `validate` to
+    report with every other problem of the file."""
+    source = _load(text, file, environ, "config")
     if not isinstance(source.data, dict):
         message = "the file must be a mapping with a 'plugins:' list"
-        raise ConfigError([ConfigProblem(file, 1, None, message)])
+        unreadable = [p for problems in source.unreadable.values() for p in problems]
+        raise ConfigError([ConfigProblem(file, 1, None, message), *unreadable])
     return source
 
 
@@ -313,6 +327,7 @@ class _Walker:
                     self._problem(key_node, "keys are text; put this key in quotes")
                     continue
                 if key in data:
+                    self.path = (*path, key)  # the later value is the one not read
                     self._problem(key_node, f"the key {key!r} appears twice")
                 self.source.lines[(*path, key)] = key_node.start_mark.line + 1
                 data[key] = self.value(value_node, (*path, key))
