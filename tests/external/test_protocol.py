@@ -14,10 +14,28 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from interlock import Block, LLMResponse, Modify, ProtocolError, Respond, ToolCall, hooks
-from interlock.external import PluginServer
+from interlock import (
+    Block,
+    LLMResponse,
+    Modify,
+    PluginManager,
+    ProtocolError,
+    Respond,
+    SessionInfo,
+    ToolCall,
+    hooks,
+)
+from interlock.external import PluginServer, connect
 from interlock.external._channel import Channel
-from interlock.external.protocol import decode, dump_action, load_hello, load_result
+from interlock.external.protocol import (
+    decode,
+    dump_action,
+    encode,
+    load_hello,
+    load_result,
+    parse,
+)
+from interlock.testing import sample
 
 from .served import Guard
 
@@ -186,10 +204,13 @@ async def test_the_server_answers_every_message_with_a_json_rpc_reply(data: byte
     server = PluginServer(Guard())
     reply = await server.handle_bytes(data)
     await server.aclose()
-    if reply is None:  # a notification: a request without an id
+    if reply is None:  # a notification (or a batch of them): a request without an id
         return
-    message = decode(reply)
-    assert message["jsonrpc"] == "2.0" and ("result" in message) != ("error" in message)
+    answer = json.loads(reply)
+    if isinstance(answer, list):  # a batch, answered with an array of replies
+        assert answer and data.lstrip().startswith(b"[")
+    for message in answer if isinstance(answer, list) else [decode(reply)]:
+        assert message["jsonrpc"] == "2.0" and ("result" in message) != ("error" in message)
 
 
 async def test_the_server_names_what_is_wrong() -> None:
@@ -264,3 +285,79 @@ async def test_notifications_get_no_answer_even_when_they_fail() -> None:
     assert await server.handle({"jsonrpc": "2.0", "method": "dance"}) is None
     assert await server.handle({"jsonrpc": "2.0", "method": "shutdown"}) is None
     await server.aclose()
+
+
+class Recording:
+    """A transport that records the params of each call and lets the event pass."""
+
+    def __init__(self, takes_encoded: bool) -> None:
+        self.takes_encoded = takes_encoded
+        self.params: list[Any] = []
+
+    async def call(self, method: str, params: Any) -> Any:
+        self.params.append(json.loads(params) if isinstance(params, bytes) else params)
+        return {"action": {"type": "continue"}}
+
+    def call_sync(self, method: str, params: Any, timeout: float = 10.0) -> Any:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        pass
+
+
+class Writer:
+    def write_system_item(self, kind: str, text: str, *, plugin: str) -> None:
+        pass
+
+    def write_notification(self, text: str, *, level: str, plugin: str) -> None:
+        pass
+
+
+async def test_encoded_invoke_params_are_the_params_as_data() -> None:
+    encoded, plain = Recording(takes_encoded=True), Recording(takes_encoded=False)
+    manager = PluginManager()
+    for name, transport in (("encoded", encoded), ("plain", plain)):
+        plugin = connect(transport, name=name, hooks=["pre_tool_call", "turn_end"])
+        manager.register(plugin, config={"limit": 3, "nested": {"é": [1.5, None]}},
+                         capabilities=["notify", "system_items"])  # fmt: skip
+    first = SessionInfo("s1", tags=("prod",), metadata={"user": "ada"})
+    again = SessionInfo("s1", tags=("dev",))  # the same id, other facts: never the old ones
+    events = [
+        (hooks.PRE_TOOL_CALL, ToolCall("shell", {"command": "ls \u2028", "n": float("inf")}),
+         {"session": first, "turn": 2, "capabilities": {"notify": Writer()}}),
+        (hooks.PRE_TOOL_CALL, ToolCall("fs_read", {}), {"session": first, "turn": 3}),
+        (hooks.TURN_END, sample(hooks.TURN_END),
+         {"session": again, "capabilities": {"notify": Writer(), "system_items": Writer()}}),
+        (hooks.PRE_TOOL_CALL, ToolCall("shell", {}), {}),
+    ]  # fmt: skip
+    for spec, payload, facts in events:
+        result = await manager.invoke(spec, payload, **facts)
+        assert not result.errors
+    assert len(encoded.params) == len(events)
+    for params in plain.params:
+        params["context"]["plugin"] = "encoded"
+    assert encoded.params == json.loads(json.dumps(plain.params))
+    assert [p["context"]["session"] for p in encoded.params][2]["tags"] == ["dev"]
+    assert [p["context"]["capabilities"] for p in encoded.params] == [
+        ["notify"],
+        [],
+        ["notify", "system_items"],
+        [],
+    ]
+
+
+@FUZZ
+@given(value=json_values)
+def test_messages_read_and_write_as_the_json_module_does(value: Any) -> None:
+    text = json.dumps(value).encode()
+    assert parse(text) == json.loads(text)
+    message = {"jsonrpc": "2.0", "id": 1, "result": value}
+    try:
+        json.dumps(message, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate is no UTF-8: refused either way
+        with pytest.raises(UnicodeEncodeError, match="surrogates"):
+            encode(message)  # as `json.dumps` fails
+        return
+    line = encode(message)
+    assert line.endswith(b"\n") and b"\n" not in line[:-1]
+    assert json.loads(line) == message

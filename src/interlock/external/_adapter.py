@@ -31,6 +31,7 @@ from .command import CommandRunner
 from .protocol import (
     PROTOCOL_VERSION,
     HookOffer,
+    InvokeEncoder,
     Request,
     dump_context,
     dump_payload,
@@ -45,7 +46,11 @@ T = TypeVar("T", bound="_Remote")
 
 
 class Transport(Protocol):
-    """What carries requests to a plugin: `StdioTransport`, `HttpTransport` or your own."""
+    """What carries requests to a plugin: `StdioTransport`, `HttpTransport` or your own.
+
+    One whose class sets `takes_encoded = True` is handed `invoke` params already
+    encoded (`interlock.external.protocol.Encoded`), to put on the wire as they are.
+    """
 
     async def call(self, method: str, params: Any) -> Any:
         """Send one request; its result, or `ProtocolError`."""
@@ -90,14 +95,19 @@ class ExternalPlugin(_Remote):
     def __init__(self, transport: Transport, *, requested: Iterable[str] = ()) -> None:
         self.transport = transport
         self.requested = tuple(requested)
+        # What the calls share is serialised once, for the transports that take it so.
+        self._encoder = InvokeEncoder() if getattr(transport, "takes_encoded", False) else None
 
     async def ask(self, spec: HookSpec[Any], payload: Any, ctx: HookContext) -> Any:
         """One `invoke` request, its result checked against the hook's schema."""
-        params = {
-            "hook": spec.name,
-            "payload": dump_payload(spec, payload),
-            "context": dump_context(ctx),
-        }
+        if self._encoder is not None:
+            params: Any = self._encoder.params(spec, payload, ctx)
+        else:
+            params = {
+                "hook": spec.name,
+                "payload": dump_payload(spec, payload),
+                "context": dump_context(ctx),
+            }
         return load_result(spec, await self.transport.call("invoke", params))
 
     def close(self) -> None:

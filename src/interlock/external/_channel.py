@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from .. import ProtocolError
-from .protocol import MAX_MESSAGE_BYTES, decode, encode, request, result_of
+from .protocol import MAX_MESSAGE_BYTES, decode, encode_request, result_of
 
 logger = logging.getLogger("interlock.external")
 
@@ -117,7 +117,8 @@ class Channel:
         return self._closed
 
     async def call(self, method: str, params: Any) -> Any:
-        """Send a request and wait for its reply's result (raises `ProtocolError`)."""
+        """Send a request and wait for its reply's result (raises `ProtocolError`);
+        `params` may come `Encoded` already."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Reply] = loop.create_future()
         id = self._send(method, params, (loop, future))
@@ -182,11 +183,11 @@ class Channel:
 
     def _send(self, method: str, params: Any, waiter: _Waiter) -> int:
         id = next(self._ids)
-        data = encode(request(method, params, id))
+        data = encode_request(method, params, id)
         if len(data) > self._limit:
             raise ProtocolError(f"plugin {self.name!r}: a {method} request of {len(data)} bytes "
                                 f"is over the {self._limit}-byte limit")  # fmt: skip
-        with self._wake:  # closed and pending change together: no waiter is ever missed
+        with self._lock:  # closed and pending change together: no waiter is ever missed
             if self._closed is not None:
                 raise ProtocolError(f"plugin {self.name!r}: {self._closed}")
             if len(self._outbox) > _BACKLOG * self._limit:

@@ -48,6 +48,7 @@ from .protocol import (
     dump_action,
     encode,
     load_payload,
+    parse,
 )
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ class PluginServer:
             "version": served.version,
             "hooks": [{"name": n, "priority": p} for n, p in first.items()],
             "capabilities": list(served.capabilities),
+            "batch": True,  # it answers JSON-RPC batches (`handle_bytes`)
         }
 
     async def handle(self, message: Any, *, caller: str | None = None) -> dict[str, Any] | None:
@@ -168,13 +170,30 @@ class PluginServer:
     async def handle_bytes(
         self, data: bytes, limit: int = MAX_MESSAGE_BYTES, *, caller: str | None = None
     ) -> bytes | None:
-        """`handle` for one encoded message; the encoded answer, if any."""
+        """`handle` for one encoded message, or a JSON-RPC batch (an array of them, within
+        `limit` as a whole, answered concurrently); the encoded answer, if any."""
+        if data.lstrip()[:1] == b"[":
+            return await self._handle_batch(data, limit, caller)
         try:
             message = decode(data, limit)
         except ProtocolError as error:
             return encode(_error(None, PARSE_ERROR, str(error)))
         answer = await self.handle(message, caller=caller)
         return None if answer is None else encode(answer)
+
+    async def _handle_batch(self, data: bytes, limit: int, caller: str | None) -> bytes | None:
+        if len(data) > limit:
+            problem = f"a batch of {len(data)} bytes is over the {limit}-byte limit"
+            return encode(_error(None, INVALID_REQUEST, problem))
+        try:
+            messages = parse(data)
+        except (ValueError, RecursionError) as error:
+            return encode(_error(None, PARSE_ERROR, f"a batch that is not JSON ({error})"))
+        if not isinstance(messages, list) or not messages:
+            return encode(_error(None, INVALID_REQUEST, "a batch must be a non-empty array"))
+        answers = await asyncio.gather(*(self.handle(m, caller=caller) for m in messages))
+        sent = [encode(answer)[:-1] for answer in answers if answer is not None]
+        return b"[" + b",".join(sent) + b"]\n" if sent else None
 
     async def aclose(self) -> None:
         """End every session's state and close the plugin (`Plugin.aclose`)."""

@@ -104,21 +104,23 @@ class StdioTransport:
         run = self._run
         return None if run is None or run.process.poll() is not None else run.process.pid
 
+    takes_encoded = True
+    """`call` takes `invoke` params `Encoded` already (see `Transport`)."""
+
     async def call(self, method: str, params: Any) -> Any:
         """One request, answered by the process (started or restarted first if needed:
         after the back-off, waited for within the call's own timeout)."""
-        while True:
-            run = self._ensure()
-            if isinstance(run, _Run):
-                break
-            await self._sleep(run)
-        try:
-            # Starting the plugin is the host's setup, bounded by the handshake timeout:
-            # the first call's own timeout starts once the plugin is ready.
-            async with untimed(self.handshake_timeout):
-                hello = await self._greet(run, method, params)
+        run = self._run
+        if (
+            run is None
+            or not run.accepted
+            or run.channel.closed is not None
+            or method == "initialize"
+        ):
+            run = await self._ready(method, params)  # the common case skips this: no lock
             if method == "initialize":
-                return hello
+                return run.hello
+        try:
             result = await run.channel.call(method, params)
         except asyncio.CancelledError:
             if run.channel.stuck:
@@ -129,6 +131,22 @@ class StdioTransport:
             raise self._explained(error, run) from None
         self._failures = 0
         return result
+
+    async def _ready(self, method: str, params: Any) -> _Run:
+        """The process, started (after the back-off) and greeted (`initialize`)."""
+        while True:
+            run = self._ensure()
+            if isinstance(run, _Run):
+                break
+            await self._sleep(run)
+        try:
+            # Starting the plugin is the host's setup, bounded by the handshake timeout:
+            # the first call's own timeout starts once the plugin is ready.
+            async with untimed(self.handshake_timeout):
+                await self._greet(run, method, params)  # (its result kept: `run.hello`)
+        except ProtocolError as error:
+            raise self._explained(error, run) from None
+        return run
 
     def call_sync(self, method: str, params: Any, timeout: float | None = None) -> Any:
         """`call` without an event loop: for the handshake while a config loads. During
