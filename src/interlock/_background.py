@@ -39,6 +39,7 @@ class Background:
         self._waiters: collections.deque[Waiter] = collections.deque()
         self._finished = 0  # calls finished so far: progress
         self._stalled_at = -1  # `_finished` when a wait for room last ran out
+        self._settling = 0  # background calls waiting in `settle`
 
     @property
     def pending(self) -> int:
@@ -180,6 +181,23 @@ class Background:
         except TimeoutError:
             return False
         return True
+
+    async def settle(self) -> None:
+        """Wait, from a background call, until the other background calls have finished.
+
+        `drain` would wait for the caller too. Calls are not told apart: each call waiting
+        here is one pending call, so this returns once every pending call is one waiting
+        here (several reports settling at once wait for the rest, never for each other).
+        """
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._settling += 1
+        try:
+            while len(waiting := self._awaitables(loop)) > self._settling:
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            with self._lock:
+                self._settling -= 1
 
     def drain_sync(self, timeout: float | None) -> bool:
         """Wait, blocking, for the pending work sync hosts started (it runs in the portal)."""

@@ -56,6 +56,11 @@ class StatsReader(Protocol):
         ...
 
 
+# A `StatsReader` may also define `async def settle(self) -> None`: wait until the background
+# calls other than the caller have finished (`PluginManager.settle`). `StatsView.settled`
+# awaits it where it exists; not a Protocol member, so that readers without it still match.
+
+
 def check_system_item(plugin: str, kind: object, text: object) -> None:
     """Raise `CapabilityError` unless `kind` and `text` make a system item."""
     if not isinstance(kind, str) or not kind or not isinstance(text, str):
@@ -149,3 +154,28 @@ class StatsView(_Handle):
         self._check_live("stats")
         reader: StatsReader = self._writer  # type: ignore[assignment]
         return tuple(reader.read_stats())
+
+    async def settled(self) -> tuple[RegistrationStats, ...]:
+        """In a background handler: the snapshot once the other background calls have
+        finished, so that a report made at the end of a session counts them all.
+
+            @hook("session_end", background=True, overflow="wait", timeout=None)
+            async def report(payload, ctx):
+                stats = await ctx.stats.settled()
+
+        Where the host cannot wait for background work, the snapshot at once. Raises
+        `CapabilityError` outside a background handler: an awaited handler runs before
+        the invocation's own background calls start, and others may be waiting for it.
+        """
+        self._check_live("stats")
+        if self._ctx.result is None:
+            raise CapabilityError(
+                f"plugin {self._plugin!r} called stats.settled() from a handler that is not "
+                f"a background one (hook {self._ctx.hook.name!r}); register that handler with "
+                "background=True, or read stats.registrations() for the counters so far",
+                plugin=self._plugin,
+            )
+        settle = getattr(self._writer, "settle", None)
+        if settle is not None:
+            await settle()
+        return self.registrations()

@@ -6,7 +6,7 @@
     instrument(manager, provider=backend.provider)   # before registering plugins
     manager.register(...)
 
-Needs `pip install 'interlock[otel]'` (importing this module without it raises
+Needs `pip install -e '<interlock checkout>[otel]'` (importing this module without it raises
 `ImportError`); nothing here is imported unless you import it, and a manager that is not
 instrumented pays nothing. What you get, through the global providers or the ones you
 pass (docs/observability.md has the whole reference and an example):
@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 try:
     from opentelemetry import metrics, trace
 except ImportError:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "interlock.observability needs OpenTelemetry: pip install 'interlock[otel]'"
-    ) from None
+    from ._extras import missing_extra
+
+    raise missing_extra("interlock.observability", "OpenTelemetry", "otel") from None
 
 from . import (
     Ask,

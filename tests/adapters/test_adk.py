@@ -605,7 +605,7 @@ def test_the_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_a_missing_extra_names_the_install_command() -> None:
     output = import_error_without("google.adk", "interlock.adapters.adk")
-    assert "pip install 'interlock[adk]'" in output
+    assert "pip install -e '<interlock checkout>[adk]'" in output
 
 
 # -- what no gate sees, thoughts, sub-agents ---------------------------------------------

@@ -232,7 +232,7 @@ async def test_tool_guard_and_an_out_of_process_plugin_work_unchanged() -> None:
 
 def test_a_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "claude_agent_sdk", None)
-    with pytest.raises(ImportError, match=r"pip install 'interlock\[claude-agent\]'"):
+    with pytest.raises(ImportError, match=r"pip install -e '<interlock checkout>\[claude-agent\]'"):
         hooks(PluginManager())
 
 

@@ -813,7 +813,7 @@ async def test_an_out_of_process_plugin(path: str, served_guard: StdioTransport)
 def test_a_missing_extra_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "langchain.agents.middleware", None)
     monkeypatch.delitem(sys.modules, "interlock.adapters.langchain")
-    with pytest.raises(ImportError, match=r"pip install 'interlock\[langchain\]'"):
+    with pytest.raises(ImportError, match=r"pip install -e '<interlock checkout>\[langchain\]'"):
         importlib.import_module("interlock.adapters.langchain")
 
 

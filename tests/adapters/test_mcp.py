@@ -456,7 +456,7 @@ def test_gateway_is_built_outside_any_loop_and_without_the_sdk_names_the_extra(
     server = gateway(PluginManager(), upstream())  # sync, nothing connects yet
     assert server.name == "interlock-mcp-gateway"
     monkeypatch.setitem(sys.modules, "mcp", None)
-    with pytest.raises(ImportError, match=r"pip install 'interlock\[mcp\]'"):
+    with pytest.raises(ImportError, match=r"pip install -e '<interlock checkout>\[mcp\]'"):
         gateway(PluginManager(), upstream())
 
 

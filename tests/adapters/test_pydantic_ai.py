@@ -800,7 +800,7 @@ def test_the_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_a_missing_extra_names_the_install_command() -> None:
     output = import_error_without("pydantic_ai", "interlock.adapters.pydantic_ai")
-    assert "pip install 'interlock[pydantic-ai]'" in output
+    assert "pip install -e '<interlock checkout>[pydantic-ai]'" in output
 
 
 class Out(BaseModel):

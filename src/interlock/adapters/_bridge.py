@@ -35,6 +35,7 @@ from .. import (
     ToolCall,
     hooks,
 )
+from .._extras import missing_extra as missing_extra  # the adapters' missing host library
 from .._frozen import freeze_json
 
 logger = logging.getLogger("interlock.adapters")
@@ -341,12 +342,6 @@ def unjudged(hook: str, error: Exception) -> str:
 def describe(error: BaseException) -> str:
     """An exception as one line: `<type>: <message>`."""
     return f"{type(error).__name__}: {error}"
-
-
-def missing_extra(what: str, needs: str, extra: str) -> ImportError:
-    """The error an adapter raises when its host library is not installed: it names the
-    extra to install, `<what> needs <needs>: pip install 'interlock[<extra>]'`."""
-    return ImportError(f"{what} needs {needs}: pip install 'interlock[{extra}]'")
 
 
 def json_data(value: Any) -> JsonValue:

@@ -11,10 +11,13 @@ It times each model call (from the last `pre_llm_call` handler to the first
 call (likewise, by call id), and reads the plugin statistics (`ctx.stats`) at
 `session_start` and `session_end`: the difference is the time spent per plugin and per
 hook in this session (`max ms`, a registration's longest single call, is over its life).
-Background calls dropped in this session (the background queue was full) are listed under
-the table, per plugin and hook. The table is sent as a notification: shown live, written
-to the session log, and listed by `interlock log`. It is as wide as the terminal (or
-`Profiler(width=...)`); where its columns do not fit, each row is a line of its own.
+At `session_end` it is a background handler that first waits for the other background
+calls to finish (`ctx.stats.settled()`), so that background handlers (an audit log's)
+are counted in full, their calls at `session_end` included. Background calls dropped in
+this session (the background queue was full) are listed under the table, per plugin and
+hook. The table is sent as a notification: shown live, written to the session log, and
+listed by `interlock log`. It is as wide as the terminal (or `Profiler(width=...)`);
+where its columns do not fit, each row is a line of its own.
 """
 
 from __future__ import annotations
@@ -100,10 +103,14 @@ class Profiler(Plugin):
             tools = ctx.state.setdefault("tools", {})
             tools.setdefault(result.tool_name, []).append(self._clock() - started)
 
-    def on_session_end(self, event: SessionEnd, ctx: HookContext) -> None:
+    # In the background, after every awaited handler, so that it may wait for the other
+    # background calls (never awaited: they may be waiting for this session_end); it
+    # waits for room rather than be dropped, and as long as they take (no timeout).
+    @hook("session_end", background=True, overflow="wait", timeout=None)
+    async def report(self, event: SessionEnd, ctx: HookContext) -> None:
         plugins: Sequence[RegistrationStats] = ()
         if ctx.stats is not None:
-            plugins = _since(ctx.stats.registrations(), ctx.state.get("before", {}))
+            plugins = _since(await ctx.stats.settled(), ctx.state.get("before", {}))
         text = render(ctx.state.get("llm", []), ctx.state.get("tools", {}), plugins,
                       width=self._width)  # fmt: skip
         logger.info("session %s:\n%s", event.session_id, text,

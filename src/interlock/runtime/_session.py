@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -53,9 +53,11 @@ class Session:
             result = await session.send("list the files")
 
     Entering fires `session_start`, leaving fires `session_end` and waits for background
-    plugins. Everything the agent does is in the session's durable log (`records()`),
-    which is also where the model's context comes from: reopening a session id continues
-    the conversation. Several sessions may run at once, in one task or in many.
+    plugins (a background `session_end` handler may wait for the others first, with
+    `ctx.stats.settled()`: the profiler's table counts every call that way). Everything
+    the agent does is in the session's durable log (`records()`), which is also where the
+    model's context comes from: reopening a session id continues the conversation. Several
+    sessions may run at once, in one task or in many.
     """
 
     def __init__(
@@ -74,7 +76,9 @@ class Session:
         self.turn = 0
         self._written: list[tuple[str, str, str]] = []  # system items not judged yet
         self._pending: list[Message] = []  # system items judged, not yet in the model's context
-        writers = _Writers(self._write_system_item, self._write_notification, self._stats)
+        writers = _Writers(
+            self._write_system_item, self._write_notification, self._stats, agent.manager.settle
+        )
         self._scope = agent.manager.session(
             self.id,
             tags=tags,
@@ -267,20 +271,25 @@ class _Writers:
     """The host's side of `system_items`, `notify` and `stats` for one session, and
     nothing else."""
 
-    __slots__ = ("_item", "_note", "_stats")
+    __slots__ = ("_item", "_note", "_settle", "_stats")
 
     def __init__(
         self,
         item: Callable[[str, str, str], None],
         note: Callable[[str, Level, str], None],
         stats: Callable[[], list[RegistrationStats]],
+        settle: Callable[[], Awaitable[None]],
     ) -> None:
         self._item = item
         self._note = note
         self._stats = stats
+        self._settle = settle
 
     def read_stats(self) -> tuple[RegistrationStats, ...]:
         return tuple(self._stats())
+
+    async def settle(self) -> None:
+        await self._settle()  # `StatsView.settled`: the other background calls end first
 
     def write_system_item(self, kind: str, text: str, *, plugin: str) -> None:
         self._item(kind, text, plugin)
