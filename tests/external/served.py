@@ -121,3 +121,16 @@ class Rechecked(interlock.Plugin):
 
     def on_pre_tool_call(self, call: ToolCall, ctx: interlock.HookContext) -> Any:
         return Block(f"asked again about {dict(call.arguments)}") if ctx.recheck else None
+
+
+class Tally(interlock.Plugin):
+    """Counts calls per session in `ctx.state` and says which process served each one."""
+
+    name = "tally"
+
+    def on_pre_tool_call(self, call: ToolCall, ctx: interlock.HookContext) -> Any:
+        seen = ctx.state["seen"] = ctx.state.get("seen", 0) + 1
+        return Modify(call.replace(arguments={"seen": seen, "served_by": os.getpid()}))
+
+    def on_session_end(self, payload: Any, ctx: interlock.HookContext) -> None:
+        return None

@@ -15,6 +15,7 @@ import typer
 
 from interlock.external import PluginServer, http_app
 from interlock.external import serve_stdio as _serve_stdio
+from interlock.store import StateStore, StoreError, open_store, redacted
 
 logger = logging.getLogger("interlock.serve")
 
@@ -58,6 +59,8 @@ def serve_http(
     max_connections: int,
     keep_alive: int,
     shutdown_timeout: int,
+    state: str | None = None,
+    deployment: str = "default",
 ) -> None:
     """Serve over HTTP with uvicorn; prints `listening on URL` once connections are taken.
 
@@ -66,6 +69,8 @@ def serve_http(
     headers, then its body); at most `max_connections` connections are served at once
     (more are answered 503); an idle keep-alive connection is closed after `keep_alive`
     seconds; on SIGTERM or Ctrl-C, calls in flight get `shutdown_timeout` seconds to end.
+    With `state` (a store URL), sessions' `ctx.state` is kept there, under `deployment`,
+    so that replicas sharing it serve any call of any session.
     """
     try:
         import uvicorn
@@ -73,7 +78,7 @@ def serve_http(
         protocol = _deadline_protocol(request_timeout)
     except ImportError:
         typer.echo("serving over HTTP needs uvicorn and httptools: "
-                   "pip install 'interlock[http]'", err=True)  # fmt: skip
+                   "pip install -e '<interlock checkout>[http]'", err=True)  # fmt: skip
         raise typer.Exit(1) from None
     host, port = _address(address)
     if not tokens and not is_loopback(host) and not insecure:
@@ -84,6 +89,9 @@ def serve_http(
             "127.0.0.1, or add --insecure to serve anyone on a network you trust",
             param_hint="--http",
         )
+    server = PluginServer(plugin, name=name, config=config)
+    if state is not None:  # checked before anything listens
+        server.state = _store(state, deployment, server.served.name)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named, so asyncio sets TCP_NODELAY on accepted connections (it checks
     # the protocol); without it small replies wait for delayed ACKs, ~40 ms each.
@@ -98,7 +106,6 @@ def serve_http(
         ) from None
     sock.listen(128)
     _log_to_stderr()
-    server = PluginServer(plugin, name=name, config=config)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     app = http_app(server, token=tokens, limit=limit, body_timeout=request_timeout)
@@ -124,6 +131,20 @@ def serve_http(
         uvicorn.Server(settings).run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _store(url: str, deployment: str, plugin: str) -> StateStore:
+    """The store `--state` names, in the served plugin's namespace (nothing connects yet)."""
+    if "${" in url:  # a shell leaves ${VAR} as it is in single quotes: say so now
+        raise typer.BadParameter(
+            f"{redacted(url)!r} holds a ${{...}} the shell did not expand: write the URL "
+            "itself, or set INTERLOCK_STATE (which keeps a password out of the process list)",
+            param_hint="--state",
+        )
+    try:
+        return open_store(url, deployment=deployment, plugin=plugin)
+    except (ValueError, StoreError) as error:
+        raise typer.BadParameter(str(error), param_hint="--state") from None
 
 
 def is_loopback(host: str) -> bool:

@@ -6,6 +6,9 @@
 The plugin runs in a `PluginManager` of its own, so it behaves exactly as in process:
 conditions, chaining of its handlers, `ctx.state` per session of each caller, capability
 handles (their use comes back to the host as requests, which the host grants or refuses).
+With a state store (`PluginServer(..., state=store)`, `--state redis://...`), sessions'
+`ctx.state` lives in the store, so replicas behind a load balancer serve any call of any
+session (see `_served_state`).
 Timeouts, `on_error` and the circuit breaker are the host's business: this side reports a
 failure as a JSON-RPC error and lets the host decide.
 
@@ -23,10 +26,13 @@ import hmac
 import json
 import logging
 import math
+import os
+import stat
 import sys
+import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from .. import (
     Ask,
@@ -41,6 +47,8 @@ from .. import (
     SessionScope,
     hooks,
 )
+from ..store import StateStore, StoreError
+from ._served_state import SharedSession
 from .protocol import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
@@ -88,6 +96,11 @@ class PluginServer:
     sessions of each caller apart, so a caller naming another's session id gets a session
     of its own, never the other's state (`http_app` passes the token a request presented,
     or the peer's address when the server has no token).
+
+    `state`: a store to keep sessions' `ctx.state` in, as JSON, opened in the plugin's
+    namespace (`open_store(url, deployment=..., plugin=NAME)`): servers sharing it (replicas)
+    then serve any call of any session, one call of a session at a time. Calls without a
+    session keep their state in each server.
     """
 
     def __init__(
@@ -98,8 +111,11 @@ class PluginServer:
         config: Mapping[str, Any] | None = None,
         specs: tuple[HookSpec[Any], ...] = (),
         max_sessions: int = 1000,
+        state: StateStore | None = None,
     ) -> None:
         self.max_sessions = max_sessions
+        self.state = state
+        self._owner = uuid.uuid4().hex  # names this server's leases in the store
         self._name = name
         self._specs = specs
         self._build: Callable[[Mapping[str, Any]], object] | None = None
@@ -202,6 +218,8 @@ class PluginServer:
         self._sessions.clear()
         if self._served is not None:
             await self._served.manager.aclose()
+        if self.state is not None:
+            await self.state.aclose()
 
     async def _dispatch(self, message: Mapping[str, Any], caller: str | None) -> Any:
         if message.get("jsonrpc") != "2.0":
@@ -265,12 +283,24 @@ class PluginServer:
         granted = context.get("capabilities") or ()
         handles = {c: requests for c in served.capabilities if c in granted}
         session = self._session(context.get("session"), caller)
-        try:
-            result = await served.manager.invoke(
+
+        def invoke() -> Awaitable[HookResult[Any]]:
+            return served.manager.invoke(
                 spec, payload, turn=turn, capabilities=handles,
                 scope=None if session is None else session.scope,
                 recheck=context.get("recheck") is True,
             )  # fmt: skip
+
+        try:
+            if session is None or self.state is None:
+                result = await invoke()
+            else:
+                result = await session.shared(self._owner).run(
+                    self.state, session.scope.states, invoke,
+                    plugin=served.name, end=spec is hooks.SESSION_END,
+                )  # fmt: skip
+        except StoreError as error:
+            raise RpcError(HANDLER_FAILED, str(error)) from None
         finally:
             if session is not None:
                 session.active -= 1
@@ -357,6 +387,13 @@ class _Session:
         self.key = key
         self.scope = scope
         self.active = 0
+        self._shared: SharedSession | None = None
+
+    def shared(self, owner: str) -> SharedSession:
+        """The session's state in the store, as this server last saw it."""
+        if self._shared is None:
+            self._shared = SharedSession(*self.key, owner)
+        return self._shared
 
 
 class _Requests:
@@ -410,9 +447,7 @@ async def serve_stdio(
     source = sys.stdin.buffer if input is None else input
     sink = sys.stdout.buffer if output is None else output
     reader = asyncio.StreamReader(limit=limit + 1)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), source
-    )
+    transport = await _read_into(reader, source)
     tasks: set[asyncio.Task[None]] = set()
     flushing = False
 
@@ -464,6 +499,62 @@ async def serve_stdio(
     finally:
         transport.close()
         await server.aclose()
+
+
+async def _read_into(reader: asyncio.StreamReader, source: IO[bytes]) -> asyncio.BaseTransport:
+    """Feed `reader` from `source`: through the event loop where it can watch the file (a
+    pipe, a socket, a terminal), else (a regular file, /dev/null, which epoll refuses)
+    from a thread, since reads of those never wait."""
+    try:
+        fd = source.fileno()
+        mode = os.fstat(fd).st_mode
+        watchable = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+    except (OSError, ValueError):  # no file descriptor (an in-memory file)
+        watchable = False
+    if watchable:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), source
+        )
+        return transport
+    return _FileFeed(reader, source)
+
+
+class _FileFeed(asyncio.ReadTransport):
+    """Reads a file the event loop cannot watch into a `StreamReader`, in a thread, paused
+    while the reader holds more than it may (the reader pauses its transport)."""
+
+    def __init__(self, reader: asyncio.StreamReader, source: IO[bytes]) -> None:
+        super().__init__()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        read = getattr(source, "read1", source.read)
+        reader.set_transport(self)
+        self._task = asyncio.ensure_future(self._pump(reader, cast(Callable[[int], bytes], read)))
+
+    async def _pump(self, reader: asyncio.StreamReader, read: Callable[[int], bytes]) -> None:
+        try:
+            while data := await asyncio.to_thread(read, 1 << 16):
+                reader.feed_data(data)
+                await self._flowing.wait()
+        except (OSError, ValueError) as error:  # the input failed: it ended, for us
+            logger.warning("reading the input failed: %s", error)
+        reader.feed_eof()
+
+    def pause_reading(self) -> None:
+        self._flowing.clear()
+
+    def resume_reading(self) -> None:
+        self._flowing.set()
+
+    def is_reading(self) -> bool:
+        return self._flowing.is_set()
+
+    def close(self) -> None:
+        self._task.cancel()
+
+    def is_closing(self) -> bool:
+        return self._task.done()
 
 
 def _is_shutdown(line: bytes) -> bool:
