@@ -90,6 +90,8 @@ NOT_RUN = {
     ("adapters.md", "installs from the network; the gateway then serves an MCP client on stdio"),
     ("adapters.md", "installs from the network"),
     ("runtime.md", "needs OPENAI_API_KEY and the network, or a model server on port 8080"),
+    ("fleet.md", "needs a PostgreSQL server at db.internal"),
+    ("fleet.md", "a plugin of your own, served on a public address until stopped"),
 }
 # A server (`--http HOST:PORT`) runs until it listens, on a free loopback port, then stops.
 SERVER = re.compile(r"--http\s+\S+")

@@ -307,3 +307,12 @@ def test_too_many_values_are_refused_before_any_node_is_built(
     monkeypatch.setattr(_source, "_Loader", Counting)
     with pytest.raises(ConfigError, match="too large: over 100,000 keys and values"):
         load_config_text(flow_list(100_001), file="t.yaml", plugins={}, environ={})
+
+
+def test_a_short_value_is_hidden_as_a_word_not_inside_words() -> None:
+    # TOKEN=x once turned `max_wait` into `ma${TOKEN}_wait` in a message about a typo.
+    source = _source.load_yaml('a: "${T}"\nb: "${L}"\n', "t.yaml", {"T": "x", "L": "longsecret"})
+    assert source.redact("takes max_wait, got x") == "takes max_wait, got ${T}"
+    assert source.redact("url redis://:x@h and ?xlongsecretx") == (
+        "url redis://:${T}@h and ?x${L}x"
+    )

@@ -83,9 +83,22 @@ class Source:
             # Longest first, one pass: a value inside another's rendering, or inside a
             # `${NAME}` already put in, is never replaced piecemeal.
             alternatives = sorted(names, key=len, reverse=True)
-            pattern = re.compile("|".join(map(re.escape, alternatives))) if names else None
+            pattern = re.compile("|".join(map(_hidden, alternatives))) if names else None
             self._hiding = (len(self.secrets), pattern, names)
         return text if pattern is None else pattern.sub(lambda m: names[m.group(0)], text)
+
+
+_SHORT = 4
+
+
+def _hidden(shown: str) -> str:
+    """The pattern hiding `shown`. A value of one to three characters (`x`, `on`) is hidden
+    only where it stands as a word of its own: hidden inside words too, it garbles every
+    message (`max_wait` read `ma${TOKEN}_wait` for TOKEN=x), and so short a value is no
+    secret."""
+    if len(shown) >= _SHORT:
+        return re.escape(shown)
+    return rf"(?<![0-9A-Za-z_]){re.escape(shown)}(?![0-9A-Za-z_])"
 
 
 def renderings(value: str) -> set[str]:
