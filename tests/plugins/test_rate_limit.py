@@ -137,3 +137,11 @@ def test_a_scope_is_one_of_the_known_kinds_and_agrees_with_across_sessions() -> 
         {"tools": {"x": {"calls": 1, "per": 1, "across_sessions": True}}}
     )
     assert shared.tools["x"].scope == "global"
+
+
+@pytest.mark.parametrize("per", ["none", float("inf"), float("nan")])
+def test_a_window_has_a_finite_period(per: object) -> None:
+    with pytest.raises(ValidationError, match=r"finite|ends"):
+        RateLimitConfig.model_validate({"tools": {"x": {"calls": 1, "per": per}}})
+    with pytest.raises(ValidationError, match=r"finite|ends"):
+        RateLimitConfig.model_validate({"max_wait": per})

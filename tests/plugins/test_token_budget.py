@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
 from interlock import LLMRequest, LLMResponse, PluginManager, Usage, hooks
 from interlock.config import load_config_text
 from interlock.plugins.token_budget import TokenBudget, TokenBudgetConfig
+from interlock.store import MemoryStore, StoreError, StoreUnavailable
 
 from .helpers import run
 
@@ -116,3 +120,64 @@ async def test_a_session_budget_is_dropped_at_its_end() -> None:
     budget = TokenBudget(TokenBudgetConfig.model_validate({"session": {"tokens": 10**6}}))
     await run([(budget, {})], ANSWERS, ["hello there"])
     assert (await budget.store.balance("session:s-1")).spent == {}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"hold_for": "none"}, {"hold_for": float("inf")},
+     {"prices": {"*": {"input": float("inf"), "output": 1}}}, {"session": {"cost": float("nan")}},
+     {"session": {"cost": float("inf")}}],
+)  # fmt: skip
+def test_durations_prices_and_budgets_must_be_finite(config: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match=r"finite|ends"):
+        TokenBudgetConfig.model_validate(config)
+
+
+def test_a_total_out_of_range_still_reads_in_a_reason() -> None:
+    from interlock.plugins.token_budget import Budget, _over
+    from interlock.store import Balance
+
+    balance = Balance({"tokens": float("inf")}, {"tokens": float("inf")})
+    assert _over(Budget(tokens=10), balance, "tokens", {"tokens": 1.0}) == (
+        "used inf of 10 tokens, inf tokens held by calls in flight"
+    )
+
+
+class Refusing(MemoryStore):
+    """A store that can be reached but refuses every settle (say, a script error)."""
+
+    async def settle(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreError("state store memory failed: ResponseError: refused")
+
+
+class Down(MemoryStore):
+    """A store that cannot be reached for settles."""
+
+    async def settle(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("state store memory is unreachable")
+
+
+async def test_usage_the_store_refuses_is_dropped_and_only_an_outage_keeps_it(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer = LLMResponse("m", usage=Usage(input_tokens=5, output_tokens=5))
+    refusing = TokenBudget(TokenBudgetConfig.model_validate({"session": {"tokens": 100}}),
+                           store=Refusing())  # fmt: skip
+    manager = PluginManager()
+    manager.register(refusing)
+    async with manager.session("s"):
+        await manager.invoke(hooks.POST_LLM_CALL, answer)
+        assert not (await manager.invoke(hooks.PRE_LLM_CALL, LLMRequest("m"))).blocked
+    assert not refusing._unsettled  # never replayed before every later call
+
+    monkeypatch.setattr("interlock.plugins.token_budget._UNSETTLED_MAX", 2)
+    down = TokenBudget(TokenBudgetConfig.model_validate({"session": {"tokens": 100}}),
+                       store=Down())  # fmt: skip
+    manager = PluginManager()
+    manager.register(down)
+    with caplog.at_level(logging.WARNING, logger="interlock"):
+        async with manager.session("s"):
+            for _ in range(3):
+                await manager.invoke(hooks.POST_LLM_CALL, answer)
+    assert len(down._unsettled) == 2
+    assert any("the oldest is dropped uncounted" in r.getMessage() for r in caplog.records)

@@ -50,3 +50,25 @@ def test_without_a_store_the_built_ins_keep_state_in_memory() -> None:
     manager = load_config_text("plugins: [{name: rate-limit, use: rate-limit}]")
     [limit] = [o for o in _objects(manager) if isinstance(o, RateLimit | TokenBudget)]
     assert isinstance(limit.store, MemoryStore)
+
+
+def test_a_store_on_an_external_entry_or_with_a_bad_port_and_endless_windows_are_problems() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config_text("""
+plugins:
+  - name: ext
+    store: redis://127.0.0.1:6379/0
+    external: {command: ["true"], hooks: [pre_tool_call]}
+  - {name: off, use: rate-limit, enabled: false, store: "redis://:s3cret@cache:notaport/0"}
+  - name: limits
+    use: rate-limit
+    config: {tools: {shell: {calls: 1, per: .inf}}}
+""")
+    text = str(raised.value)
+    assert (
+        "an external plugin keeps its own state (interlock hands it no store): remove "
+        "store: from this entry" in text
+    )
+    assert "the store URL 'redis://***@cache:notaport/0' has a port that is not a number" in text
+    assert "a duration must be a finite number of seconds more than zero, got inf" in text
+    assert "s3cret" not in text

@@ -149,5 +149,5 @@ def test_a_redis_store_needs_redis_py(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "redis", None)
-    with pytest.raises(StoreError, match=r"pip install 'interlock\[redis\]'"):
+    with pytest.raises(StoreError, match=r"pip install -e '<interlock checkout>\[redis\]'"):
         open_store("redis://127.0.0.1:6379/0")

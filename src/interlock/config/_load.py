@@ -253,6 +253,9 @@ def resolve(
             continue  # already reported by validate()
         try:
             if entry.external is not None:
+                if entry.store is not None:
+                    raise Problem("store", "an external plugin keeps its own state (interlock "
+                                  "hands it no store): remove store: from this entry")  # fmt: skip
                 loaded[entry.name] = external_plugin(entry, entry.external, source.file)
             else:
                 target = import_target(str(entry.use), available)

@@ -16,18 +16,27 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
-def parse_duration(value: object) -> float:
-    """`"250ms"`, `"2s"`, `"1.5m"`, a number of seconds, or `"none"` (no timeout: inf)."""
+def parse_duration(value: object, *, endless: bool = True) -> float:
+    """`"250ms"`, `"2s"`, `"1.5m"`, a number of seconds, or `"none"` (no timeout: inf).
+
+    Always finite but for the word `none` (`never`, `inf`), and that only where `endless`
+    (a timeout may have no end; a window or a hold must: `endless=False`).
+    """
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     elif isinstance(value, str) and value.strip().lower() in ("none", "inf", "never"):
+        if not endless:
+            raise ValueError(f"expected a duration like '250ms', '2s' or '1m' (one that "
+                             f"ends), got {value!r}")  # fmt: skip
         return math.inf
     elif isinstance(value, str) and (match := _DURATION.match(value)):
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
-        raise ValueError(f"expected a duration like '250ms', '2s', '1m' or 'none', got {value!r}")
-    if not seconds > 0 or math.isnan(seconds):
-        raise ValueError(f"a duration must be more than zero, got {value!r}")
+        words = "'250ms', '2s', '1m' or 'none'" if endless else "'250ms', '2s' or '1m'"
+        raise ValueError(f"expected a duration like {words}, got {value!r}")
+    if not seconds > 0 or not math.isfinite(seconds):
+        raise ValueError(f"a duration must be a finite number of seconds more than zero, got "
+                         f"{value!r}" + ("; say 'none' for no end" if endless else ""))  # fmt: skip
     return seconds
 
 

@@ -38,6 +38,7 @@ A session's own windows are dropped at its end.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -54,8 +55,8 @@ from ..store import MemoryStore, StateStore, StoreError, Window, key
 
 logger = logging.getLogger("interlock.plugins.rate_limit")
 
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
-"""A duration: `"250ms"`, `"2s"`, `"1m"`, or a number of seconds."""
+Seconds = Annotated[float, BeforeValidator(functools.partial(parse_duration, endless=False))]
+"""A duration that ends: `"250ms"`, `"2s"`, `"1m"`, or a number of seconds."""
 
 _SCOPE = re.compile(r"^(session|global|tag:.+|metadata\.[^.]+)$")
 
@@ -139,8 +140,8 @@ class RateLimit(Plugin):
 
     async def on_session_end(self, event: SessionEnd, ctx: HookContext) -> None:
         """Forget the session's own windows."""
-        keys = [_window_key(("session", event.session_id), glob, limit)
-                for limits in (self.config.tools, self.config.models)
+        keys = [_window_key(what, ("session", event.session_id), glob, limit)
+                for what, limits in (("tool", self.config.tools), ("model", self.config.models))
                 for glob, limit in limits.items() if limit.scope == "session"]  # fmt: skip
         try:
             await self.store.delete(*keys)
@@ -153,7 +154,7 @@ class RateLimit(Plugin):
         await self.store.aclose()
 
     async def _admit(self, what: str, name: str, limits: dict[str, Limit], ctx: HookContext) -> Any:
-        applying = _windows(name, limits, ctx.session)
+        applying = _windows(what, name, limits, ctx.session)
         if not applying:
             return None
         windows = [w for w, _ in applying]
@@ -180,21 +181,22 @@ class RateLimit(Plugin):
 
 
 def _windows(
-    name: str, limits: dict[str, Limit], session: SessionInfo | None
+    what: str, name: str, limits: dict[str, Limit], session: SessionInfo | None
 ) -> list[tuple[Window, str]]:
-    """The windows a call of `name` counts in, each with the words that describe its limit."""
+    """The windows a call of `name` (a `what`: tool or model) counts in, each with the
+    words that describe its limit."""
     windows = []
     for glob, limit in limits.items():
         if not fnmatchcase(name, glob):
             continue
         for owner, whose in _owners(limit.scope, session):
             described = f"{limit.calls} calls per {limit.per:g}s {whose} ({glob!r})"
-            windows.append((Window(_window_key(owner, glob, limit), limit.calls, limit.per),
-                            described))  # fmt: skip
+            windows.append((Window(_window_key(what, owner, glob, limit), limit.calls,
+                                   limit.per), described))  # fmt: skip
     return windows
 
 
-def _owners(scope: str, session: SessionInfo | None) -> list[tuple[tuple[str, ...], str]]:
+def _owners(scope: str, session: SessionInfo | None) -> list[tuple[tuple[object, ...], str]]:
     """Whose window(s) a call counts in under `scope`: a key part and the words for it."""
     if scope == "global":
         return [(("global",), "across sessions")]
@@ -207,8 +209,11 @@ def _owners(scope: str, session: SessionInfo | None) -> list[tuple[tuple[str, ..
         return [(("tag", t), f"for tag {t!r}") for t in session.tags if fnmatchcase(t, pattern)]
     field = scope.removeprefix("metadata.")
     value = session.metadata.get(field)
-    return [] if value is None else [(("metadata", field, str(value)), f"for {field} {value!r}")]
+    if value is None:
+        return []
+    return [(("metadata", field, value), f"for {field} {value!r}")]
 
 
-def _window_key(owner: tuple[str, ...], glob: str, limit: Limit) -> str:
-    return key("window", *owner, glob, f"{limit.per:g}")
+def _window_key(what: str, owner: tuple[object, ...], glob: str, limit: Limit) -> str:
+    # Tool and model limits of one glob and period are two windows, never one.
+    return key("window", what, *owner, glob, f"{limit.per:g}")

@@ -25,21 +25,28 @@ on every budget the call counts against, all or none, and is blocked with the nu
 the reason when a budget cannot take the hold; its `post_llm_call` releases the hold and
 counts the usage. So concurrent calls, in any number of processes sharing a store, are never
 admitted past a budget: at most `reserve` tokens per call in flight can overshoot it, none
-when `reserve` covers a call's largest use. A hold whose call never answered lapses after
-`hold_for`. Where several price globs match a model, the most specific (longest) one
-applies. A model with no price counts tokens but no cost, and is reported once.
+when `reserve` covers a call's largest use. A call that a later gate blocks releases its
+hold right after its `pre_llm_call` (a background handler reads the outcome); a failed
+model call (the `error` hook) and a session's end release theirs; any other hold lapses
+after `hold_for`. Where several price globs match a model, the most specific (longest) one
+applies, and a call costs the dearer of the model asked for and the model the answer
+names. A model with no price counts tokens but no cost, and is reported once. Token counts
+are taken as whole numbers from 0 to `TOKENS_MAX`: an answer never gives a budget back.
 
 A session's budget is dropped at its end (in a store it also expires after a day idle);
 tag and metadata budgets last as long as the store keeps them. When the store cannot be
 reached, model calls are blocked with the reason (`on_store_error: block`, the default) or
 let through (`allow`); usage that could not be counted is kept and counted when the store
-is back, once (each call's hold id makes the retry idempotent).
+is back, once (each call's hold id makes the retry idempotent), unless the process exits
+first; past 10,000 such usages the oldest is dropped with a warning.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import logging
+import math
 import threading
 import uuid
 from collections.abc import Mapping
@@ -48,16 +55,38 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from .. import Block, HookContext, LLMRequest, LLMResponse, Plugin, SessionEnd
+from .. import (
+    Block,
+    ErrorEvent,
+    HookContext,
+    LLMRequest,
+    LLMResponse,
+    Plugin,
+    SessionEnd,
+    hook,
+)
 from ..config import parse_duration
-from ..store import Balance, Claim, MemoryStore, StateStore, StoreError, key
+from ..store import (
+    Balance,
+    Claim,
+    MemoryStore,
+    StateStore,
+    StoreError,
+    StoreUnavailable,
+    key,
+)
 
 logger = logging.getLogger("interlock.plugins.token_budget")
 
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Seconds = Annotated[float, BeforeValidator(functools.partial(parse_duration, endless=False))]
 
 _SESSION_TTL = 86_400.0  # a session budget left behind by a process that died
 _UNSETTLED_MAX = 10_000  # usage kept for a store that is down, before the oldest goes
+_WARNED_MAX = 10_000  # budgets known to be warned about, remembered in this process
+TOKENS_MAX = 10**9
+"""The most tokens one count of one call may report; more (or a count that is not a
+whole number from 0) is taken as this many, so a hostile answer exhausts a budget rather
+than breaking or refunding it."""
 
 
 class Budget(BaseModel):
@@ -66,7 +95,7 @@ class Budget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tokens: int | None = Field(default=None, gt=0)
-    cost: float | None = Field(default=None, gt=0)
+    cost: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     def limits(self) -> dict[str, float]:
         """The bounds set, by name."""
@@ -78,8 +107,8 @@ class Price(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
+    input: float = Field(ge=0, le=1e6, allow_inf_nan=False)
+    output: float = Field(ge=0, le=1e6, allow_inf_nan=False)
 
 
 class TokenBudgetConfig(BaseModel):
@@ -94,7 +123,7 @@ class TokenBudgetConfig(BaseModel):
     """By session metadata field: each value of it has a budget of its own."""
     prices: dict[str, Price] = Field(default_factory=dict)
     warn_at: float = Field(default=0.8, gt=0, le=1)
-    reserve: int = Field(default=1, ge=0)
+    reserve: int = Field(default=1, ge=0, le=TOKENS_MAX)
     """Tokens each model call holds from admission until its usage is counted."""
     hold_for: Seconds = 600.0
     """A hold whose call never answered lapses after this long."""
@@ -103,7 +132,8 @@ class TokenBudgetConfig(BaseModel):
 
 
 class _Counted:
-    """The budgets one call counts against: labels, budgets, ledger names, ledger TTLs."""
+    """The budgets one call counts against, one per ledger: labels, budgets, ledger names,
+    ledger TTLs."""
 
     __slots__ = ("budgets", "ledgers", "ttls")
 
@@ -113,9 +143,32 @@ class _Counted:
         self.ttls: list[float | None] = []
 
     def add(self, label: str, budget: Budget, ledger: str, ttl: float | None) -> None:
+        if ledger in self.ledgers:
+            # Two globs matching one tag (`team-*`, `team-a`) name one ledger: one claim,
+            # bounded by the tighter of each limit (two would hold twice, release once).
+            index = self.ledgers.index(ledger)
+            first_label, first = self.budgets[index]
+            limits = first.limits()
+            for name, limit in budget.limits().items():
+                limits[name] = min(limit, limits.get(name, limit))
+            self.budgets[index] = (first_label, Budget.model_validate(limits))
+            return
         self.budgets.append((label, budget))
         self.ledgers.append(ledger)
         self.ttls.append(ttl)
+
+
+class _Held:
+    """A hold a model call took: its id, the budgets, and the request it was taken for
+    (to find it again when a later gate blocks that call, and to price the call by the
+    model asked for)."""
+
+    __slots__ = ("counted", "hold", "request")
+
+    def __init__(self, hold: str, counted: _Counted, request: LLMRequest) -> None:
+        self.hold = hold
+        self.counted = counted
+        self.request = request
 
 
 class TokenBudget(Plugin):
@@ -126,7 +179,7 @@ class TokenBudget(Plugin):
     """
 
     name = "token-budget"
-    version = "1.1"
+    version = "1.2"
     config_model = TokenBudgetConfig
 
     def __init__(
@@ -136,13 +189,17 @@ class TokenBudget(Plugin):
         self.store = store if store is not None else MemoryStore(plugin=self.name)
         self._unpriced: set[str] = set()
         self._warned: set[str] = set()  # ledgers whose warning is known to be given
-        # (hold, ledgers, amounts) the store could not take yet; settled again later
-        self._unsettled: collections.deque[tuple[str, list[str], dict[str, float]]] = (
-            collections.deque(maxlen=_UNSETTLED_MAX)
-        )
+        # (hold, ledgers, amounts, ledger TTLs) the store could not take yet; settled later
+        self._unsettled: collections.deque[
+            tuple[str, list[str], dict[str, float], list[float | None]]
+        ] = collections.deque()
         self._lock = threading.Lock()
 
-    async def on_pre_llm_call(self, request: LLMRequest, ctx: HookContext) -> Any:
+    # Fail closed: a budget that cannot be checked (a store slower than the timeout, a
+    # bug) must not let the call through.
+    @hook("pre_llm_call", on_error="block")
+    async def admit(self, request: LLMRequest, ctx: HookContext) -> Any:
+        """Hold the call's reserve on every budget it counts against, or block it."""
         if ctx.recheck:  # held when first asked
             return None
         counted = self._counted(ctx)
@@ -165,38 +222,69 @@ class TokenBudget(Plugin):
             label, budget = counted.budgets[reservation.refused or 0]
             over = _over(budget, reservation.balance, reservation.name, amounts)
             return Block(f"token budget exhausted: {label} {over}")
-        holds = ctx.state.setdefault("holds", collections.deque())
-        holds.append((hold, counted))
+        ctx.state.setdefault("holds", collections.deque()).append(_Held(hold, counted, request))
         return None
 
+    @hook("pre_llm_call", background=True)
+    async def release_blocked(self, request: LLMRequest, ctx: HookContext) -> None:
+        """After the call's `pre_llm_call`: a call that a later gate blocked gets no
+        `post_llm_call`, so its hold is released here rather than left to lapse."""
+        result = ctx.result
+        if result is None or not result.blocked or result.blocked_by == ctx.plugin:
+            return  # admitted (its answer settles it), or refused here (nothing held)
+        holds = ctx.state.get("holds")
+        taken = next((h for h in holds or () if h.request is request), None)
+        if holds and taken is not None:
+            holds.remove(taken)
+            await self._release([taken], "a call another plugin blocked")
+
     async def on_post_llm_call(self, response: LLMResponse, ctx: HookContext) -> None:
+        """Release the call's hold and count what it used."""
         if ctx.recheck:  # the same model call, already counted
             return
         holds = ctx.state.get("holds")
         if holds:
-            hold, counted = holds.popleft()
+            taken: _Held | None = holds.popleft()
         else:  # no hold taken (this plugin came after the call began): count it anyway
-            hold, counted = uuid.uuid4().hex, self._counted(ctx)
-        ledgers = counted.ledgers
-        if not ledgers:
+            taken = None
+        hold = taken.hold if taken is not None else uuid.uuid4().hex
+        counted = taken.counted if taken is not None else self._counted(ctx)
+        if not counted.ledgers:
             return
-        usage = {"tokens": float(response.usage.total_tokens), "cost": self._cost(response)}
+        asked = taken.request.model if taken is not None else response.model
+        usage = {"tokens": float(self._tokens(response)), "cost": self._cost(response, asked)}
+        ledgers, ttls = counted.ledgers, counted.ttls
         try:
             await self._settle_unsettled()
-            balances = await self.store.settle(ledgers, hold, usage, ttl=self.config.hold_for)
-        except StoreError as error:
-            with self._lock:
-                self._unsettled.append((hold, ledgers, usage))
+            balances = await self.store.settle(
+                ledgers, hold, usage, ttl=self.config.hold_for, expire=ttls
+            )
+        except StoreUnavailable as error:
+            self._keep(hold, ledgers, usage, ttls)
             logger.warning("token-budget: usage of a model call kept until the store is "
                            "back (%s)", error)  # fmt: skip
             return
+        except StoreError as error:  # the store refused it: retrying would fail again
+            logger.warning("token-budget: usage of a model call not counted: %s", error)
+            return
         for (label, budget), ledger, ttl, balance in zip(
-            counted.budgets, ledgers, counted.ttls, balances, strict=True
+            counted.budgets, ledgers, ttls, balances, strict=True
         ):
             await self._warn(label, budget, ledger, ttl, balance, ctx)
 
+    @hook("error")
+    async def model_failed(self, event: ErrorEvent, ctx: HookContext) -> None:
+        """A model call that failed gets no `post_llm_call`: release its hold (the
+        session's oldest)."""
+        holds = ctx.state.get("holds")
+        if event.stage == "llm_call" and holds:
+            await self._release([holds.popleft()], "a failed model call")
+
     async def on_session_end(self, event: SessionEnd, ctx: HookContext) -> None:
-        """Drop the session's own budget."""
+        """Release the holds of the session's calls still out, and drop its own budget."""
+        holds = ctx.state.pop("holds", None)
+        if holds:
+            await self._release(list(holds), f"session {event.session_id!r}")
         if self.config.session.limits():
             ledger = key("session", event.session_id)
             self._warned.discard(ledger)
@@ -232,7 +320,8 @@ class TokenBudget(Plugin):
         for field, budget in self.config.metadata.items():
             value = session.metadata.get(field)
             if value is not None:
-                counted.add(f"{field} {value!r}", budget, key("metadata", field, str(value)), None)
+                # the value itself, not its text: user 1 and user "1" are two budgets
+                counted.add(f"{field} {value!r}", budget, key("metadata", field, value), None)
         return counted
 
     def _hold(self, model: str) -> dict[str, float]:
@@ -247,29 +336,68 @@ class TokenBudget(Plugin):
         matching = [g for g in self.config.prices if fnmatchcase(model, g)]
         return self.config.prices[max(matching, key=len)] if matching else None
 
-    def _cost(self, response: LLMResponse) -> float:
-        price = self._price(response.model)
-        if price is None:
+    def _tokens(self, response: LLMResponse) -> int:
+        usage = response.usage
+        return _count(usage.input_tokens, response) + _count(usage.output_tokens, response)
+
+    def _cost(self, response: LLMResponse, asked: str | None = None) -> float:
+        """The call's cost at the dearer of the model asked for (`asked`) and the model
+        the answer names: an answer under another name (an alias, a router's, a lie)
+        never makes a call cheaper than the model it was admitted for."""
+        models = dict.fromkeys(m for m in (asked, response.model) if m is not None)
+        prices = [p for p in map(self._price, models) if p is not None]
+        if not prices:
             if self.config.prices and response.model not in self._unpriced:
                 self._unpriced.add(response.model)
                 logger.warning("no price for model %r: its calls count tokens, not cost",
                                response.model)  # fmt: skip
             return 0.0
         usage = response.usage
-        return (usage.input_tokens * price.input + usage.output_tokens * price.output) / 1e6
+        spent_in = _count(usage.input_tokens, response)
+        spent_out = _count(usage.output_tokens, response)
+        return max((spent_in * p.input + spent_out * p.output) / 1e6 for p in prices)
+
+    def _keep(
+        self, hold: str, ledgers: list[str], usage: dict[str, float], ttls: list[float | None]
+    ) -> None:
+        """Keep usage for the store to take when it is back; past `_UNSETTLED_MAX` the
+        oldest goes, with a warning (what this process keeps is lost at its exit)."""
+        with self._lock:
+            if len(self._unsettled) >= _UNSETTLED_MAX:
+                self._unsettled.popleft()
+                logger.warning("token-budget: %d usages wait for the store; the oldest is "
+                               "dropped uncounted", _UNSETTLED_MAX)  # fmt: skip
+            self._unsettled.append((hold, ledgers, usage, ttls))
 
     async def _settle_unsettled(self) -> None:
-        """Count usage the store could not take before; raises `StoreError` if it still
-        cannot (what is left stays for the next try)."""
+        """Count usage the store could not take before; raises `StoreUnavailable` if it
+        still cannot (what is left stays for the next try). Usage the store refuses is
+        dropped with a warning: it would be refused again before every call."""
         while self._unsettled:
             with self._lock:
                 if not self._unsettled:
                     return
-                hold, ledgers, usage = self._unsettled[0]
-            await self.store.settle(ledgers, hold, usage, ttl=self.config.hold_for)
+                hold, ledgers, usage, ttls = self._unsettled[0]
+            try:
+                await self.store.settle(ledgers, hold, usage, ttl=self.config.hold_for, expire=ttls)
+            except StoreUnavailable:
+                raise
+            except StoreError as error:
+                logger.warning("token-budget: kept usage not counted: %s", error)
             with self._lock:
                 if self._unsettled and self._unsettled[0][0] == hold:
                     self._unsettled.popleft()
+
+    async def _release(self, taken: list[_Held], whose: str) -> None:
+        """Release holds without counting anything (no usage will come for them)."""
+        for held in taken:
+            counted = held.counted
+            try:
+                await self.store.settle(counted.ledgers, held.hold, {},
+                                        ttl=self.config.hold_for, expire=counted.ttls)  # fmt: skip
+            except StoreError as error:  # it lapses by itself after hold_for
+                logger.warning("token-budget: could not release the hold of %s: %s", whose,
+                               error)  # fmt: skip
 
     async def _warn(
         self,
@@ -282,6 +410,8 @@ class TokenBudget(Plugin):
     ) -> None:
         if ledger in self._warned or _share(budget, balance.spent) < self.config.warn_at:
             return
+        if len(self._warned) >= _WARNED_MAX:  # a cache: the store says whether it was given
+            self._warned.clear()
         self._warned.add(ledger)
         # Once per budget, whichever process sees it cross first.
         if not await self.store.compare_and_set(key("warned", ledger), None, "1", ttl=ttl):
@@ -291,6 +421,23 @@ class TokenBudget(Plugin):
         logger.info(message, extra={"interlock_plugin": ctx.plugin})
         if ctx.notify is not None:
             ctx.notify.notify(message, level="warning")
+
+
+def _count(value: object, response: LLMResponse) -> int:
+    """A token count as the budget takes it: a whole number from 0 to `TOKENS_MAX`.
+    Negative counts are 0 (an answer never gives back a budget); anything else out of
+    shape is `TOKENS_MAX` (a budget is never undercounted); both are logged."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= TOKENS_MAX:
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        taken = 0
+    elif isinstance(value, float) and math.isfinite(value) and 0 <= value <= TOKENS_MAX:
+        taken = math.ceil(value)
+    else:
+        taken = TOKENS_MAX
+    logger.warning("token-budget: model %r reported a token count of %.40r; counted as %d",
+                   response.model, value, taken)  # fmt: skip
+    return taken
 
 
 def _share(budget: Budget, spent: Mapping[str, float]) -> float:
@@ -315,14 +462,15 @@ def _over(budget: Budget, balance: Balance, name: str, hold: Mapping[str, float]
 
 
 def _show(name: str, amount: float) -> str:
-    return f"{int(amount):,}" if name == "tokens" else f"{amount:,.4f}"
+    # `,.0f` rather than int(): a total out of range (inf) still reads, never raises
+    return f"{amount:,.0f}" if name == "tokens" else f"{amount:,.4f}"
 
 
 def _numbers(budget: Budget, balance: Balance) -> str:
     spent = balance.spent
     parts = []
     if budget.tokens is not None:
-        parts.append(f"{int(spent.get('tokens', 0)):,} of {budget.tokens:,} tokens")
+        parts.append(f"{_show('tokens', spent.get('tokens', 0.0))} of {budget.tokens:,} tokens")
     if budget.cost is not None:
         parts.append(f"{spent.get('cost', 0.0):,.4f} of {budget.cost:,.4f}")
     return ", ".join(parts)

@@ -9,13 +9,19 @@ atomic primitives that limits need: sliding windows (`admit`) and ledgers with h
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .._exceptions import InterlockError
 
 _NO_AMOUNTS: Mapping[str, float] = MappingProxyType({})
+
+AMOUNT_MAX = 1e15
+"""The most one hold or one settle may add to a ledger, per name: far above any real call,
+far below where sums stop being exact or become infinite."""
 
 
 class StoreError(InterlockError):
@@ -32,11 +38,19 @@ class StoreUnavailable(StoreError):
 
 def key(*parts: object) -> str:
     """Join `parts` into one key, escaping `:` (and `%`) inside them, so that free text
-    (session ids, tags, globs) can never make two different keys collide.
+    (session ids, tags, globs) can never make two different keys collide. A part that is
+    not a string (a metadata value) is written as JSON after `%j`, which no string part
+    can produce: `1` and `"1"` are two keys.
 
         key("w", "s-1", "web_*") == "w:s-1:web_*"
     """
-    return ":".join(str(p).replace("%", "%25").replace(":", "%3A") for p in parts)
+    return ":".join(_part(p) for p in parts)
+
+
+def _part(part: object) -> str:
+    if isinstance(part, str):
+        return part.replace("%", "%25").replace(":", "%3A")
+    return "%j" + _part(json.dumps(part, sort_keys=True, separators=(",", ":"), default=str))
 
 
 def namespace(deployment: str, plugin: str) -> str:
@@ -96,6 +110,69 @@ class Reservation:
     balance: Balance = field(default_factory=Balance)
 
 
+def check_claims(claims: Sequence[Claim], ttl: float) -> None:
+    """Refuse what `reserve` must not write (raises `ValueError`): a ledger claimed twice,
+    an amount that is not a finite number in [0, AMOUNT_MAX], a limit or TTL that is not a
+    finite number. Checked before anything is written, so a bad claim changes nothing."""
+    check_ledgers(c.ledger for c in claims)
+    _check_seconds("hold ttl", ttl)
+    for claim in claims:
+        check_amounts(claim.amounts)
+        for name, limit in claim.limits.items():
+            if not _finite(limit):
+                raise ValueError(f"the limit of {name!r} on ledger {claim.ledger!r} must be a "
+                                 f"finite number, got {limit!r}")  # fmt: skip
+        if claim.ttl is not None:
+            _check_seconds(f"ledger {claim.ledger!r} ttl", claim.ttl)
+
+
+def check_amounts(amounts: Mapping[str, float]) -> None:
+    """Refuse amounts a ledger must never take (raises `ValueError`): anything but a finite
+    number from 0 to `AMOUNT_MAX`, so that no call can give back what others spent or make
+    a total infinite or NaN."""
+    for name, amount in amounts.items():
+        if not _finite(amount) or not 0 <= amount <= AMOUNT_MAX:
+            raise ValueError(f"an amount of {name!r} must be a finite number from 0 to "
+                             f"{AMOUNT_MAX:g}, got {amount!r}")  # fmt: skip
+
+
+def check_ledgers(ledgers: Iterable[str]) -> None:
+    """Refuse a ledger named twice in one operation (raises `ValueError`): it would be held
+    twice and released once."""
+    seen: set[str] = set()
+    for name in ledgers:
+        if name in seen:
+            raise ValueError(f"ledger {name!r} is named twice; name each ledger once")
+        seen.add(name)
+
+
+def check_settle(
+    ledgers: Sequence[str],
+    amounts: Mapping[str, float],
+    ttl: float,
+    expire: Sequence[float | None] | None,
+) -> None:
+    """Refuse what `settle` must not write (raises `ValueError`), before anything is."""
+    check_ledgers(ledgers)
+    check_amounts(amounts)
+    _check_seconds("retry ttl", ttl)
+    if expire is not None:
+        if len(expire) != len(ledgers):
+            raise ValueError(f"expire names {len(expire)} TTLs for {len(ledgers)} ledgers")
+        for seconds in expire:
+            if seconds is not None:
+                _check_seconds("ledger ttl", seconds)
+
+
+def _check_seconds(what: str, seconds: float) -> None:
+    if not _finite(seconds) or seconds < 0:
+        raise ValueError(f"the {what} must be a finite number of seconds, got {seconds!r}")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class StateStore(abc.ABC):
     """Shared state for plugins: values with TTLs, counters, compare-and-set, sliding
     windows and ledgers, each operation atomic across every process using the store.
@@ -151,15 +228,29 @@ class StateStore(abc.ABC):
         A claim is refused when its ledger's spent plus held amounts already reach a limit,
         or would pass it with this hold. A hold not settled within `ttl` seconds lapses
         (the call that took it died), so no hold blocks a budget for ever.
+
+        Raises `ValueError`, writing nothing, for a ledger claimed twice or an amount that
+        is not a finite number from 0 to `AMOUNT_MAX` (see `check_claims`).
         """
 
     @abc.abstractmethod
     async def settle(
-        self, ledgers: Sequence[str], hold: str, amounts: Mapping[str, float], *, ttl: float
+        self,
+        ledgers: Sequence[str],
+        hold: str,
+        amounts: Mapping[str, float],
+        *,
+        ttl: float,
+        expire: Sequence[float | None] | None = None,
     ) -> list[Balance]:
         """Release `hold` on each ledger and add `amounts` to what it spent; return the
         balances after. Settling the same hold twice (a retry) counts it once, if the
-        retry comes within `ttl` seconds."""
+        retry comes within `ttl` seconds. No amounts (`{}`) just release the hold.
+
+        `expire`: each ledger's idle TTL, as its `Claim` gives it (None: kept until
+        dropped), so a settle that lands after a ledger went starts one that expires too.
+        Raises `ValueError`, writing nothing, for a ledger named twice or a bad amount.
+        """
 
     @abc.abstractmethod
     async def balance(self, ledger: str) -> Balance:

@@ -10,7 +10,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ._base import Admission, Balance, Claim, Reservation, StateStore, Window, namespace
+from ._base import (
+    Admission,
+    Balance,
+    Claim,
+    Reservation,
+    StateStore,
+    Window,
+    check_claims,
+    check_settle,
+    namespace,
+)
+
+# Stale entries (expired values, windows past their period, expired or empty ledgers) go
+# in a sweep after at least this many operations, or as many as there are entries, so a
+# long-lived process stays bounded at an amortised O(1) per operation.
+_SWEEP_EVERY = 1024
 
 
 @dataclass
@@ -34,6 +49,10 @@ class _Ledger:
 
     def balance(self) -> Balance:
         return Balance(MappingProxyType(dict(self.spent)), MappingProxyType(dict(self.held)))
+
+    def empty(self) -> bool:
+        """Nothing spent, held or remembered: as good as absent."""
+        return not (self.holds or self.settled or any(self.spent.values()))
 
 
 def _add(totals: dict[str, float], amounts: Mapping[str, float], sign: int) -> None:
@@ -60,17 +79,22 @@ class MemoryStore(StateStore):
         self._lock = threading.Lock()
         self._values: dict[str, tuple[str, float]] = {}  # key -> (value, expires at)
         self._windows: dict[str, collections.OrderedDict[str, float]] = {}  # member -> when
+        self._periods: dict[str, float] = {}  # window -> its period, for the sweep
         self._ledgers: dict[str, _Ledger] = {}
+        self._operations = 0
+        self._next_sweep = _SWEEP_EVERY
 
     def describe(self) -> str:
         return "memory"
 
     async def get(self, key: str) -> str | None:
         with self._lock:
+            self._tick()
             return self._get(key)
 
     async def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
         with self._lock:
+            self._tick()
             self._set(key, value, ttl)
 
     async def delete(self, *keys: str) -> None:
@@ -78,9 +102,11 @@ class MemoryStore(StateStore):
             for k in keys:
                 self._values.pop(k, None)
                 self._windows.pop(k, None)
+                self._periods.pop(k, None)
 
     async def incr(self, key: str, by: int = 1, *, ttl: float | None = None) -> int:
         with self._lock:
+            self._tick()
             current = self._get(key)
             value = (0 if current is None else int(current)) + by
             if current is None:
@@ -93,6 +119,7 @@ class MemoryStore(StateStore):
         self, key: str, expected: str | None, new: str, *, ttl: float | None = None
     ) -> bool:
         with self._lock:
+            self._tick()
             if self._get(key) != expected:
                 return False
             self._set(key, new, ttl)
@@ -101,9 +128,11 @@ class MemoryStore(StateStore):
     async def admit(self, windows: Sequence[Window], member: str) -> Admission:
         now = self._clock()
         with self._lock:
+            self._tick()
             taken = []
             for index, window in enumerate(windows):
                 events = self._windows.setdefault(window.key, collections.OrderedDict())
+                self._periods[window.key] = max(self._periods.get(window.key, 0.0), window.per)
                 while events and next(iter(events.values())) <= now - window.per:
                     events.popitem(last=False)  # (an emptied window stays: used next)
                 if member in events:
@@ -116,8 +145,10 @@ class MemoryStore(StateStore):
         return Admission(True)
 
     async def reserve(self, claims: Sequence[Claim], hold: str, *, ttl: float) -> Reservation:
+        check_claims(claims, ttl)
         now = self._clock()
         with self._lock:
+            self._tick()
             ledgers = [self._ledger(c.ledger, now) for c in claims]
             if ledgers and hold in ledgers[0].holds:
                 return Reservation(True)  # a retry: held already
@@ -133,13 +164,24 @@ class MemoryStore(StateStore):
         return Reservation(True)
 
     async def settle(
-        self, ledgers: Sequence[str], hold: str, amounts: Mapping[str, float], *, ttl: float
+        self,
+        ledgers: Sequence[str],
+        hold: str,
+        amounts: Mapping[str, float],
+        *,
+        ttl: float,
+        expire: Sequence[float | None] | None = None,
     ) -> list[Balance]:
+        check_settle(ledgers, amounts, ttl, expire)
         now = self._clock()
         balances = []
         with self._lock:
-            for name in ledgers:
+            self._tick()
+            for index, name in enumerate(ledgers):
                 ledger = self._ledger(name, now)
+                idle = expire[index] if expire is not None else None
+                if idle is not None:
+                    ledger.expires = now + idle
                 if hold not in ledger.settled:
                     taken = ledger.holds.pop(hold, None)
                     if taken is not None:
@@ -151,6 +193,7 @@ class MemoryStore(StateStore):
 
     async def balance(self, ledger: str) -> Balance:
         with self._lock:
+            self._tick()
             return self._ledger(ledger, self._clock()).balance()
 
     async def drop_ledgers(self, *ledgers: str) -> None:
@@ -160,6 +203,29 @@ class MemoryStore(StateStore):
 
     async def aclose(self) -> None:
         """Nothing to release: the state stays for as long as the store does."""
+
+    def _tick(self) -> None:
+        """Count an operation; sweep what went stale now and then (under the lock)."""
+        self._operations += 1
+        if self._operations < self._next_sweep:
+            return
+        now = self._clock()
+        for k in [k for k, (_, until) in self._values.items() if until <= now]:
+            del self._values[k]
+        for k, events in list(self._windows.items()):
+            oldest_kept = now - self._periods.get(k, 0.0)
+            while events and next(iter(events.values())) <= oldest_kept:
+                events.popitem(last=False)
+            if not events:
+                del self._windows[k]
+                self._periods.pop(k, None)
+        for name, ledger in list(self._ledgers.items()):
+            if ledger.expires > now:
+                ledger.sweep(now)
+            if ledger.expires <= now or ledger.empty():
+                del self._ledgers[name]
+        size = len(self._values) + len(self._windows) + len(self._ledgers)
+        self._next_sweep = self._operations + max(_SWEEP_EVERY, size)
 
     def _get(self, key: str) -> str | None:
         found = self._values.get(key)

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from .._extras import install_command
 from ._base import (
+    AMOUNT_MAX,
     Admission,
     Balance,
     Claim,
@@ -24,6 +26,8 @@ from ._base import (
     StoreError,
     StoreUnavailable,
     Window,
+    check_claims,
+    check_settle,
     key,
     namespace,
 )
@@ -92,14 +96,41 @@ local function used(b, name)
 end
 """
 
+# Lua errors do not undo the writes before them: every argument is checked before the
+# first write (the callers check too; this guards the ledgers from any other client).
+_CHECK = f"""
+local function finite(x)
+  if type(x) ~= 'number' or x ~= x or x == math.huge or x == -math.huge then
+    error('not a finite number: ' .. tostring(x))
+  end
+end
+local function seconds(x)
+  finite(x)
+  if x < 0 then error('negative seconds: ' .. tostring(x)) end
+end
+local function amounts(a)
+  for _, x in pairs(a) do
+    finite(x)
+    if x < 0 or x > {AMOUNT_MAX!r} then error('amount out of range: ' .. tostring(x)) end
+  end
+end
+"""
+
 # ARGV: hold id, hold ttl (s), JSON [[amounts, limits, ledger ttl or null], ...] (one per
 # ledger). Returns {0} when held, else {i, name, HGETALL of the refusing ledger's totals}.
 _RESERVE = (
     _NOW
+    + _CHECK
     + _SWEEP
     + """
 local hold, ttl = ARGV[1], tonumber(ARGV[2])
 local claims = cjson.decode(ARGV[3])
+seconds(ttl)
+for _, claim in ipairs(claims) do
+  amounts(claim[1])
+  for _, limit in pairs(claim[2]) do finite(limit) end
+  if claim[3] ~= cjson.null then seconds(claim[3]) end
+end
 if redis.call('HEXISTS', KEYS[2], hold) == 1 then return {0} end  -- a retry: held already
 for i, claim in ipairs(claims) do
   local b = 4 * i - 3
@@ -126,13 +157,19 @@ return {0}
 """
 )
 
-# ARGV: hold id, retry window (s), JSON amounts. Returns each ledger's totals (HGETALL).
+# ARGV: hold id, retry window (s), JSON amounts, JSON [ledger ttl or null, ...] (one per
+# ledger). Returns each ledger's totals (HGETALL).
 _SETTLE = (
     _NOW
+    + _CHECK
     + _SWEEP
     + """
 local hold, ttl = ARGV[1], tonumber(ARGV[2])
-local amounts = cjson.decode(ARGV[3])
+local usage = cjson.decode(ARGV[3])
+local expire = cjson.decode(ARGV[4])
+seconds(ttl)
+amounts(usage)
+for _, t in ipairs(expire) do if t ~= cjson.null then seconds(t) end end
 local out = {}
 for b = 1, #KEYS, 4 do
   sweep(b)
@@ -145,13 +182,20 @@ for b = 1, #KEYS, 4 do
       redis.call('HDEL', KEYS[b + 1], hold)
       redis.call('ZREM', KEYS[b + 2], hold)
     end
-    for name, amount in pairs(amounts) do
+    for name, amount in pairs(usage) do
       redis.call('HINCRBYFLOAT', KEYS[b], 'spent:' .. name, amount)
     end
     redis.call('ZADD', KEYS[b + 3], string.format('%.6f', now + ttl), hold)
-    local pttl = redis.call('PTTL', KEYS[b])
-    if pttl > 0 then redis.call('PEXPIRE', KEYS[b + 3], pttl) end
   end
+  -- Every key touched expires: with its ledger's TTL when it has one (a settle landing
+  -- after the ledger was dropped starts one that goes too); the retry marks at the
+  -- latest when the last of them is no longer needed.
+  local idle = expire[(b + 3) / 4]
+  if idle ~= nil and idle ~= cjson.null then
+    for k = 0, 3 do redis.call('PEXPIRE', KEYS[b + k], math.max(1, math.ceil(idle * 1000))) end
+  end
+  local pttl = redis.call('PTTL', KEYS[b])
+  redis.call('PEXPIRE', KEYS[b + 3], math.max(pttl, math.ceil(ttl * 1000), 1))
   out[#out + 1] = redis.call('HGETALL', KEYS[b])
 end
 return out
@@ -193,7 +237,7 @@ class RedisStore(StateStore):
     reached, every operation raises `StoreUnavailable` (within about a second, unless the
     URL sets `socket_connect_timeout` / `socket_timeout`).
 
-    Needs the `redis` extra: `pip install 'interlock[redis]'`.
+    Needs the `redis` extra: `pip install -e '<interlock checkout>[redis]'`.
     """
 
     def __init__(self, url: str, *, deployment: str = "default", plugin: str = "") -> None:
@@ -244,6 +288,7 @@ class RedisStore(StateStore):
         return Admission(False, max(float(wait), 0.0), int(index) - 1)
 
     async def reserve(self, claims: Sequence[Claim], hold: str, *, ttl: float) -> Reservation:
+        check_claims(claims, ttl)
         keys = [k for c in claims for k in self._ledger_keys(c.ledger)]
         encoded = json.dumps([[dict(c.amounts), dict(c.limits), c.ttl] for c in claims])
         answer = await self._script("reserve", _RESERVE, keys, [hold, repr(ttl), encoded])
@@ -252,10 +297,18 @@ class RedisStore(StateStore):
         return Reservation(False, int(answer[0]) - 1, str(answer[1]), _balance(answer[2]))
 
     async def settle(
-        self, ledgers: Sequence[str], hold: str, amounts: Mapping[str, float], *, ttl: float
+        self,
+        ledgers: Sequence[str],
+        hold: str,
+        amounts: Mapping[str, float],
+        *,
+        ttl: float,
+        expire: Sequence[float | None] | None = None,
     ) -> list[Balance]:
+        check_settle(ledgers, amounts, ttl, expire)
         keys = [k for name in ledgers for k in self._ledger_keys(name)]
-        args = [hold, repr(ttl), json.dumps(dict(amounts))]
+        idle = list(expire) if expire is not None else [None] * len(ledgers)
+        args = [hold, repr(ttl), json.dumps(dict(amounts)), json.dumps(idle)]
         return [_balance(t) for t in await self._script("settle", _SETTLE, keys, args)]
 
     async def balance(self, ledger: str) -> Balance:
@@ -351,7 +404,7 @@ def _import_redis() -> _Redis:
         return _Redis()
     except ImportError:
         raise StoreError(
-            "a Redis state store needs redis-py: pip install 'interlock[redis]'"
+            f"a Redis state store needs redis-py: {install_command('redis')}"
         ) from None
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+import re
+from urllib.parse import urlsplit
 
 MEMORY = "memory"
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Query options that carry a credential (redis-py takes `?password=`, `ssl_password=`, ...).
+_SECRET_VALUE = re.compile(r"((?:^|&)[^=&#]*(?:pass|secret|token|key)[^=&#]*=)[^&#]*", re.I)
+_USERINFO = re.compile(r"(^|/)[^/#]*@")
 
 
 def check_url(url: str) -> str:
-    """`url` if it names a store (`memory`, `redis://`, `rediss://` (TLS) or `unix://`);
-    else raise `ValueError` saying what is accepted."""
+    """`url` if it names a store (`memory`, `redis://`, `rediss://` (TLS) or `unix://`)
+    with a host and a port that is a number; else raise `ValueError` saying what is
+    accepted (the message shows the URL without its credentials)."""
     if url == MEMORY:
         return url
     parts = urlsplit(url)
@@ -21,14 +26,21 @@ def check_url(url: str) -> str:
         )
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError(f"the store URL {redacted(url)!r} names no host")
+    try:
+        parts.port  # noqa: B018 - urllib checks the port when it is read
+    except ValueError:
+        raise ValueError(
+            f"the store URL {redacted(url)!r} has a port that is not a number from 0 to "
+            "65535; write host:6379"
+        ) from None
     return url
 
 
 def redacted(url: str) -> str:
-    """`url` without its password (and user): safe for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """`url` without its password (and user) and without the values of query options
+    that carry a credential (`?password=`, `ssl_password=`, ...): safe for messages and
+    logs, whatever else is wrong with the URL (a typo, a bad port)."""
+    head, mark, query = url.partition("?")
+    # What precedes an `@` is a user and password, also in a mistyped URL (`redis//:pw@h`)
+    head = _USERINFO.sub(r"\1***@", head)
+    return head + mark + _SECRET_VALUE.sub(r"\1***", query)
