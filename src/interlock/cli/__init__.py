@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -13,10 +16,90 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 import interlock
 
+
+class _OutputClosed(KeyboardInterrupt):
+    """Whoever read the output stopped reading (`interlock demo | head -3`): the command
+    stops as on Ctrl-C, so a session it runs ends as `interrupted`."""
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # rich's default exits with 1, which logs the session as an error
+        raise _OutputClosed
+
+
+class _Commands(TyperGroup):
+    """The commands, with help written as other command lines write it (`--model TEXT`,
+    a flag without a placeholder, `PROMPT` in the usage line, paragraphs reflowed to the
+    terminal), and a closed output ending any command quietly, with status 141 (SIGPIPE)
+    as `git log | head` ends."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_placeholders(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_placeholders(command.get_params(ctx))  # the help option too: it is cached
+            paragraphs = inspect.cleandoc(command.help or "").split("\n\n")
+            command.help = "\n\n".join(" ".join(p.split()) for p in paragraphs) or None
+        return command
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (_OutputClosed, BrokenPipeError):
+            _silence_stdout()
+            raise typer.Exit(141) from None
+
+
+class _Option(TyperOption):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        if self.is_flag:
+            return None
+        if self.metavar is not None:
+            return self.metavar
+        shown = self.display_type(ctx).strip("<>").removeprefix("list[").split()[0]
+        kind = shown.rstrip("]")
+        return {"str": "TEXT", "int": "INTEGER"}.get(kind, kind.upper())
+
+
+class _Argument(TyperArgument):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None  # its name says it
+
+    def _rich_display_name(self) -> str:
+        return self.metavar or (self.name or "").upper()
+
+    def _usage_display_name(self) -> str:
+        name = self._rich_display_name()
+        if self.nargs != 1 and self.metavar is None:
+            name += "..."
+        return name if self.required else f"[{name}]"
+
+
+def _plain_placeholders(params: list[Any]) -> list[Any]:
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = _Option
+        elif type(param) is TyperArgument:
+            param.__class__ = _Argument
+    return params
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device: what is still buffered for a reader that left
+    is dropped at exit, not reported as an error."""
+    with contextlib.suppress(OSError, ValueError):  # not a file: a test runner's buffer
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="interlock: typed, capability-safe hooks and plugins for LLM agents.",
     no_args_is_help=True,
     add_completion=False,
@@ -29,6 +112,16 @@ DataDir = Annotated[
         envvar="INTERLOCK_DATA_DIR",
         help="Where session logs live.",
         show_default="~/.local/share/interlock",
+    ),
+]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="INTERLOCK_STORE",
+        metavar="URL",
+        help="The session log: a SQLite file (or sqlite:///PATH) or postgresql://HOST/DATABASE "
+        "(needs interlock[postgres]). Default: sessions.db in the data dir.",
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead.")]
@@ -66,21 +159,39 @@ def _main(
 
 
 @app.command()
-def demo(data_dir: DataDir = None) -> None:
+def demo(
+    config: ConfigFile = None,
+    plugin: Annotated[
+        list[str] | None,
+        typer.Option(help="A plugin to add: an import path (module:attr) or a plugin name."),
+    ] = None,
+    plugin_dir: PluginDirs = None,
+    data_dir: DataDir = None,
+    store_url: StoreUrl = None,
+) -> None:
     """Run a short offline agent session with the built-in plugins, tracing every hook.
 
     The model is scripted and the tools only pretend: no network, no API key. The
-    session is logged under the data dir, like any other.
+    session is logged under the data dir, like any other. Try your own plugins in the
+    scene with --config and --plugin, as for `run`: they join the built-ins, and one
+    named like a built-in takes its place (the scene's tools stay the pretend ones).
     """
     from ._demo import run
 
     console = _console()
     directory = _data_dir(data_dir)
+    manager, _, _, _ = _plugins(config, plugin or [], plugin_dir or [])
+    yours = ", ".join(sorted({r.plugin for r in manager.registrations()}))
+    cast = f"the built-in plugins and yours ({yours})" if yours else "six built-in plugins"
     console.print(Text("interlock demo", style="bold"),
-                  ": a scripted agent, six built-in plugins, every hook traced")  # fmt: skip
-    session_id = asyncio.run(run(console, directory))
+                  f": a scripted agent, {cast}, every hook traced")  # fmt: skip
+    store = _open_store(_store_target(data_dir, store_url))
+    try:
+        session_id = asyncio.run(run(console, directory, store, manager))
+    finally:
+        store.close()
     console.print(Text.assemble(
-        f"\nSession log: {directory / 'sessions.db'}\nShow it with: ",
+        f"\nSession log: {store.location}\nShow it with: ",
         (f"interlock log {session_id}", "bold"),
         f"\nAudit log: {directory / 'audit.jsonl'}",
     ))  # fmt: skip
@@ -106,13 +217,14 @@ def run(
     stream: Annotated[bool, typer.Option(help="Stream the model's answer.")] = False,
     trace: Annotated[bool, typer.Option(help="Trace every hook as it fires.")] = True,
     data_dir: DataDir = None,
+    store_url: StoreUrl = None,
     as_json: AsJson = False,
 ) -> None:
     """Run the agent on one message and print its reply.
 
     Exits with 1 when the reply was not delivered or the turn did not end in an answer.
     """
-    from interlock.runtime import Agent, ToolSet
+    from interlock.runtime import Agent, SessionLogError, ToolSet
 
     from ._trace import Trace
 
@@ -125,12 +237,15 @@ def run(
         toolset = ToolSet(tools)
     except ValueError as error:  # two drop-ins offer a tool of the same name
         raise typer.BadParameter(str(error), param_hint="--config/--plugin") from None
-    store = _open_store(_data_dir(data_dir) / "sessions.db")
+    store = _open_store(_store_target(data_dir, store_url))
     try:
         trace_view = Trace(console) if trace else None
         agent = Agent(backend, tools=toolset.tools(), manager=manager, system_prompt=system,
                       store=store, stream=stream, on_event=trace_view)  # fmt: skip
         result = asyncio.run(_run_once(agent, prompt, session))
+    except SessionLogError as error:  # the log went away mid-turn: nothing more was done
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
     finally:
         store.close()
     if as_json:
@@ -152,13 +267,14 @@ def run(
 def log(
     session_id: Annotated[str | None, typer.Argument(help="Show this session's records.")] = None,
     data_dir: DataDir = None,
+    store_url: StoreUrl = None,
     as_json: AsJson = False,
 ) -> None:
     """List sessions, or show one session's log (system items marked)."""
     from ._log import list_sessions, show_session
 
-    path = _data_dir(data_dir) / "sessions.db"
-    if not path.exists():
+    path = _store_target(data_dir, store_url)
+    if isinstance(path, Path) and not path.exists():
         if session_id is None and as_json:
             typer.echo("[]")
             return
@@ -170,7 +286,8 @@ def log(
         if session_id is None:
             list_sessions(store, _console(), as_json)
         elif not _known(store, session_id):
-            typer.echo(f"no session {session_id!r} in {path}; `interlock log` lists them", err=True)
+            missing = f"no session {session_id!r} in {store.location}"
+            typer.echo(f"{missing}; `interlock log` lists them", err=True)
             raise typer.Exit(1)
         else:
             show_session(store, session_id, _console(), as_json)
@@ -199,6 +316,7 @@ def plugins(
         str | None, typer.Option(help="Show the plugin statistics a session logged.")
     ] = None,
     data_dir: DataDir = None,
+    store_url: StoreUrl = None,
     as_json: AsJson = False,
 ) -> None:
     """List the plugins available by name and where each comes from (built-in, entry
@@ -209,7 +327,8 @@ def plugins(
         manager, _, available, uses = _plugins(config, [], plugin_dir or [])
     else:
         manager, available, uses = None, _discover(plugin_dir or []), {}
-    stats = _session_stats(_data_dir(data_dir), session) if session is not None else None
+    target = _store_target(data_dir, store_url)
+    stats = _session_stats(target, session) if session is not None else None
     try:
         show_plugins(_console(), available, manager, stats, uses, as_json=as_json)
     finally:
@@ -226,15 +345,18 @@ def check(
 
     Exits with 1 and lists every problem (file, line, plugin, what to fix) when it is wrong.
     """
-    from interlock.config import load_config
+    from interlock.config import check as check_config
+    from interlock.config import load_config_text, read_config
 
     try:
-        manager = load_config(file, plugin_dirs=plugin_dir or [])
+        text = read_config(file)
+        manager = load_config_text(text, file=str(file), plugin_dirs=plugin_dir or [])
     except interlock.ConfigError as error:
         for problem in error.problems:
             typer.echo(str(problem), err=True)
         raise typer.Exit(1) from None
-    names = sorted({r.plugin for r in manager.registrations()})
+    # The entries, not the registrations: a drop-in that only gives tools has none.
+    names = sorted(e.name for e in check_config(text, file=str(file))[1].plugins if e.enabled)
     typer.echo(f"ok: {file}: {len(names)} plugin{'s' if len(names) != 1 else ''}"
                f"{': ' + ', '.join(names) if names else ''}")  # fmt: skip
     manager.close()
@@ -284,6 +406,18 @@ def serve(
     plugin_config: Annotated[
         str | None, typer.Option("--plugin-config", metavar="JSON", help="The plugin's config.")
     ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            metavar="URL",
+            envvar="INTERLOCK_STATE",
+            help="HTTP: keep sessions' ctx.state in this store (redis://...), shared by replicas.",
+        ),
+    ] = None,
+    deployment: Annotated[
+        str, typer.Option(help="HTTP: the namespace of --state's keys (replicas share one).")
+    ] = "default",
     name: Annotated[str | None, typer.Option(help="The name to serve it under.")] = None,
     plugin_dir: PluginDirs = None,
     max_message_bytes: Annotated[
@@ -305,6 +439,8 @@ def serve(
         raise typer.BadParameter(
             "--token, --token-file and --insecure are for --http; over stdio the host is the parent"
         )
+    if stdio and state is not None:
+        raise typer.BadParameter("--state is for --http replicas; over stdio one process serves")
     tokens = _served_tokens(token, token_file) if http is not None else []
     config = _served_config(plugin_config)
     available = _discover(plugin_dir or [])
@@ -327,6 +463,8 @@ def serve(
             max_connections=max_connections,
             keep_alive=keep_alive,
             shutdown_timeout=shutdown_timeout,
+            state=state,
+            deployment=deployment,
         )
     else:
         serve_stdio(plugin, name=name, limit=max_message_bytes, config=config)
@@ -405,7 +543,9 @@ def new_plugin(
         root = scaffold(name, directory)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="NAME") from None
-    typer.echo(f"created {root}\n  cd {root} && pip install -e '.[test]' && python -m pytest")
+    typer.echo(f"created {root}\n  cd {root} && pip install -e '.[test]' && python -m pytest\n"
+               f"in the environment interlock is installed in ({sys.prefix}): interlock is "
+               "not on PyPI yet, so the package's dependency on it is met there only")  # fmt: skip
 
 
 @app.command()
@@ -431,7 +571,7 @@ async def _run_once(agent: Any, prompt: str, session_id: str | None) -> Any:
 
 
 def _console(*, stderr: bool = False) -> Console:
-    return Console(stderr=stderr, emoji=False, highlight=False)
+    return _Console(stderr=stderr, emoji=False, highlight=False)
 
 
 def _data_dir(value: Path | None) -> Path:
@@ -440,14 +580,23 @@ def _data_dir(value: Path | None) -> Path:
     return value if value is not None else default_data_dir()
 
 
-def _open_store(path: Path) -> Any:
-    from interlock.runtime import SessionStore
+def _store_target(data_dir: Path | None, store_url: str | None) -> Path | str:
+    """`--store` (a URL, or a file path), else sessions.db in the data dir."""
+    if store_url is None:
+        return _data_dir(data_dir) / "sessions.db"
+    return store_url if "://" in store_url else Path(store_url)
+
+
+def _open_store(target: Path | str) -> Any:
+    from interlock.runtime import SessionLogError, open_session_store
 
     try:
-        return SessionStore(path)
+        return open_session_store(target)
     except sqlite3.DatabaseError as error:
-        typer.echo(f"{path} is not an interlock session log ({error})", err=True)
-        raise typer.Exit(1) from None
+        typer.echo(f"{target} is not an interlock session log ({error})", err=True)
+    except (SessionLogError, ImportError) as error:  # unreachable, or no interlock[postgres]
+        typer.echo(str(error), err=True)
+    raise typer.Exit(1)
 
 
 def _known(store: Any, session_id: str) -> bool:
@@ -475,7 +624,7 @@ def _plugins(
     the tools the drop-in plugins among them contribute, what can be named, and what
     each registered plugin name was loaded from (its `use:`, or `external:KIND`)."""
     from interlock.config import check as check_config
-    from interlock.config import load_config, load_plugin, plugin_sources, read_config
+    from interlock.config import load_config_text, load_plugin, plugin_sources, read_config
     from interlock.discovery import PluginLoadError
 
     available = _discover(directories) if config is None else {}
@@ -483,13 +632,16 @@ def _plugins(
     used: list[str] = []
     uses: dict[str, str] = {}
     if config is not None:
+        file = str(config)
         try:
-            parsed = check_config(read_config(config), file=str(config))[1]  # size-capped
-            available = plugin_sources(parsed, str(config), directories)
-            load_config(config, manager=manager, plugins=available)
-        except OSError as error:
-            message = f"cannot read {config}: {error}"
-            raise typer.BadParameter(message, param_hint="--config") from None
+            text = read_config(config)  # size-capped
+            try:
+                parsed = check_config(text, file=file)[1]
+            except interlock.ConfigError:  # loading reports it with every other problem
+                load_config_text(text, file=file, plugin_dirs=directories)
+                raise
+            available = plugin_sources(parsed, file, directories)
+            load_config_text(text, file=file, manager=manager, plugins=available)
         except interlock.ConfigError as error:
             for problem in error.problems:
                 typer.echo(str(problem), err=True)
@@ -502,6 +654,9 @@ def _plugins(
         before = {r.plugin for r in manager.registrations()}
         try:
             manager.register(load_plugin(spec, plugins=available))
+        except interlock.ConfigError as error:  # a command-line argument: no config to name
+            message = "; ".join(p.message for p in error.problems)
+            raise typer.BadParameter(message, param_hint="--plugin") from None
         except (PluginLoadError, interlock.InterlockError) as error:
             raise typer.BadParameter(str(error), param_hint="--plugin") from None
         uses.update(dict.fromkeys({r.plugin for r in manager.registrations()} - before, spec))
@@ -563,12 +718,15 @@ def _load_served(target: str, config: Any, available: Any) -> Any:
 
 
 def _as_parameter(load: Callable[[], Any]) -> Any:
-    """A plugin that cannot be loaded, told as a bad TARGET."""
+    """A plugin that cannot be loaded, told as a bad TARGET, or a bad --plugin-config
+    when its config is what does not fit (checked as a config file's `config:` is)."""
     try:
         return load()
     except interlock.ConfigError as error:
         message = "; ".join(p.message for p in error.problems)
-        raise typer.BadParameter(message, param_hint="TARGET") from None
+        about_config = all(p.message.startswith("config") for p in error.problems)
+        hint = "--plugin-config" if about_config else "TARGET"
+        raise typer.BadParameter(message, param_hint=hint) from None
 
 
 def _storable(text: str) -> bool:
@@ -579,14 +737,14 @@ def _storable(text: str) -> bool:
     return True
 
 
-def _session_stats(directory: Path, session_id: str) -> list[Any]:
-    if not (directory / "sessions.db").exists():
-        typer.echo(f"no session log at {directory / 'sessions.db'} yet", err=True)
+def _session_stats(target: Path | str, session_id: str) -> list[Any]:
+    if isinstance(target, Path) and not target.exists():
+        typer.echo(f"no session log at {target} yet", err=True)
         raise typer.Exit(1)
-    store = _open_store(directory / "sessions.db")
+    store = _open_store(target)
     try:
         if not _known(store, session_id):
-            typer.echo(f"no session {session_id!r} in {directory / 'sessions.db'}", err=True)
+            typer.echo(f"no session {session_id!r} in {store.location}", err=True)
             raise typer.Exit(1)
         logged = [r for r in store.records(session_id) if r.kind == "stats"]
     finally:

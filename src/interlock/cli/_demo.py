@@ -13,14 +13,14 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from interlock import PluginManager
+from interlock import Plugin, PluginManager
 from interlock.plugins.audit_log import AuditLog, AuditLogConfig
 from interlock.plugins.content_policy import ContentPolicy
 from interlock.plugins.profiler import Profiler
 from interlock.plugins.task_reminder import TaskReminder, TaskReminderConfig
 from interlock.plugins.token_budget import TokenBudget, TokenBudgetConfig
 from interlock.plugins.tool_guard import ToolGuard, ToolGuardConfig
-from interlock.runtime import Agent, ScriptedBackend, SessionStore, Step
+from interlock.runtime import Agent, ScriptedBackend, SessionLog, Step
 
 from ._trace import Trace
 
@@ -61,7 +61,7 @@ PROMPTS = [
 ]
 
 
-def plugins(data_dir: Path) -> list[tuple[object, dict[str, Any]]]:
+def plugins(data_dir: Path) -> list[tuple[Plugin, dict[str, Any]]]:
     """The demo's built-in plugins, each with the registration options (grants) it needs."""
     guard = ToolGuardConfig.model_validate(
         {"destructive": "deny"}  # shell commands parsed; the built-in destructive set
@@ -77,12 +77,20 @@ def plugins(data_dir: Path) -> list[tuple[object, dict[str, Any]]]:
     ]
 
 
-async def run(console: Console, data_dir: Path) -> str:
-    """Run the demo session; returns its id."""
-    store = SessionStore(data_dir / "sessions.db")
-    manager = PluginManager()
+async def run(
+    console: Console, data_dir: Path, store: SessionLog, manager: PluginManager | None = None
+) -> str:
+    """Run the demo session, logged in `store` (the audit log goes to `data_dir`); returns
+    its id.
+
+    `manager` holds the user's plugins, if any: the built-ins join them, each unless a
+    plugin of its name is there already. The agent closes it.
+    """
+    manager = manager if manager is not None else PluginManager()
+    taken = {registration.plugin for registration in manager.registrations()}
     for plugin, options in plugins(data_dir):
-        manager.register(plugin, **options)
+        if plugin.name not in taken:
+            manager.register(plugin, **options)
     agent = Agent(
         ScriptedBackend(SCRIPT, model="scripted-demo"),
         tools=[todo_write, list_dir, shell],
@@ -97,7 +105,6 @@ async def run(console: Console, data_dir: Path) -> str:
             for prompt in PROMPTS:
                 console.print(Text.assemble("\n", ("user", "bold"), " ", prompt))
                 await session.send(prompt)
+    finally:  # also when the output closed: the user's plugins may hold processes
         await agent.aclose()
-    finally:
-        store.close()
     return session.id

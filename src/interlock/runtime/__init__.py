@@ -11,7 +11,17 @@ It uses only interlock's public API, as any host would.
 from ._agent import Agent, Approver
 from ._events import EventKind, TraceEvent
 from ._session import Session
-from ._store import Record, RecordKind, SessionStore, SessionSummary, default_data_dir
+from ._store import (
+    Record,
+    RecordKind,
+    SessionLog,
+    SessionLogError,
+    SessionStore,
+    SessionSummary,
+    default_data_dir,
+    open_session_store,
+)
+from ._store_postgres import PostgresSessionStore
 from ._tools import Tool, ToolSet
 from ._turn import TurnResult
 from .backends import ModelBackend, OpenAIBackend, ScriptedBackend, Step
@@ -22,10 +32,13 @@ __all__ = [
     "EventKind",
     "ModelBackend",
     "OpenAIBackend",
+    "PostgresSessionStore",
     "Record",
     "RecordKind",
     "ScriptedBackend",
     "Session",
+    "SessionLog",
+    "SessionLogError",
     "SessionStore",
     "SessionSummary",
     "Step",
@@ -34,4 +47,5 @@ __all__ = [
     "TraceEvent",
     "TurnResult",
     "default_data_dir",
+    "open_session_store",
 ]

@@ -9,7 +9,7 @@ from interlock import FrozenDict, JsonValue, Message, PluginManager, ToolCall
 
 from ._events import TraceEvent
 from ._session import Session
-from ._store import SessionStore
+from ._store import SessionLog, SessionStore
 from ._tools import Tool, ToolSet
 from ._turn import TurnResult
 from .backends import ModelBackend
@@ -29,7 +29,8 @@ class Agent:
     - `tools`: plain typed functions (or `Tool`s); their schemas come from the type hints.
     - `manager`: the plugins; without one, the agent runs with none (and pays nothing).
     - `approver`: decides tool calls a plugin `Ask`ed about; without one, they are refused.
-    - `store`: the durable session log (default: in memory; the CLI uses a file).
+    - `store`: the durable session log, a `SessionLog` (default: SQLite in memory;
+      `open_session_store(url)` opens a file or PostgreSQL).
     - `stream`: stream model answers (fires `llm_stream_chunk`); `params`: model settings.
     - `max_iterations`: model calls per turn before the agent gives up.
     - `on_event`: called with a `TraceEvent` for every step, for live views.
@@ -43,7 +44,7 @@ class Agent:
         system_prompt: str = "",
         manager: PluginManager | None = None,
         approver: Approver | None = None,
-        store: SessionStore | None = None,
+        store: SessionLog | None = None,
         stream: bool = False,
         params: Mapping[str, JsonValue] | None = None,
         max_iterations: int = 8,
@@ -58,7 +59,7 @@ class Agent:
         self.system_messages = (Message("system", system_prompt),) if system_prompt else ()
         self.manager = manager if manager is not None else PluginManager()
         self.approver = approver
-        self.store = store if store is not None else SessionStore(":memory:")
+        self.store: SessionLog = store if store is not None else SessionStore(":memory:")
         self.stream = stream
         self.params = FrozenDict(params or {})
         self.max_iterations = max_iterations

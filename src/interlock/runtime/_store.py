@@ -1,8 +1,9 @@
-"""The durable session log: an append-only SQLite file.
+"""The durable session log: what a store must do (`SessionLog`), and the SQLite file.
 
 Every record is committed before the agent acts on it, so a killed process loses nothing it
 had acknowledged. SQLite in WAL mode makes each commit survive the process (`normal`) or
-also a power cut (`full`, an fsync per commit).
+also a power cut (`full`, an fsync per commit). `open_session_store(url)` opens a SQLite
+file or a PostgreSQL database (`_store_postgres`) by where it lives.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from interlock import FrozenDict, JsonValue
+from interlock import FrozenDict, InterlockError, JsonValue
 
 RecordKind = Literal[
     "user",
@@ -59,7 +60,11 @@ CREATE INDEX IF NOT EXISTS records_by_session ON records(session_id, seq);
 
 @dataclass(frozen=True)
 class Record:
-    """One entry of a session's log."""
+    """One entry of a session's log.
+
+    `seq` orders a session's records: it only grows within a session (in a SQLite file it
+    counts the whole file's records, on PostgreSQL each session's own).
+    """
 
     seq: int
     session_id: str
@@ -82,6 +87,88 @@ class SessionSummary:
     records: int
 
 
+class SessionLogError(InterlockError):
+    """A session log that cannot be opened, written or read; `store` names where it lives."""
+
+    def __init__(self, message: str, *, store: str) -> None:
+        super().__init__(message)
+        self.store = store
+
+
+class SessionLog(Protocol):
+    """What the runtime and the command line need of a session log.
+
+    `SessionStore` (a SQLite file) and `PostgresSessionStore` implement it;
+    `open_session_store(url)` opens either. `append` returns only once the record is
+    committed, so a process killed after it loses nothing.
+    """
+
+    @property
+    def location(self) -> str:
+        """Where the log lives, fit to show (a file path, or a URL without its password)."""
+        ...
+
+    def open_session(
+        self, session_id: str, tags: tuple[str, ...] = (), metadata: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Start a session, or reopen it; True when it is new."""
+        ...
+
+    def end_session(self, session_id: str, reason: str) -> None:
+        """Mark a session ended."""
+        ...
+
+    def append(
+        self, session_id: str, kind: RecordKind, data: Mapping[str, Any], *, turn: int | None = None
+    ) -> Record:
+        """Append one record and commit it before returning it."""
+        ...
+
+    def records(self, session_id: str) -> list[Record]:
+        """A session's records, in order."""
+        ...
+
+    def sessions(self) -> list[SessionSummary]:
+        """Every session, newest first."""
+        ...
+
+    def has_session(self, session_id: str) -> bool:
+        """Whether the log holds a session with this id."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the file or the connections."""
+        ...
+
+
+def open_session_store(
+    target: str | Path, *, on_commit: Callable[[Record], None] | None = None
+) -> SessionLog:
+    """The session log at `target`: a SQLite file or a PostgreSQL database.
+
+        open_session_store("sessions.db")                # a file (or ":memory:")
+        open_session_store("sqlite:///var/lib/interlock/sessions.db")
+        open_session_store("postgresql://agent@db.internal/agents?schema=interlock")
+
+    PostgreSQL needs `pip install 'interlock[postgres]'`; see `PostgresSessionStore`.
+    """
+    text = str(target)
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        return SessionStore(text, on_commit=on_commit)
+    if scheme == "sqlite":
+        return SessionStore(rest or ":memory:", on_commit=on_commit)
+    if scheme in ("postgresql", "postgres"):
+        from ._store_postgres import PostgresSessionStore
+
+        return PostgresSessionStore(text, on_commit=on_commit)
+    raise SessionLogError(
+        f"{scheme}:// is no session log: give a file path, sqlite:///PATH or "
+        "postgresql://HOST/DATABASE",
+        store=scheme + "://",
+    )
+
+
 def default_data_dir() -> Path:
     """`$INTERLOCK_DATA_DIR`, else `$XDG_DATA_HOME/interlock`, else `~/.local/share/interlock`."""
     explicit = os.environ.get("INTERLOCK_DATA_DIR")
@@ -92,7 +179,7 @@ def default_data_dir() -> Path:
 
 
 class SessionStore:
-    """Sessions and their records in one SQLite file (or `":memory:"`).
+    """Sessions and their records in one SQLite file (or `":memory:"`): a `SessionLog`.
 
         store = SessionStore(default_data_dir() / "sessions.db")
 
@@ -118,6 +205,11 @@ class SessionStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={durability.upper()}")
         self._db.executescript(_SCHEMA)
+
+    @property
+    def location(self) -> str:
+        """The file's path (or `":memory:"`)."""
+        return self.path
 
     def open_session(
         self, session_id: str, tags: tuple[str, ...] = (), metadata: Mapping[str, Any] | None = None
@@ -212,9 +304,14 @@ class SessionStore:
 
 
 def _check_id(session_id: str) -> None:
+    """Refuse an id that one of the backends could not keep (PostgreSQL text holds no NUL)."""
     try:
         session_id.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(
             f"session id {session_id!r} is not valid UTF-8 text; use letters, digits, - and _"
         ) from None
+    if "\x00" in session_id:
+        raise ValueError(
+            f"session id {session_id!r} holds a NUL character; use letters, digits, - and _"
+        )

@@ -1,0 +1,193 @@
+"""The session log on PostgreSQL: migrations, faults, and the command line on it.
+
+What both backends share is tested in test_store.py; `postgres_url` (conftest) is a schema
+of the test's own on the test server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from interlock.cli import app
+from interlock.runtime import PostgresSessionStore, SessionLogError, open_session_store
+
+psycopg = pytest.importorskip("psycopg", reason="needs pip install 'interlock[postgres]'")
+
+# The server's last message for a statement: ReadyForQuery, idle (the statement committed).
+READY_IDLE = b"Z\x00\x00\x00\x05I"
+
+
+def tables(url: str) -> Any:
+    """A plain connection to the test server and the schema the store uses."""
+    base, _, schema = url.rpartition("schema=")
+    return psycopg.connect(base.rstrip("?&"), autocommit=True), schema
+
+
+def test_tables_are_created_once_and_versioned(postgres_url: str) -> None:
+    open_session_store(postgres_url).close()
+    store = open_session_store(postgres_url)  # a second opening migrates nothing
+    store.close()
+    conn, schema = tables(postgres_url)
+    with conn:
+        versions = conn.execute(f'SELECT version FROM "{schema}".schema_version').fetchall()
+        assert versions == [(1,)]
+        conn.execute(f'INSERT INTO "{schema}".schema_version VALUES (2, 0)')
+    with pytest.raises(SessionLogError, match="has schema version 2; this interlock knows up to 1"):
+        open_session_store(postgres_url)
+
+
+def test_the_url_names_the_schema_and_hides_the_password() -> None:
+    with pytest.raises(SessionLogError, match="'Bad-Name' in the session log URL is not a plain"):
+        PostgresSessionStore("postgresql://db/agents?schema=Bad-Name")
+    with pytest.raises(SessionLogError, match=r"not a PostgreSQL URL libpq accepts: .*bogus"):
+        PostgresSessionStore("postgresql://ada:s3cret@db/agents?bogus=1")
+    unreachable = socket.socket()
+    unreachable.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port = unreachable.getsockname()[1]
+    with pytest.raises(SessionLogError) as caught:
+        PostgresSessionStore(f"postgresql://ada:s3cret@127.0.0.1:{port}/test", retry_for=0.3)
+    unreachable.close()
+    message = str(caught.value)
+    assert "cannot create or migrate its tables in the session log at" in message
+    assert f"postgresql://ada@127.0.0.1:{port}/test" in message and "s3cret" not in message
+    assert "check that the server is up and reachable" in message
+
+
+def test_a_dropped_connection_loses_nothing_and_duplicates_nothing(postgres_url: str) -> None:
+    name = f"interlock-test-{uuid.uuid4().hex[:8]}"
+    store = open_session_store(f"{postgres_url}&application_name={name}")
+    store.open_session("s")
+    store.append("s", "user", {"content": "one"})
+    admin, _ = tables(postgres_url)
+    with admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (name,),
+        ).fetchall()
+    assert killed and all(row == (True,) for row in killed)
+    store.append("s", "user", {"content": "two"})  # on a fresh connection
+    assert [(r.seq, r.data["content"]) for r in store.records("s")] == [(1, "one"), (2, "two")]
+    store.close()
+
+
+class DroppingProxy:
+    """A loopback relay to the test server that, when armed, drops the connection after the
+    server has answered a statement and before the client reads the answer: the write
+    committed, the acknowledgement was lost."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed = threading.Event()
+        self.dropped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
+        held = b""
+        try:
+            while data := source.recv(65536):
+                if answers and self.armed.is_set():
+                    held += data
+                    if held.endswith(READY_IDLE):
+                        self.armed.clear()
+                        self.dropped.set()
+                        return
+                    continue
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):  # shutdown wakes the other pump, blocked reading
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_retried_append_whose_first_attempt_committed_is_stored_once(postgres_url: str) -> None:
+    conn, schema = tables(postgres_url)
+    with conn:
+        host, port, user, dbname = conn.info.host, conn.info.port, conn.info.user, conn.info.dbname
+    proxy = DroppingProxy(host, port)
+    url = (f"postgresql://{user}@127.0.0.1:{proxy.port}/{dbname}"
+           f"?sslmode=disable&gssencmode=disable&schema={schema}")  # fmt: skip
+    committed: list[Any] = []
+    store = open_session_store(url, on_commit=committed.append)
+    store.open_session("s")
+    proxy.armed.set()
+    record = store.append("s", "user", {"content": "once"})
+    assert proxy.dropped.is_set()  # the first attempt's answer never arrived
+    assert store.records("s") == [record] == committed
+    assert record.seq == 1
+    store.close()
+    proxy.close()
+
+
+def test_two_stores_writing_one_session_share_its_sequence(postgres_url: str) -> None:
+    first, second = open_session_store(postgres_url), open_session_store(postgres_url)
+    first.open_session("s")
+    start = threading.Barrier(2)
+
+    def write(store: Any, name: str) -> None:
+        start.wait()
+        for i in range(30):
+            store.append("s", "hook", {"by": name, "i": i})
+
+    threads = [
+        threading.Thread(target=write, args=(s, n)) for s, n in ((first, "a"), (second, "b"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = first.records("s")
+    assert [r.seq for r in records] == list(range(1, 61))
+    for name in "ab":
+        assert [r.data["i"] for r in records if r.data["by"] == name] == list(range(30))
+    first.close()
+    second.close()
+
+
+def test_appending_to_a_session_never_opened_is_refused(postgres_url: str) -> None:
+    store = open_session_store(postgres_url)
+    with pytest.raises(SessionLogError, match="no session 'ghost' in the session log at"):
+        store.append("ghost", "user", {"content": "boo"})
+    store.close()
+    with pytest.raises(SessionLogError, match="is closed; cannot list the sessions"):
+        store.sessions()
+
+
+def test_the_command_line_runs_and_reads_a_postgres_log(postgres_url: str) -> None:
+    cli = CliRunner(env={"INTERLOCK_STORE": postgres_url, "COLUMNS": "200"})
+    out = cli.invoke(app, ["run", "hello", "--session", "pg-1", "--no-trace"])
+    assert out.exit_code == 0, out.output
+    listed = json.loads(cli.invoke(app, ["log", "--json"]).output)
+    assert [s["id"] for s in listed] == ["pg-1"]
+    shown = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["log", "pg-1", "--store", postgres_url])
+    assert shown.exit_code == 0 and "You said: hello" in shown.output
+    missing = cli.invoke(app, ["log", "nope"])
+    assert missing.exit_code == 1
+    assert f"no session 'nope' in {postgres_url}" in missing.output
+    unknown = cli.invoke(app, ["run", "hi", "--store", "mysql://db/agents"])
+    assert unknown.exit_code == 1 and "mysql:// is no session log" in unknown.output
