@@ -26,7 +26,10 @@ holds a tool no gate can see; `interlock.adapters.openai_agents`, `.adk`),
 `UnmappedRunError` (`.openai_agents`: a run without `ix.run_config`) and
 `HermesConfigError` (`.hermes`: no interlock.yaml for the Hermes plugin). Plugin discovery
 raises `PluginNameClash` (a `discovery.PluginLoadError`), which config loading reports as a
-`ConfigError` problem.
+`ConfigError` problem. The fleet backends add theirs too: `StoreError` and its
+`StoreUnavailable` (`interlock.store`: a state store that failed or cannot be reached) and
+`SessionLogError` (`interlock.runtime`: a session log, SQLite or PostgreSQL, that could not
+keep a record).
 
 Handler failures are never raised into the host: `invoke` catches them and reports them in
 `HookResult.errors`. They are exception classes so that logs and tracebacks carry them.
