@@ -37,7 +37,7 @@ class PlainCall:
 
 ARGS = {"command": "ls -la /tmp", "cwd": "/home/user", "env": {"LANG": "C"}, "timeout": 30}
 PAYLOAD = ToolCall("shell", ARGS, "call-1")
-CHUNK = hooks.LLM_STREAM_CHUNK.payload_type("model", 0, "hi")
+TURN = hooks.TURN_END.payload_type(1, "done")
 
 
 def measure(fn: Callable[[], object], number: int) -> float:
@@ -156,11 +156,11 @@ def run(quick: bool) -> list[tuple[str, float, str, float]]:
                 measure(pluggy_caller(count), n // count),
             )
         )
-    m = manager_with(10, spec=hooks.LLM_STREAM_CHUNK)
+    m = manager_with(10, spec=hooks.TURN_END)
     rows.append(
         row(
             "invoke_sync (observe), 10 no-op sync handlers",
-            measure(lambda: m.invoke_sync(hooks.LLM_STREAM_CHUNK, CHUNK), n // 10),
+            measure(lambda: m.invoke_sync(hooks.TURN_END, TURN), n // 10),
             "pluggy, 10 no-op impls",
             measure(pluggy_caller(10), n // 10),
         )
@@ -212,11 +212,11 @@ async def run_async(n: int) -> list[tuple[str, float, str, float]]:
             )
         )
     for kind in ("sync", "async"):
-        m = manager_with(10, kind=kind, spec=hooks.LLM_STREAM_CHUNK)
+        m = manager_with(10, kind=kind, spec=hooks.TURN_END)
         rows.append(
             row(
                 f"await invoke (observe), 10 no-op {kind} handlers",
-                await ameasure(lambda m=m: m.invoke(hooks.LLM_STREAM_CHUNK, CHUNK), n // 10),
+                await ameasure(lambda m=m: m.invoke(hooks.TURN_END, TURN), n // 10),
                 "pluggy, 10 no-op impls (sync)",
                 measure(pluggy_caller(10), n // 10),
             )

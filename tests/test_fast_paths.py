@@ -10,6 +10,7 @@ the same order, same errors and the same counters.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -20,10 +21,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from interlock import Block, MessageEvent, Modify, PluginManager, SessionEnd, hooks
+from interlock import Block, HookSpec, MessageEvent, Modify, PluginManager, SessionEnd, hooks
 from interlock._registry import SAMPLE_EVERY, SAMPLED_LIMIT, reads_context
+from interlock._spec import WriteRule
 
-ACTIONS = ("continue", "append", "block", "raise", "wrong", "gate")
+ACTIONS = ("continue", "append", "same", "block", "raise", "wrong", "gate")
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A payload whose writable field is no scalar: a Modify of it needs only the
+    protected-fields check, unless a rule applies (see `draft_spec`)."""
+
+    parts: tuple[str, ...] = ()
+    channel: str = "cli"
+
+
+def draft_spec(*, quick: bool) -> HookSpec[Draft]:
+    """A modify hook on `Draft`; with `quick=False` a rule that allows everything sends
+    every Modify the whole way through the checks."""
+    rules = () if quick else (WriteRule("anything", lambda old, new: None),)
+    return HookSpec(
+        "draft", Draft, kind="modify", accepts={Modify, Block}, writable={"parts"}, rules=rules
+    )
 
 
 @dataclass(frozen=True)
@@ -50,9 +70,13 @@ handlers = st.lists(
 )
 
 
-def build(plan: list[Handler], calls: list[str], *, plain: bool, hook: str) -> PluginManager:
+def build(
+    plan: list[Handler], calls: list[str], *, plain: bool, hook: str, spec: Any = None
+) -> PluginManager:
     # Below SAMPLED_LIMIT no plan is sampled: the timed loops run every invocation.
     manager = PluginManager(slow_threshold=SAMPLED_LIMIT / 10 if plain else 0.5)
+    if spec is not None:
+        manager.declare(spec)
     for index, spec in enumerate(plan):
         manager.register(
             make(spec, f"h{index}", calls),
@@ -69,12 +93,17 @@ def make(spec: Handler, name: str, calls: list[str]) -> Any:
         calls.append(name)
         if spec.action == "append" and isinstance(payload, MessageEvent):
             return Modify(payload.replace(content=f"{payload.content}<{name}>"))
-        if spec.action == "block" or (spec.action == "gate" and getattr(payload, "content", "")):
+        if spec.action == "append" and isinstance(payload, Draft):
+            return Modify(dataclasses.replace(payload, parts=(*payload.parts, name)))
+        if spec.action == "same":
+            return Modify(dataclasses.replace(payload))  # an equal copy: changes nothing
+        said = getattr(payload, "content", "") or getattr(payload, "parts", ())
+        if spec.action == "block" or (spec.action == "gate" and said):
             return Block(name)
         if spec.action == "raise":
             raise RuntimeError(name)
         if spec.action == "wrong":
-            return Modify(payload.replace(channel="other"))  # not writable: an error
+            return Modify(dataclasses.replace(payload, channel="other"))  # not writable: an error
         return None
 
     if spec.is_async and spec.reads_ctx:
@@ -148,6 +177,25 @@ def test_modify_fast_paths_match_the_plain_loops(plan: list[Handler], awaited: b
         manager = build(plan, calls, plain=plain, hook="message_received")
         try:
             results = run_all(manager, hooks.MESSAGE_RECEIVED, MessageEvent(""), awaited=awaited)
+            outcomes.append((results, calls, counters(manager)))
+        finally:
+            manager.close()
+    assert outcomes[0] == outcomes[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(handlers, st.booleans())
+def test_quick_modifies_match_the_checked_path(plan: list[Handler], awaited: bool) -> None:
+    """A Modify taken in one step (`_outcome.modified`, on the untimed loop too) ends as
+    one that goes through every check and `account`."""
+    outcomes = []
+    for quick in (False, True):
+        calls: list[str] = []
+        spec = draft_spec(quick=quick)
+        manager = build(plan, calls, plain=not quick, hook="draft", spec=spec)
+        try:
+            assert [r.quick for r in manager.registrations()] == [quick] * len(plan)
+            results = run_all(manager, spec, Draft(), awaited=awaited)
             outcomes.append((results, calls, counters(manager)))
         finally:
             manager.close()

@@ -132,3 +132,35 @@ async def test_slow_handlers_are_logged(caplog: pytest.LogCaptureFixture) -> Non
     assert "slow plugin 'sluggish' at hook 'message_received'" in record.getMessage()
     assert record.interlock_plugin == "sluggish"  # type: ignore[attr-defined]
     assert record.interlock_duration >= 0  # type: ignore[attr-defined]
+
+
+async def test_chains_of_one_task_each_keep_their_own_deadlines(manager: PluginManager) -> None:
+    """A task's awaited chains take over one watch in turn, and a chain invoked from inside
+    a handler has its own: each handler is stopped at its own deadline, and only it."""
+    inner: list[Any] = []
+
+    async def hangs_on_request(payload: MessageEvent, ctx: Any) -> None:
+        if payload.content == "hang":
+            await asyncio.Event().wait()
+
+    async def invokes_inside(payload: MessageEvent, ctx: Any) -> None:
+        inner.append(await manager.invoke(hooks.MESSAGE_RECEIVED, MessageEvent("hang")))
+
+    manager.register(hangs_on_request, hook="message_received", timeout=0.05)
+    manager.register(invokes_inside, hook="message_sending", timeout=5.0)
+    received = hooks.MESSAGE_RECEIVED
+    before = await manager.invoke(received, MessageEvent("fine"))
+    hung = await manager.invoke(received, MessageEvent("hang"))
+    # Another task's handler hangs while this task waits: its deadline is the only one
+    # the watcher may act on (this task's last chain is over; its deadline went with it).
+    elsewhere = await asyncio.create_task(manager.invoke(received, MessageEvent("hang")))
+    after = await manager.invoke(received, MessageEvent("fine"))
+    assert before.errors == after.errors == ()
+    assert [f.kind for f in hung.errors] == [f.kind for f in elsewhere.errors] == ["timeout"]
+
+    outer = await manager.invoke(hooks.MESSAGE_SENDING, MessageEvent("x"))
+    assert outer.errors == ()  # the inner chain's timeout is not the outer handler's
+    assert [f.kind for f in inner[0].errors] == ["timeout"]
+    last = await manager.invoke(received, MessageEvent("fine"))
+    assert last.errors == ()
+    assert manager.stats().get("hangs_on_request", "message_received").timeouts == 3

@@ -19,7 +19,7 @@ from ._actions import EMPTY_RESULT, HookResult
 from ._background import Background
 from ._conditions import applicable, unknown_key, valid_key
 from ._context import Call, SessionInfo
-from ._dispatch import run_awaited, run_background, start
+from ._dispatch import begin, run_awaited, run_background, start
 from ._exceptions import (
     DuplicatePluginError,
     InterlockError,
@@ -380,7 +380,7 @@ class PluginManager:
             if plan.awaited:
                 result = await run_awaited(plan, payload, call)
             else:
-                step = start(plan, payload, call)
+                step = begin(plan, payload, call)
                 result = step if isinstance(step, HookResult) else await step.finish()
             if plan.background:
                 waiting = self._schedule(
@@ -448,7 +448,7 @@ class PluginManager:
         elif type(payload) is not plan.spec.payload_type:
             _check_payload(plan.spec, payload)
         try:
-            step = start(plan, payload, call, eager=False)
+            step = start(plan, payload, call)
             result = step if isinstance(step, HookResult) else step.finish_sync(self._portal)
             if plan.background:
                 self._schedule(plan, result.payload or payload, call, result, portal=True)
@@ -461,6 +461,15 @@ class PluginManager:
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait for background handlers; True when all finished within `timeout` seconds."""
         return await self._background.drain(timeout)
+
+    async def settle(self) -> None:
+        """From a background handler: wait until the other background handlers have finished
+        (`drain` would wait for the caller too), e.g. to report counts once they are final.
+
+        Call it only from a background call (or what it awaits): each caller counts as one
+        of the calls still pending.
+        """
+        await self._background.settle()
 
     def drain_sync(self, timeout: float | None = None) -> bool:
         """Blocking `drain` for sync hosts: waits for background work `invoke_sync` started."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._actions import Modify
 from ._conditions import Condition, compile_when
 from ._context import Call
 from ._exceptions import HandlerSignatureError, RegistrationError
@@ -215,6 +216,9 @@ class Registration:
     limit: float = field(repr=False)  # past this many seconds: log slow, and check the timeout
     direct: bool = field(repr=False)  # a sync, unconditional handler run inline: the fast path
     takes_ctx: bool = field(repr=False)  # False: its code never reads `ctx`, so it gets None
+    # A Modify from it needs no check but the protected fields' (`protected_values`): no
+    # scalar types or rules apply, so dispatch takes it in one step (`_outcome.modified`).
+    quick: bool = field(repr=False)
     overflow_wait: float | None = field(repr=False)  # None: drop at once when full
     on_drop: Callable[[str, int], None] | None = field(repr=False)  # Plugin.background_dropped
 
@@ -256,9 +260,10 @@ class Plan:
     `direct`: every entry is a sync, unconditional handler run inline, so the dispatch
     loop can be the tight one; `sampler` is set when that loop may also skip per-handler
     timing (see `Sampler`), which needs `limit`, the lowest of the entries' slow/timeout
-    thresholds, to be well above a loop's own time. `unseen` is set for a sampled plan
-    whose handlers never read a context and that has no background handlers: nothing can
-    see the call's facts, so its invocations share that one (`Call.unseen`). `awaited`:
+    thresholds, to be well above a loop's own time. `unseen` is set for a plan whose
+    handlers never read a context, judge no condition and run in no thread, and that has
+    no background handlers: nothing can see the call's facts, so its invocations share
+    that one (`Call.unseen`). `awaited`:
     a modify hook with async or threaded handlers, which async hosts run as a coroutine.
     """
 
@@ -309,6 +314,8 @@ def build_registration(
         )
     grants = frozenset(writable) & grantable(spec)
     protected = _protected(spec, grants)
+    scalar_types = tuple(c for c in spec.scalar_types if c[0] not in protected)
+    rules = tuple(rule for rule in spec.rules if rule.name not in grants)
     return Registration(
         plugin=plugin,
         hook=spec,
@@ -330,12 +337,13 @@ def build_registration(
         condition=None if options.when is None else compile_when(options.when, spec, plugin),
         protected=protected,
         protected_values=_values_of(protected),
-        scalar_types=tuple(c for c in spec.scalar_types if c[0] not in protected),
-        rules=tuple(rule for rule in spec.rules if rule.name not in grants),
+        scalar_types=scalar_types,
+        rules=rules,
         counters=Counters(policy),
         limit=min(policy.slow_threshold, math.inf if timeout is None else timeout),
         direct=not is_async and not options.thread and options.when is None,
         takes_ctx=reads_context(fn),
+        quick=Modify in spec.accepts and not scalar_types and not rules,
         overflow_wait=None
         if overflow == "drop"
         else (OVERFLOW_WAIT if timeout is None else timeout),
@@ -365,14 +373,21 @@ def build_plans(
             direct=direct,
             limit=limit,
             sampler=sampler,
-            unseen=None
-            if sampler is None or regs != list(entries) or any(r.takes_ctx for r in entries)
-            else Call.unseen(spec),
+            unseen=Call.unseen(spec)
+            if regs == list(entries) and all(map(_blind, entries))
+            else None,
             awaited=spec.kind == "modify" and any(r.is_async or r.thread for r in entries),
         )
         for key in (spec, *spec.keys):
             plans[key] = plan
     return plans, frozenset(plans)
+
+
+def _blind(reg: Registration) -> bool:
+    """Whether nothing of `reg` can see an invocation's facts: its code never reads the
+    context, it has no condition to judge them, and it runs in no thread (which gets a
+    context of its own)."""
+    return not reg.takes_ctx and reg.condition is None and not reg.thread
 
 
 def _check_handler(fn: Callable[..., Any], spec: HookSpec[Any], plugin: str) -> bool:
