@@ -27,6 +27,7 @@ class Replica:
     def __init__(self, env: dict[str, str], tokens: Path) -> None:
         command = [sys.executable, "-m", "interlock", "serve", "redact:redact_email"]
         command += ["--http", "127.0.0.1:0", "--token-file", str(tokens)]
+        command += ["--deployment", env["DEPLOYMENT"]]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, cwd=ROOT)
         assert self.process.stdout is not None
         first = self.process.stdout.readline().decode()  # printed once it listens
@@ -44,7 +45,7 @@ def fleet(shared_redis: tuple[str, str], tmp_path: Path) -> Iterator[dict[str, s
     """The environment of the compose file's workers, with two replicas on loopback."""
     url, deployment = shared_redis
     (tmp_path / "tokens").write_text("t0ken-for-tests\n")
-    env = {**os.environ, "PYTHONPATH": str(PLUGIN), "REDIS_URL": url}
+    env = {**os.environ, "PYTHONPATH": str(PLUGIN), "REDIS_URL": url, "DEPLOYMENT": deployment}
     env |= {"INTERLOCK_STATE": url, "PLUGIN_TOKEN": "t0ken-for-tests"}
     replicas = [Replica(env, tmp_path / "tokens") for _ in range(2)]
     try:
@@ -83,3 +84,4 @@ def test_the_compose_file_names_the_example_config_and_the_same_plugin() -> None
     compose = (FLEET / "compose.yaml").read_text()
     assert "examples/fleet/interlock.yaml" in compose
     assert "redact:redact_email" in compose and "examples/plugins/redact-email" in compose
+    assert "--deployment $$DEPLOYMENT" in compose  # the workers' namespace, as in the config
