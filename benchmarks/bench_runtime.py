@@ -3,11 +3,12 @@
     python benchmarks/bench_runtime.py [--quick]
 
 Runs the same turns (two tool calls, then an answer) with no plugins, with one no-op plugin
-on every hook, and with the demo's four plugins, in one run. Two numbers per row: the time
-of a whole turn, and the time spent inside `invoke` during it, which is what hook dispatch
-costs the turn (the whole-turn difference between rows is within the run-to-run noise of
-the model, tools and log). The session log is in memory so that disk speed does not drown
-the numbers.
+on every hook, with the demo's plugins, with all seven built-ins and with each built-in
+alone, in one run. Numbers per row: the time of a whole turn, the time spent inside
+`invoke` during it, which is what hook dispatch costs the turn (the whole-turn difference
+between rows is within the run-to-run noise of the model, tools and log), and that time
+over the same run's row without plugins (the reference). The session log is in memory so
+that disk speed does not drown the numbers.
 """
 
 from __future__ import annotations
@@ -128,14 +129,21 @@ def main() -> None:
         "the demo's six built-in plugins": lambda: demo_plugins(scratch),
         "all seven built-in plugins": lambda: every_builtin(scratch),
     }
+    # The breakdown: what each built-in costs a turn on its own.
+    for index, (plugin, _) in enumerate(every_builtin(scratch)):
+        configurations[f"  {plugin.name} alone"] = lambda i=index: [every_builtin(scratch)[i]]
 
     async def run() -> None:
         for stream in (False, True):
             print(f"streaming={stream}: per turn of 3 model calls and 2 tool calls")
-            print(f"  {'plugins':34} {'turn µs':>9} {'in invoke µs':>13} {'invokes':>8}")
+            print(f"  {'plugins':34} {'turn µs':>9} {'in invoke µs':>13} {'over none':>10} "
+                  f"{'invokes':>8}")  # fmt: skip
+            reference = 0.0
             for name, plugins in configurations.items():
                 whole, dispatch, calls = await per_turn(plugins, sessions, stream)
-                print(f"  {name:34} {whole:9.1f} {dispatch:13.1f} {calls:8.0f}")
+                reference = dispatch if plugins is list else reference
+                print(f"  {name:34} {whole:9.1f} {dispatch:13.1f} {dispatch - reference:+10.1f} "
+                      f"{calls:8.0f}")  # fmt: skip
 
     try:
         asyncio.run(run())

@@ -258,3 +258,56 @@ plugins:
 """)  # tool-guard has no background handler: the default is not its concern
     assert {r.overflow for r in manager.registrations() if r.plugin == "audit-log"} == {"drop"}
     manager.close()
+
+
+def test_records_are_made_on_the_writer_thread_from_what_the_handler_saw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from interlock.plugins import audit_log
+
+    made_on: list[str] = []
+    release = threading.Event()
+    make = audit_log.Seen.line
+
+    def held_line(seen: audit_log.Seen) -> bytes:
+        made_on.append(threading.current_thread().name)
+        release.wait()  # the record is made only after the invocation is long over
+        return make(seen)
+
+    monkeypatch.setattr(audit_log.Seen, "line", held_line)
+    manager, audit = burst_log(tmp_path, "wait")
+    before = audit_log._now()
+    manager.invoke_sync(hooks.PRE_TOOL_CALL, tool_call(7))
+    assert manager.drain_sync(timeout=10)  # the handler is done; its record not made yet
+    after = audit_log._now()
+    release.set()
+    manager.close()
+    [record] = lines(audit)
+    assert made_on == ["interlock-audit-log"]
+    assert before <= record["ts"] <= after  # when the handler ran, not when it was made
+    assert record["payload"] == {"type": "ToolCall", "tool_name": "tool",
+                                 "arguments": {"keys": []}, "call_id": "call-7"}  # fmt: skip
+
+
+def test_a_record_that_cannot_be_made_fails_its_handler_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from interlock.plugins import audit_log
+
+    summary = audit_log.summary
+
+    def fails_on_call_1(payload: Any) -> dict[str, Any]:
+        if getattr(payload, "call_id", None) == "call-1":
+            raise TypeError("cannot summarise this payload")
+        return summary(payload)
+
+    monkeypatch.setattr(audit_log, "summary", fails_on_call_1)
+    audit = tmp_path / "audit.jsonl"
+    manager = PluginManager()
+    manager.register(AuditLog(AuditLogConfig(path=str(audit), fsync="always")))
+    for number in range(3):
+        manager.invoke_sync(hooks.PRE_TOOL_CALL, tool_call(number))
+    manager.close()
+    assert [r["payload"]["call_id"] for r in lines(audit)] == ["call-0", "call-2"]
+    assert manager.stats().get("audit-log", "pre_tool_call").errors == 1
+    assert "cannot make the record of a pre_tool_call invocation" in caplog.text

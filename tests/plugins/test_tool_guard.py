@@ -89,3 +89,28 @@ def test_an_old_text_glob_on_a_shell_fails_the_config_load_with_the_rule_to_writ
     assert "plugin 'tool-guard'" in text
     assert "rule 1 (deny: 'shell(command: \"rm -rf *\")')" in text
     assert "write `deny: {program: rm, flags: [-r, -f]}`" in text
+
+
+def decide(guard: ToolGuard, call: ToolCall) -> object:
+    return guard.on_pre_tool_call(call, None)  # type: ignore[arg-type]
+
+
+def test_a_decision_remembered_for_a_call_is_never_given_to_a_different_one() -> None:
+    # Decisions are kept per call, and a value that only equals another (`1 == True`, with
+    # the same hash) is not the same call: the tool glob reads it as `1` or as `true`.
+    rules = [{"deny": 'fs_write(force: "true")'}, {"deny": "shell"}]
+    guard = ToolGuard(ToolGuardConfig.model_validate({"rules": rules}))
+    forced, counted = ToolCall("fs_write", {"force": True}), ToolCall("fs_write", {"force": 1})
+    for _ in range(2):  # the second round asks what the first decided
+        assert decide(guard, forced) is not None
+        assert decide(guard, counted) is None
+        assert decide(guard, ToolCall("shell", {"command": "ls"})) is not None
+
+
+def test_remembered_decisions_are_bounded() -> None:
+    from interlock.plugins import tool_guard
+
+    guard = ToolGuard()
+    for number in range(tool_guard._DECIDED + 10):
+        assert decide(guard, ToolCall("shell", {"command": f"echo {number}"})) is None
+    assert 0 < len(guard._decided) <= tool_guard._DECIDED

@@ -44,16 +44,21 @@ class Detector:
     """A kind of sensitive value and how to find it.
 
     `finder` returns the spans of the values in a text; `rank` orders kinds where findings
-    overlap (lower wins). `Detector.regex("employee_id", r"EMP-\\d{6}")` makes one from a
-    pattern.
+    overlap (lower wins); `gate`, when given, is a cheap test that is False only for texts
+    in which `finder` cannot find anything (a prefilter: it spares the regexes and the
+    confirmations a text without, say, enough digits). `Detector.regex("employee_id",
+    r"EMP-\\d{6}")` makes one from a pattern.
     """
 
     kind: str
     finder: Callable[[str], Iterable[Span]]
     rank: int = 100
+    gate: Callable[[str], bool] | None = None
 
     def find(self, text: str) -> Iterator[Span]:
         """The spans of the values of this kind in `text`."""
+        if self.gate is not None and not self.gate(text):
+            return iter(())
         return iter(self.finder(text))
 
     @classmethod
@@ -153,12 +158,14 @@ class SecretRule:
     placeholders: bool = True
     check: Callable[[str], bool] | None = None
 
-    def find(self, text: str, lowered: str | None = None) -> Iterator[Span]:
-        """The spans of this rule's secrets in `text` (`lowered`: `text.lower()`, when the
-        caller has it)."""
-        lowered = text.lower() if lowered is None else lowered
-        if not any(keyword in lowered for keyword in self.keywords):
-            return
+    def find(self, text: str) -> Iterator[Span]:
+        """The spans of this rule's secrets in `text`."""
+        lowered = text.lower()
+        if any(keyword in lowered for keyword in self.keywords):
+            yield from self.matches(text)
+
+    def matches(self, text: str) -> Iterator[Span]:
+        """The spans of this rule's secrets in `text`, its keywords not looked for first."""
         for match in self.pattern.finditer(text):
             group = "value" if "value" in self.pattern.groupindex else 0
             value = match.group(group)
@@ -271,10 +278,18 @@ SECRET_RULES: tuple[SecretRule, ...] = (
 """The provider rules behind the `api_key` detector."""
 
 
+_KEYWORDS = tuple(sorted({keyword for rule in SECRET_RULES for keyword in rule.keywords}))
+
+
 def _secrets(text: str) -> Iterator[Span]:
+    # Each keyword looked for once (several rules share one), and only the rules of those
+    # present tried: most texts hold none, and the scan is then these lookups alone.
     lowered = text.lower()
-    for rule in SECRET_RULES:
-        yield from rule.find(text, lowered)
+    present = {keyword for keyword in _KEYWORDS if keyword in lowered}
+    if present:
+        for rule in SECRET_RULES:
+            if not present.isdisjoint(rule.keywords):
+                yield from rule.matches(text)
 
 
 # -- personal data ------------------------------------------------------------------------
@@ -557,6 +572,28 @@ class View:
 # -- the built-ins, overlaps, redaction ---------------------------------------------------
 
 
+_ASCII_DIGITS = str.maketrans("", "", "0123456789")
+_DIGIT = re.compile(r"\d")
+
+
+@functools.lru_cache(maxsize=2)  # a scan's text, and one more scanned meanwhile
+def _digits(text: str) -> int:
+    """How many digits (as `\\d` has them) `text` holds. Every detector of a number asks
+    this of the same text, one after another: counted once."""
+    if text.isascii():
+        return len(text) - len(text.translate(_ASCII_DIGITS))
+    return sum(1 for _ in _DIGIT.finditer(text))
+
+
+def _at_least(digits: int) -> Callable[[str], bool]:
+    """A gate: whether a text holds at least `digits` digits."""
+
+    def gate(text: str) -> bool:
+        return _digits(text) >= digits
+
+    return gate
+
+
 def _regex_confirmed(
     pattern: re.Pattern[str], check: Callable[[str], bool]
 ) -> Callable[[str], Iterator[Span]]:
@@ -573,10 +610,13 @@ BUILT_IN: Mapping[str, Detector] = {
     for d in (
         Detector("api_key", _secrets, rank=0),
         Detector("email", _emails, rank=1),
-        Detector("iban", _ibans, rank=2),
-        Detector("card", _cards, rank=3),
-        Detector("ssn", _regex_confirmed(_SSN, _ssn), rank=4),
-        Detector("phone", _phones, rank=5),
+        # The fewest digits a value of each kind has: its two check digits (an IBAN, whose
+        # account part may be letters); 13 (a card, as Luhn is checked); 9 (an SSN; a
+        # phone number, as `_phone_shaped` counts them).
+        Detector("iban", _ibans, rank=2, gate=_at_least(2)),
+        Detector("card", _cards, rank=3, gate=_at_least(13)),
+        Detector("ssn", _regex_confirmed(_SSN, _ssn), rank=4, gate=_at_least(9)),
+        Detector("phone", _phones, rank=5, gate=_at_least(9)),
     )
 }
 """The detectors that come with interlock, by kind, in order of precedence (where findings

@@ -20,8 +20,10 @@ roles but never quotes content (text becomes its length, mappings their keys).
 seen drained survives a killed process; a record that cannot be written fails its
 handler (counted, and after five failures in a row the breaker pauses the log for its
 cooldown). `interval` syncs at most once per
-`fsync_interval`, `never` leaves it to the system. Records are written in the order of
-the invocations, by a thread of their own (the event loop never waits for the disk).
+`fsync_interval`, `never` leaves it to the system. Records are made from what the
+handler saw (frozen payloads and results), encoded and written in the order of the
+invocations by a thread of their own: the event loop neither formats them nor waits for
+the disk.
 Closing the manager drains pending records, writes them, then syncs and closes the file.
 
 No record is lost silently. Records are background work, bounded by the manager's
@@ -56,12 +58,12 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from .. import HookContext, HookResult, Plugin, hook, hooks
-from ..config import parse_duration
+from ..config import ConfigPath, parse_duration
 
 logger = logging.getLogger("interlock.plugins.audit_log")
 
@@ -79,7 +81,8 @@ class AuditLogConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(min_length=1)
+    path: ConfigPath = Field(min_length=1)
+    """Relative to the config file's folder when loaded from one."""
     fsync: Literal["always", "interval", "never"] = "interval"
     fsync_interval: Annotated[float, BeforeValidator(parse_duration)] = 1.0
     max_bytes: int = Field(default=10_000_000, gt=0)
@@ -115,9 +118,14 @@ class AuditLog(Plugin):
             return
         if self._gap.count:
             self._put_gap()
-        line = json.dumps(entry(payload, ctx), ensure_ascii=False, default=str) + "\n"
-        written = self._writer.put(line.encode())
-        if self.config.fsync == "always":
+        # The facts only, taken now (the context is revoked once this returns); the record
+        # is made and encoded on the writer thread, not on the event loop.
+        session = ctx.session
+        seen = Seen(time.time(), session.id if session is not None else None, ctx.turn,
+                    ctx.hook.name, ctx.result, payload)  # fmt: skip
+        always = self.config.fsync == "always"
+        written = self._writer.put(seen, acknowledged=always)
+        if written is not None:
             await asyncio.wrap_future(written)
 
     def background_dropped(self, hook: str, count: int) -> None:
@@ -139,7 +147,7 @@ class AuditLog(Plugin):
         gap = self._gap.take()
         if gap is None:
             return None
-        return self._writer.put((json.dumps(gap) + "\n").encode())
+        return self._writer.put((json.dumps(gap) + "\n").encode(), acknowledged=True)
 
 
 class _Gap:
@@ -176,29 +184,51 @@ class _Gap:
             return gap
 
 
+class Seen(NamedTuple):
+    """What one invocation's record is made of, as its handler saw it.
+
+    Everything in it is immutable (payloads and results are frozen), so the writer thread
+    makes the record from it later and the record is the same as if made at once.
+    """
+
+    time: float
+    """When the handler ran (seconds since the epoch)."""
+    session: str | None
+    turn: int | None
+    hook: str
+    result: HookResult[Any] | None
+    payload: Any
+
+    def line(self) -> bytes:
+        """The record as a line of JSON."""
+        return (json.dumps(entry(self), ensure_ascii=False, default=str) + "\n").encode()
+
+
+_Ack = concurrent.futures.Future[None] | None  # None: nobody waits for this record
+_Pending = tuple[bytes | Seen, _Ack]
+
+
 class _Writer:
-    """Appends records in order on a thread of its own: syncing, rotating."""
+    """Makes records and appends them in order on a thread of its own: syncing, rotating."""
 
     def __init__(self, path: Path, config: AuditLogConfig) -> None:
         self.path = path
         self.config = config
-        self._queue: queue.SimpleQueue[list[tuple[bytes, concurrent.futures.Future[None]]] | None]
-        self._queue = queue.SimpleQueue()
-        self._batches: dict[
-            asyncio.AbstractEventLoop, list[tuple[bytes, concurrent.futures.Future[None]]]
-        ]
-        self._batches = {}
+        self._queue: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
+        self._batches: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._file: IO[bytes] | None = None
         self._size = 0
         self._synced = 0.0
 
-    def put(self, data: bytes) -> concurrent.futures.Future[None]:
-        """Queue `data` (from an event loop); the future is done once it is written (and
-        synced, if always). The records of one turn of the loop go to the writer thread
-        together: one wake-up of it, not one per record."""
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+    def put(self, data: bytes | Seen, *, acknowledged: bool) -> _Ack:
+        """Queue `data`, a line or what a record is made of (from an event loop). When
+        `acknowledged`, the future returned is done once it is written (and synced, if
+        always); otherwise there is none, and nothing to make or resolve per record. The
+        records of one turn of the loop go to the writer thread together: one wake-up of
+        it, not one per record."""
+        done: _Ack = concurrent.futures.Future() if acknowledged else None
         loop = asyncio.get_running_loop()
         batch = self._batches.get(loop)
         if batch is None:
@@ -229,13 +259,13 @@ class _Writer:
         """Write what is queued, a batch at a time: one flush (and sync) per batch."""
         running = True
         while running:
-            batches: list[list[tuple[bytes, concurrent.futures.Future[None]]] | None]
-            batches = [self._queue.get()]
+            batches: list[list[_Pending] | None] = [self._queue.get()]
             with contextlib.suppress(queue.Empty):
                 while len(batches) < _BATCH:
                     batches.append(self._queue.get_nowait())
             running = None not in batches
-            records = [record for batch in batches if batch is not None for record in batch]
+            records = self._lines([record for batch in batches if batch is not None
+                                   for record in batch])  # fmt: skip
             try:
                 for data, _ in records:
                     self._append(data)
@@ -244,15 +274,34 @@ class _Writer:
                 logger.error("audit log %s: cannot write %d records: %s", self.path,
                              len(records), error)  # fmt: skip
                 for _, future in records:
-                    future.set_exception(error)
+                    if future is not None:
+                        future.set_exception(error)
                 continue
             for _, future in records:
-                future.set_result(None)
+                if future is not None:
+                    future.set_result(None)
         if self._file is not None:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
+
+    def _lines(self, pending: list[_Pending]) -> list[tuple[bytes, _Ack]]:
+        """The records made into lines, in order. One that cannot be made fails alone:
+        its handler (with `fsync: always`) or the log says so, and the others are written."""
+        lines = []
+        for data, future in pending:
+            if isinstance(data, bytes):
+                lines.append((data, future))
+                continue
+            try:
+                lines.append((data.line(), future))
+            except Exception as error:
+                logger.exception("audit log %s: cannot make the record of a %s invocation",
+                                 self.path, data.hook)  # fmt: skip
+                if future is not None:
+                    future.set_exception(error)
+        return lines
 
     def _append(self, data: bytes) -> None:
         self._open(len(data)).write(data)
@@ -299,24 +348,29 @@ class _Writer:
         self.path.rename(self.path.with_name(f"{self.path.name}.1"))
 
 
-def entry(payload: Any, ctx: HookContext) -> dict[str, Any]:
-    """The audit record of one invocation, as its background handler sees it."""
-    result: HookResult[Any] | None = ctx.result
+def entry(seen: Seen) -> dict[str, Any]:
+    """The audit record of one invocation, from what its background handler saw."""
+    result = seen.result
     record: dict[str, Any] = {
-        "ts": _now(),
-        "session": ctx.session.id if ctx.session is not None else None,
-        "turn": ctx.turn,
-        "hook": ctx.hook.name,
+        "ts": _timestamp(seen.time),
+        "session": seen.session,
+        "turn": seen.turn,
+        "hook": seen.hook,
         "outcome": outcome(result),
     }
     if result is not None and not result.empty:
         record.update(_what_plugins_did(result))
-    record["payload"] = summary(payload)
+    record["payload"] = summary(seen.payload)
     return record
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+    return _timestamp(time.time())
+
+
+def _timestamp(seconds: float) -> str:
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds")
 
 
 def outcome(result: HookResult[Any] | None) -> str:

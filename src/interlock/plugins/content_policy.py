@@ -118,12 +118,13 @@ class ContentPolicyConfig(BaseModel):
 class _Verdict:
     """What one text holds: the redacted text, counts by kind, and a reason to block."""
 
-    __slots__ = ("counts", "denied", "text")
+    __slots__ = ("clean", "counts", "denied", "text")
 
     def __init__(self, text: str, counts: Counter[str], denied: str | None) -> None:
         self.text = text
         self.counts = counts
         self.denied = denied
+        self.clean = denied is None and not counts  # nothing found: it passes as it is
 
 
 class ContentPolicy(Plugin):
@@ -153,15 +154,26 @@ class ContentPolicy(Plugin):
     def on_pre_llm_call(self, request: LLMRequest, ctx: HookContext) -> Any:
         if "pre_llm_call" not in self._where:
             return None
+        # The whole conversation comes by on every model call, nearly all of it judged
+        # clean before: a lookup per message, and nothing built, until one is not.
+        judge = self._judge
+        for message in request.messages:
+            if message.role != "system" and not judge(message.content).clean:
+                break
+        else:
+            return None
         counts: Counter[str] = Counter()
         messages: list[Message] = []
         for message in request.messages:
             if message.role == "system":  # the host's own; plugins may not rewrite them
                 messages.append(message)
                 continue
-            verdict = self._judge(message.content)
+            verdict = judge(message.content)
             if verdict.denied is not None:
                 return self._block(verdict, ctx)
+            if verdict.clean:
+                messages.append(message)
+                continue
             counts += verdict.counts
             changed = verdict.text != message.content
             messages.append(message.replace(content=verdict.text) if changed else message)

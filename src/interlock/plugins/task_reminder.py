@@ -19,12 +19,12 @@ A todo tool's arguments hold a list under `todos` or `items`: text items, or obj
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import HookContext, JsonValue, Plugin, ToolResult
+from ._globs import Globs
 
 
 class TaskReminderConfig(BaseModel):
@@ -47,12 +47,13 @@ class TaskReminder(Plugin):
 
     def __init__(self, config: TaskReminderConfig | None = None) -> None:
         self.config = config or TaskReminderConfig()
+        self._todo_tools = Globs(self.config.todo_tools)
 
     def on_post_tool_call(self, result: ToolResult, ctx: HookContext) -> None:
         if ctx.recheck:  # the same tool call, already counted
             return
         state = ctx.state
-        if any(fnmatchcase(result.tool_name, glob) for glob in self.config.todo_tools):
+        if self._todo_tools.match(result.tool_name):
             if not result.is_error:
                 state["open"] = open_items(result.arguments)
                 state["since"] = 0

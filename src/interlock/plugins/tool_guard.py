@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .. import Ask, Block, HookContext, Plugin, ToolCall
 from . import _shell
+from ._globs import Globs
 
 Decision = Literal["allow", "deny", "ask"]
 _SEVERITY: dict[str, int] = {"allow": 0, "ask": 1, "deny": 2}
@@ -131,20 +132,20 @@ class CommandPattern(BaseModel):
         return "{" + ", ".join(parts) + "}"
 
 
-def _compile(globs: Sequence[str]) -> re.Pattern[str] | None:
-    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)) if globs else None
+def _compile(globs: Sequence[str]) -> Globs | None:
+    return Globs(globs) if globs else None
 
 
 @dataclass(frozen=True, slots=True)
 class _Shape:
-    """A `CommandPattern` compiled for matching: its globs as regexes."""
+    """A `CommandPattern` compiled for matching: its globs compiled once."""
 
     label: str
-    names: re.Pattern[str] | None  # globs on the basename
-    paths: re.Pattern[str] | None  # globs with a `/`, on the path
+    names: Globs | None  # globs on the basename
+    paths: Globs | None  # globs with a `/`, on the path
     flags: tuple[str, ...]
     args: tuple[re.Pattern[str], ...]
-    writes: re.Pattern[str] | None
+    writes: Globs | None
 
     @classmethod
     def of(cls, pattern: CommandPattern) -> _Shape:
@@ -458,8 +459,8 @@ class _Compiled:
     reason: str
     tool: Pattern | None  # a tool glob, or
     shapes: tuple[_Shape, ...]  # command shapes
-    programs: re.Pattern[str] | None  # basename globs of shapes that need no writes
-    writers: re.Pattern[str] | None  # those of shapes that need a written file
+    programs: Globs | None  # basename globs of shapes that need no writes
+    writers: Globs | None  # those of shapes that need a written file
     quick: bool  # whether the two answer "no" for sure (no path globs)
     written: str  # the pattern as written, for tool globs
 
@@ -489,7 +490,11 @@ class _Compiled:
             return True
         if self.programs is not None and self.programs.match(command.program):
             return True
-        return bool(command.writes and self.writers and self.writers.match(command.program))
+        return (
+            bool(command.writes)
+            and self.writers is not None
+            and self.writers.match(command.program)
+        )
 
 
 class ToolGuard(Plugin):
@@ -513,13 +518,28 @@ class ToolGuard(Plugin):
         self._rules = tuple(rules)
         self._shells = frozenset(name.lower() for name in self.config.shell_tools)
         self._keys = tuple(self.config.command_keys)
+        self._decided: dict[_Key, tuple[Decision, str]] = {}
 
     def on_pre_tool_call(self, call: ToolCall, ctx: HookContext) -> Any:
+        # The same calls come again and again (`ls`, `git status`): decided once. The
+        # decision depends on the call alone (rules are compiled, parsing is pure).
+        key = _key(call)
+        if key is None:
+            return _decide(*self._decision(call))
+        decided = self._decided.get(key)
+        if decided is None:
+            decided = self._decision(call)
+            if len(self._decided) >= _DECIDED:
+                self._decided.clear()
+            self._decided[key] = decided
+        return _decide(*decided)
+
+    def _decision(self, call: ToolCall) -> tuple[Decision, str]:
         if call.tool_name.lower() not in self._shells:
-            return _decide(*self._whole_call(call))
+            return self._whole_call(call)
         analysis = self._analyse(call)
         if not analysis.commands and not analysis.opaque:
-            return _decide(*self._whole_call(call))
+            return self._whole_call(call)
         tools = [rule.tool is not None and rule.tool.matches(call) for rule in self._rules]
         verdict: _Verdict | None = None
         for part in analysis.opaque:
@@ -532,7 +552,7 @@ class ToolGuard(Plugin):
             if verdict.decision == "deny" and verdict.by_rule:
                 break
         assert verdict is not None  # the analysis found commands or opaque parts
-        return _decide(verdict.decision, verdict.why)
+        return verdict.decision, verdict.why
 
     def _whole_call(self, call: ToolCall) -> tuple[Decision, str]:
         for rule in self._rules:
@@ -569,6 +589,9 @@ class ToolGuard(Plugin):
 
     def _analyse(self, call: ToolCall) -> _shell.Analysis:
         """Every command the call's command arguments run, parsed once per distinct text."""
+        given = [key for key in self._keys if key in call.arguments]
+        if len(given) == 1 and isinstance(call.arguments[given[0]], str):
+            return _shell.analyse_script(call.arguments[given[0]])  # the common shape
         texts: list[str] = []
         vectors: list[list[str]] = []
         opaque: list[_shell.Opaque] = []
@@ -615,6 +638,24 @@ class ToolGuard(Plugin):
             tuple(c for a in analyses for c in a.commands),
             tuple(opaque) + tuple(o for a in analyses for o in a.opaque),
         )
+
+
+_Key = tuple[str, tuple[tuple[str, str], ...]]
+_DECIDED = 1024  # decisions kept; past it they are forgotten all at once
+_KEYED_CHARS = 4096  # calls whose arguments are longer text are decided each time
+
+
+def _key(call: ToolCall) -> _Key | None:
+    """The call as a key for its decision, when its arguments are all text and short (text
+    equal means the same decision; `1 == True` does not); None otherwise."""
+    items: list[tuple[str, str]] = []
+    size = 0
+    for name, value in call.arguments.items():
+        if type(value) is not str:
+            return None
+        items.append((name, value))
+        size += len(value)
+    return (call.tool_name, tuple(items)) if size <= _KEYED_CHARS else None
 
 
 def _is_words(value: object) -> TypeGuard[Sequence[str]]:
