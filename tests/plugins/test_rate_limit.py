@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from interlock import PluginManager, ToolCall, hooks
+from interlock import PluginManager, SessionInfo, ToolCall, hooks
 from interlock.plugins.rate_limit import RateLimit, RateLimitConfig
 from interlock.runtime import Step
 
@@ -145,3 +145,23 @@ def test_a_window_has_a_finite_period(per: object) -> None:
         RateLimitConfig.model_validate({"tools": {"x": {"calls": 1, "per": per}}})
     with pytest.raises(ValidationError, match=r"finite|ends"):
         RateLimitConfig.model_validate({"max_wait": per})
+
+
+async def test_windows_found_once_per_session_count_in_each_sessions_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Calls outside a session scope share one state: each still counts in the windows of
+    the session it names; past the names a session keeps found, they are found anew."""
+    monkeypatch.setattr("interlock.plugins.rate_limit._KNOWN_MAX", 2)
+    config = {"tools": {"*": {"calls": 2, "per": 60, "scope": "tag:team-*"}}}
+    manager = PluginManager()
+    manager.register(limited(Clock(), **config))
+    a, b = SessionInfo("s-a", ("team-a",)), SessionInfo("s-b", ("team-b",))
+
+    async def call(tool: str, session: SessionInfo) -> bool:
+        return (await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall(tool), session=session)).blocked
+
+    calls = [("x", a), ("x", b), ("x", b), ("y", a), ("z", a), ("w", a), ("x", b)]
+    assert [await call(tool, session) for tool, session in calls] == [
+        False, False, False, False, True, True, True
+    ]  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from interlock import LLMRequest, LLMResponse, PluginManager, Usage, hooks
+from interlock import LLMRequest, LLMResponse, PluginManager, SessionInfo, Usage, hooks
 from interlock.config import load_config_text
 from interlock.plugins.token_budget import TokenBudget, TokenBudgetConfig
 from interlock.store import MemoryStore, StoreError, StoreUnavailable
@@ -181,3 +181,26 @@ async def test_usage_the_store_refuses_is_dropped_and_only_an_outage_keeps_it(
                 await manager.invoke(hooks.POST_LLM_CALL, answer)
     assert len(down._unsettled) == 2
     assert any("the oldest is dropped uncounted" in r.getMessage() for r in caplog.records)
+
+
+async def test_budgets_found_once_per_session_follow_each_sessions_own_facts() -> None:
+    """Calls outside a session scope share one state: each still counts against the
+    budgets of the session it names, and a call of another model holds at its price."""
+    manager, budget = _manager(tags={"team-*": {"tokens": 100, "cost": 0.005}}, reserve=10,
+                               prices={"dear*": {"input": 1000, "output": 1000}})  # fmt: skip
+    sessions = {t: SessionInfo(f"s-{t}", (t,)) for t in ("team-a", "team-b")}
+    for tag, used in (("team-a", 5), ("team-b", 7), ("team-a", 3)):
+        admitted = await manager.invoke(hooks.PRE_LLM_CALL, LLMRequest("m"),
+                                        session=sessions[tag])  # fmt: skip
+        assert not admitted.blocked
+        await manager.invoke(hooks.POST_LLM_CALL, LLMResponse("m", usage=Usage(used, 0)),
+                             session=sessions[tag])  # fmt: skip
+    assert await budget.spent("team-a") == (8, 0.0)
+    assert await budget.spent("team-b") == (7, 0.0)
+    async with manager.session("s-c", tags=["team-c"]):
+        assert not (await manager.invoke(hooks.PRE_LLM_CALL, LLMRequest("m"))).blocked
+        dear = await manager.invoke(hooks.PRE_LLM_CALL, LLMRequest("dear-1"))
+    # ten tokens at 1,000 per million: 0.01, where the call of "m" (no price) held none
+    assert dear.reason == (
+        "token budget exhausted: tag 'team-c' spent 0.0000 of 0.0050; a call holds 0.0100"
+    )

@@ -40,9 +40,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
@@ -59,6 +59,7 @@ Seconds = Annotated[float, BeforeValidator(functools.partial(parse_duration, end
 """A duration that ends: `"250ms"`, `"2s"`, `"1m"`, or a number of seconds."""
 
 _SCOPE = re.compile(r"^(session|global|tag:.+|metadata\.[^.]+)$")
+_KNOWN_MAX = 256  # names whose windows a session keeps found, before it finds them anew
 
 
 class Limit(BaseModel):
@@ -154,11 +155,14 @@ class RateLimit(Plugin):
         await self.store.aclose()
 
     async def _admit(self, what: str, name: str, limits: dict[str, Limit], ctx: HookContext) -> Any:
-        applying = _windows(what, name, limits, ctx.session)
-        if not applying:
+        if not limits:
             return None
-        windows = [w for w, _ in applying]
-        member = uuid.uuid4().hex  # one event, however often it asks (a retry takes one slot)
+        windows, described = _known(ctx.state, ctx.session, what, name, limits)
+        if not windows:
+            return None
+        # one event, however often it asks (a retry takes one slot); random, so a forked
+        # process never repeats its parent's
+        member = os.urandom(16).hex()
         deadline = self._clock() + (self.config.max_wait if self.config.mode == "wait" else 0)
         while True:
             try:
@@ -169,7 +173,7 @@ class RateLimit(Plugin):
                 return None
             if self._clock() + admission.retry_after > deadline:
                 return Block(f"rate limit: {what} {name!r} may make "
-                             f"{applying[admission.full][1]}")  # fmt: skip
+                             f"{described[admission.full]}")  # fmt: skip
             await self._sleep(admission.retry_after)
 
     def _unreachable(self, error: StoreError, what: str, name: str) -> Block | None:
@@ -178,6 +182,26 @@ class RateLimit(Plugin):
             return None
         return Block(f"rate limit: {what} {name!r} cannot be checked, so it is blocked "
                      f"(on_store_error: block): {error}")  # fmt: skip
+
+
+def _known(
+    state: dict[str, Any],
+    session: SessionInfo | None,
+    what: str,
+    name: str,
+    limits: dict[str, Limit],
+) -> tuple[list[Window], list[str]]:
+    """`_windows` of a call, found once per session and name: kept in the session's state
+    with the (frozen) session facts they were found for, at most `_KNOWN_MAX` names."""
+    found = state.get("windows")
+    if found is None or found[0] is not session or len(found[1]) >= _KNOWN_MAX:
+        found = state["windows"] = (session, {})
+    known: dict[tuple[str, str], tuple[list[Window], list[str]]] = found[1]
+    windows = known.get((what, name))
+    if windows is None:
+        applying = _windows(what, name, limits, session)
+        windows = known[what, name] = ([w for w, _ in applying], [d for _, d in applying])
+    return windows
 
 
 def _windows(

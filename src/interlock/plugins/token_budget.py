@@ -47,9 +47,9 @@ import collections
 import functools
 import logging
 import math
+import os
 import threading
-import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
 
@@ -63,6 +63,7 @@ from .. import (
     LLMResponse,
     Plugin,
     SessionEnd,
+    SessionInfo,
     hook,
 )
 from ..config import parse_duration
@@ -132,30 +133,44 @@ class TokenBudgetConfig(BaseModel):
 
 
 class _Counted:
-    """The budgets one call counts against, one per ledger: labels, budgets, ledger names,
-    ledger TTLs."""
+    """The budgets one call counts against, one per ledger: labels, budgets, their limits,
+    ledger names, ledger TTLs. Made once per session (its facts are frozen), with the
+    claims of the model it last held for (a session mostly asks for one)."""
 
-    __slots__ = ("budgets", "ledgers", "ttls")
+    __slots__ = ("_claims", "budgets", "ledgers", "limits", "ttls")
 
     def __init__(self) -> None:
         self.budgets: list[tuple[str, Budget]] = []
+        self.limits: list[dict[str, float]] = []
         self.ledgers: list[str] = []
         self.ttls: list[float | None] = []
+        self._claims: tuple[str, list[Claim]] | None = None
 
     def add(self, label: str, budget: Budget, ledger: str, ttl: float | None) -> None:
         if ledger in self.ledgers:
             # Two globs matching one tag (`team-*`, `team-a`) name one ledger: one claim,
             # bounded by the tighter of each limit (two would hold twice, release once).
             index = self.ledgers.index(ledger)
-            first_label, first = self.budgets[index]
-            limits = first.limits()
+            limits = self.limits[index]
             for name, limit in budget.limits().items():
                 limits[name] = min(limit, limits.get(name, limit))
-            self.budgets[index] = (first_label, Budget.model_validate(limits))
+            self.budgets[index] = (self.budgets[index][0], Budget.model_validate(limits))
             return
         self.budgets.append((label, budget))
+        self.limits.append(budget.limits())
         self.ledgers.append(ledger)
         self.ttls.append(ttl)
+
+    def claims(self, model: str, hold: Callable[[str], Mapping[str, float]]) -> list[Claim]:
+        """The claims of a call of `model`, holding `hold(model)` on every ledger."""
+        cached = self._claims  # one read: a pair, never half of one
+        if cached is not None and cached[0] == model:
+            return cached[1]
+        amounts = hold(model)
+        together = zip(self.ledgers, self.limits, self.ttls, strict=True)
+        claims = [Claim(ledger, amounts, limits, ttl) for ledger, limits, ttl in together]
+        self._claims = (model, claims)
+        return claims
 
 
 class _Held:
@@ -194,6 +209,10 @@ class TokenBudget(Plugin):
             tuple[str, list[str], dict[str, float], list[float | None]]
         ] = collections.deque()
         self._lock = threading.Lock()
+        # Read once: the config is taken as it was at construction.
+        self._session_limits = self.config.session.limits()
+        self._prices = functools.lru_cache(maxsize=256)(self._price)
+        self._holds = functools.lru_cache(maxsize=256)(self._hold)
 
     # Fail closed: a budget that cannot be checked (a store slower than the timeout, a
     # bug) must not let the call through.
@@ -202,15 +221,15 @@ class TokenBudget(Plugin):
         """Hold the call's reserve on every budget it counts against, or block it."""
         if ctx.recheck:  # held when first asked
             return None
-        counted = self._counted(ctx)
+        state = ctx.state
+        counted = self._counted(state, ctx.session)
         if not counted.ledgers:
             return None
-        amounts = self._hold(request.model)
-        claims = [Claim(ledger, amounts, budget.limits(), ttl) for ledger, (_, budget), ttl
-                  in zip(counted.ledgers, counted.budgets, counted.ttls, strict=True)]  # fmt: skip
-        hold = uuid.uuid4().hex
+        claims = counted.claims(request.model, self._holds)
+        hold = _hold_id()
         try:
-            await self._settle_unsettled()
+            if self._unsettled:
+                await self._settle_unsettled()
             reservation = await self.store.reserve(claims, hold, ttl=self.config.hold_for)
         except StoreError as error:
             if self.config.on_store_error == "allow":
@@ -219,10 +238,14 @@ class TokenBudget(Plugin):
             return Block("token budget cannot be checked, so the model call is blocked "
                          f"(on_store_error: block): {error}")  # fmt: skip
         if not reservation.granted:
-            label, budget = counted.budgets[reservation.refused or 0]
-            over = _over(budget, reservation.balance, reservation.name, amounts)
+            refused = reservation.refused or 0
+            label, budget = counted.budgets[refused]
+            over = _over(budget, reservation.balance, reservation.name, claims[refused].amounts)
             return Block(f"token budget exhausted: {label} {over}")
-        ctx.state.setdefault("holds", collections.deque()).append(_Held(hold, counted, request))
+        holds = state.get("holds")
+        if holds is None:
+            holds = state["holds"] = collections.deque()
+        holds.append(_Held(hold, counted, request))
         return None
 
     @hook("pre_llm_call", background=True)
@@ -242,20 +265,22 @@ class TokenBudget(Plugin):
         """Release the call's hold and count what it used."""
         if ctx.recheck:  # the same model call, already counted
             return
-        holds = ctx.state.get("holds")
+        state = ctx.state
+        holds = state.get("holds")
         if holds:
             taken: _Held | None = holds.popleft()
         else:  # no hold taken (this plugin came after the call began): count it anyway
             taken = None
-        hold = taken.hold if taken is not None else uuid.uuid4().hex
-        counted = taken.counted if taken is not None else self._counted(ctx)
+        hold = taken.hold if taken is not None else _hold_id()
+        counted = taken.counted if taken is not None else self._counted(state, ctx.session)
         if not counted.ledgers:
             return
         asked = taken.request.model if taken is not None else response.model
-        usage = {"tokens": float(self._tokens(response)), "cost": self._cost(response, asked)}
+        usage = self._usage(response, asked)
         ledgers, ttls = counted.ledgers, counted.ttls
         try:
-            await self._settle_unsettled()
+            if self._unsettled:
+                await self._settle_unsettled()
             balances = await self.store.settle(
                 ledgers, hold, usage, ttl=self.config.hold_for, expire=ttls
             )
@@ -267,10 +292,12 @@ class TokenBudget(Plugin):
         except StoreError as error:  # the store refused it: retrying would fail again
             logger.warning("token-budget: usage of a model call not counted: %s", error)
             return
-        for (label, budget), ledger, ttl, balance in zip(
-            counted.budgets, ledgers, ttls, balances, strict=True
-        ):
-            await self._warn(label, budget, ledger, ttl, balance, ctx)
+        warn_at = self.config.warn_at
+        for index, balance in enumerate(balances):
+            ledger = ledgers[index]
+            if ledger not in self._warned and _share(counted.limits[index], balance) >= warn_at:
+                label, budget = counted.budgets[index]
+                await self._warn(label, budget, ledger, ttls[index], balance, ctx)
 
     @hook("error")
     async def model_failed(self, event: ErrorEvent, ctx: HookContext) -> None:
@@ -285,7 +312,7 @@ class TokenBudget(Plugin):
         holds = ctx.state.pop("holds", None)
         if holds:
             await self._release(list(holds), f"session {event.session_id!r}")
-        if self.config.session.limits():
+        if self._session_limits:
             ledger = key("session", event.session_id)
             self._warned.discard(ledger)
             try:
@@ -304,11 +331,21 @@ class TokenBudget(Plugin):
         """Close the store's connections."""
         await self.store.aclose()
 
-    def _counted(self, ctx: HookContext) -> _Counted:
-        """The budgets this call counts against: its session's, its tags', its metadata's."""
+    def _counted(self, state: dict[str, Any], session: SessionInfo | None) -> _Counted:
+        """The budgets a call of `session` counts against, found once per session: kept in
+        its state with the (frozen) session facts they were found for."""
+        found = state.get("counted")
+        if found is not None and found[0] is session:
+            counted: _Counted = found[1]
+            return counted
+        counted = self._count_against(session)
+        state["counted"] = (session, counted)
+        return counted
+
+    def _count_against(self, session: SessionInfo | None) -> _Counted:
+        """The budgets of `session`: its own, its tags', its metadata's."""
         counted = _Counted()
-        session = ctx.session
-        if self.config.session.limits():
+        if self._session_limits:
             counted.add("the session", self.config.session,
                         key("session", session.id if session else ""), _SESSION_TTL)  # fmt: skip
         if session is None:
@@ -325,8 +362,10 @@ class TokenBudget(Plugin):
         return counted
 
     def _hold(self, model: str) -> dict[str, float]:
+        """What a call of `model` holds: `reserve` tokens, and their cost at the model's
+        dearest price. Shared by the claims of every such call: never changed."""
         tokens = self.config.reserve
-        price = self._price(model)
+        price = self._prices(model)
         dearest = max(price.input, price.output) if price is not None else 0.0
         return {"tokens": float(tokens), "cost": tokens * dearest / 1e6}
 
@@ -336,26 +375,33 @@ class TokenBudget(Plugin):
         matching = [g for g in self.config.prices if fnmatchcase(model, g)]
         return self.config.prices[max(matching, key=len)] if matching else None
 
-    def _tokens(self, response: LLMResponse) -> int:
+    def _usage(self, response: LLMResponse, asked: str) -> dict[str, float]:
+        """What the call used, as the ledgers count it: tokens and cost."""
         usage = response.usage
-        return _count(usage.input_tokens, response) + _count(usage.output_tokens, response)
+        spent = (_count(usage.input_tokens, response), _count(usage.output_tokens, response))
+        return {"tokens": float(spent[0] + spent[1]), "cost": self._cost(response, asked, spent)}
 
-    def _cost(self, response: LLMResponse, asked: str | None = None) -> float:
+    def _cost(
+        self, response: LLMResponse, asked: str | None = None, spent: tuple[int, int] | None = None
+    ) -> float:
         """The call's cost at the dearer of the model asked for (`asked`) and the model
         the answer names: an answer under another name (an alias, a router's, a lie)
-        never makes a call cheaper than the model it was admitted for."""
-        models = dict.fromkeys(m for m in (asked, response.model) if m is not None)
-        prices = [p for p in map(self._price, models) if p is not None]
+        never makes a call cheaper than the model it was admitted for. `spent`: the
+        input and output tokens, when counted already."""
+        if not self.config.prices:
+            return 0.0
+        models = (response.model,) if asked in (None, response.model) else (asked, response.model)
+        prices = [p for p in map(self._prices, models) if p is not None]
         if not prices:
-            if self.config.prices and response.model not in self._unpriced:
+            if response.model not in self._unpriced:
                 self._unpriced.add(response.model)
                 logger.warning("no price for model %r: its calls count tokens, not cost",
                                response.model)  # fmt: skip
             return 0.0
-        usage = response.usage
-        spent_in = _count(usage.input_tokens, response)
-        spent_out = _count(usage.output_tokens, response)
-        return max((spent_in * p.input + spent_out * p.output) / 1e6 for p in prices)
+        if spent is None:
+            usage = response.usage
+            spent = (_count(usage.input_tokens, response), _count(usage.output_tokens, response))
+        return max((spent[0] * p.input + spent[1] * p.output) / 1e6 for p in prices)
 
     def _keep(
         self, hold: str, ledgers: list[str], usage: dict[str, float], ttls: list[float | None]
@@ -408,15 +454,15 @@ class TokenBudget(Plugin):
         balance: Balance,
         ctx: HookContext,
     ) -> None:
-        if ledger in self._warned or _share(budget, balance.spent) < self.config.warn_at:
-            return
+        """Warn that `ledger` crossed `warn_at` (once per budget, whichever process sees it
+        cross first)."""
         if len(self._warned) >= _WARNED_MAX:  # a cache: the store says whether it was given
             self._warned.clear()
         self._warned.add(ledger)
         # Once per budget, whichever process sees it cross first.
         if not await self.store.compare_and_set(key("warned", ledger), None, "1", ttl=ttl):
             return
-        share = _share(budget, balance.spent)
+        share = _share(budget.limits(), balance)
         message = f"{label} has used {share:.0%} of its token budget ({_numbers(budget, balance)})"
         logger.info(message, extra={"interlock_plugin": ctx.plugin})
         if ctx.notify is not None:
@@ -440,8 +486,21 @@ def _count(value: object, response: LLMResponse) -> int:
     return taken
 
 
-def _share(budget: Budget, spent: Mapping[str, float]) -> float:
-    return max((spent.get(n, 0.0) / limit for n, limit in budget.limits().items()), default=0.0)
+def _share(limits: Mapping[str, float], balance: Balance) -> float:
+    """The largest share of a limit the ledger spent (after every model call: a loop,
+    cheaper than max() over a generator)."""
+    spent, largest = balance.spent, 0.0
+    for name, limit in limits.items():
+        share = spent.get(name, 0.0) / limit
+        if share > largest:
+            largest = share
+    return largest
+
+
+def _hold_id() -> str:
+    """A hold id no other call of any process has: random, so a forked process never
+    repeats its parent's (a counter would)."""
+    return os.urandom(16).hex()
 
 
 def _over(budget: Budget, balance: Balance, name: str, hold: Mapping[str, float]) -> str:

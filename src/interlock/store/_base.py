@@ -114,7 +114,8 @@ def check_claims(claims: Sequence[Claim], ttl: float) -> None:
     """Refuse what `reserve` must not write (raises `ValueError`): a ledger claimed twice,
     an amount that is not a finite number in [0, AMOUNT_MAX], a limit or TTL that is not a
     finite number. Checked before anything is written, so a bad claim changes nothing."""
-    check_ledgers(c.ledger for c in claims)
+    if len(claims) > 1:
+        check_ledgers(c.ledger for c in claims)
     _check_seconds("hold ttl", ttl)
     for claim in claims:
         check_amounts(claim.amounts)
@@ -122,8 +123,8 @@ def check_claims(claims: Sequence[Claim], ttl: float) -> None:
             if not _finite(limit):
                 raise ValueError(f"the limit of {name!r} on ledger {claim.ledger!r} must be a "
                                  f"finite number, got {limit!r}")  # fmt: skip
-        if claim.ttl is not None:
-            _check_seconds(f"ledger {claim.ledger!r} ttl", claim.ttl)
+        if claim.ttl is not None and not _seconds(claim.ttl):
+            raise _not_seconds(f"ledger {claim.ledger!r} ttl", claim.ttl)
 
 
 def check_amounts(amounts: Mapping[str, float]) -> None:
@@ -131,6 +132,8 @@ def check_amounts(amounts: Mapping[str, float]) -> None:
     number from 0 to `AMOUNT_MAX`, so that no call can give back what others spent or make
     a total infinite or NaN."""
     for name, amount in amounts.items():
+        if type(amount) is float and 0.0 <= amount <= AMOUNT_MAX:
+            continue  # the common case, decided without the checks below (NaN fails it)
         if not _finite(amount) or not 0 <= amount <= AMOUNT_MAX:
             raise ValueError(f"an amount of {name!r} must be a finite number from 0 to "
                              f"{AMOUNT_MAX:g}, got {amount!r}")  # fmt: skip
@@ -153,7 +156,8 @@ def check_settle(
     expire: Sequence[float | None] | None,
 ) -> None:
     """Refuse what `settle` must not write (raises `ValueError`), before anything is."""
-    check_ledgers(ledgers)
+    if len(ledgers) > 1:
+        check_ledgers(ledgers)
     check_amounts(amounts)
     _check_seconds("retry ttl", ttl)
     if expire is not None:
@@ -165,11 +169,24 @@ def check_settle(
 
 
 def _check_seconds(what: str, seconds: float) -> None:
-    if not _finite(seconds) or seconds < 0:
-        raise ValueError(f"the {what} must be a finite number of seconds, got {seconds!r}")
+    if not _seconds(seconds):
+        raise _not_seconds(what, seconds)
+
+
+def _seconds(value: object) -> bool:
+    """Whether `value` is a finite number of seconds (from 0)."""
+    if type(value) is float:  # the common case, without the isinstance checks
+        return 0.0 <= value < math.inf
+    return isinstance(value, int | float) and _finite(value) and value >= 0
+
+
+def _not_seconds(what: str, seconds: object) -> ValueError:
+    return ValueError(f"the {what} must be a finite number of seconds, got {seconds!r}")
 
 
 def _finite(value: object) -> bool:
+    if type(value) is float:
+        return -math.inf < value < math.inf
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 

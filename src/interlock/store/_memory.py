@@ -26,6 +26,7 @@ from ._base import (
 # in a sweep after at least this many operations, or as many as there are entries, so a
 # long-lived process stays bounded at an amortised O(1) per operation.
 _SWEEP_EVERY = 1024
+_GRANTED = Reservation(True)  # frozen: one for every grant
 
 
 @dataclass
@@ -37,12 +38,19 @@ class _Ledger:
     # sweep stops at the first still current (a longer ttl given later only lingers)
     settled: collections.OrderedDict[str, float] = field(default_factory=collections.OrderedDict)
     expires: float = math.inf
+    # no hold lapses before this (it may be earlier than the first that does, never
+    # later), so most sweeps look at no hold
+    lapse: float = math.inf
 
     def sweep(self, now: float) -> None:
-        for hold, (until, amounts) in list(self.holds.items()):
-            if until <= now:  # the call that took it died: its hold lapses
-                del self.holds[hold]
-                _add(self.held, amounts, -1)
+        if self.lapse <= now:
+            self.lapse = math.inf
+            for hold, (until, amounts) in list(self.holds.items()):
+                if until <= now:  # the call that took it died: its hold lapses
+                    del self.holds[hold]
+                    _add(self.held, amounts, -1)
+                else:
+                    self.lapse = min(self.lapse, until)
         settled = self.settled
         while settled and next(iter(settled.values())) <= now:
             settled.popitem(last=False)
@@ -151,17 +159,20 @@ class MemoryStore(StateStore):
             self._tick()
             ledgers = [self._ledger(c.ledger, now) for c in claims]
             if ledgers and hold in ledgers[0].holds:
-                return Reservation(True)  # a retry: held already
+                return _GRANTED  # a retry: held already
             for index, (claim, ledger) in enumerate(zip(claims, ledgers, strict=True)):
+                spent, held, amounts = ledger.spent, ledger.held, claim.amounts
                 for name, limit in claim.limits.items():
-                    used = ledger.spent.get(name, 0) + ledger.held.get(name, 0)
-                    if used >= limit or used + claim.amounts.get(name, 0) > limit:
+                    used = spent.get(name, 0) + held.get(name, 0)
+                    if used >= limit or used + amounts.get(name, 0) > limit:
                         return Reservation(False, index, name, ledger.balance())
+            until = now + ttl
             for claim, ledger in zip(claims, ledgers, strict=True):
-                ledger.holds[hold] = (now + ttl, dict(claim.amounts))
+                ledger.holds[hold] = (until, dict(claim.amounts))
+                ledger.lapse = min(ledger.lapse, until)
                 _add(ledger.held, claim.amounts, 1)
                 ledger.expires = now + claim.ttl if claim.ttl is not None else math.inf
-        return Reservation(True)
+        return _GRANTED
 
     async def settle(
         self,
@@ -174,6 +185,7 @@ class MemoryStore(StateStore):
     ) -> list[Balance]:
         check_settle(ledgers, amounts, ttl, expire)
         now = self._clock()
+        until = now + ttl
         balances = []
         with self._lock:
             self._tick()
@@ -186,8 +198,9 @@ class MemoryStore(StateStore):
                     taken = ledger.holds.pop(hold, None)
                     if taken is not None:
                         _add(ledger.held, taken[1], -1)
-                    _add(ledger.spent, amounts, 1)
-                    ledger.settled[hold] = now + ttl
+                    if amounts:
+                        _add(ledger.spent, amounts, 1)
+                    ledger.settled[hold] = until
                 balances.append(ledger.balance())
         return balances
 
