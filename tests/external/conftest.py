@@ -8,10 +8,13 @@ import shutil
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
+from ..store.conftest import REDIS, drop_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = Path(__file__).parent / "plugins"
@@ -120,3 +123,18 @@ def log_watch() -> Iterator[LogWatch]:
     yield watch
     logger.removeHandler(watch)
     logger.setLevel(level)
+
+
+@pytest.fixture
+def shared_redis() -> Iterator[tuple[str, str]]:
+    """The test Redis (as tests/store use it: skipped when absent) and a deployment of this
+    test's own, whose keys are deleted afterwards."""
+    redis = pytest.importorskip("redis", reason="needs pip install 'interlock[redis]'")
+    with redis.Redis.from_url(REDIS, socket_connect_timeout=2) as client:
+        try:
+            client.ping()
+        except redis.ConnectionError as error:
+            pytest.skip(f"no Redis at {REDIS}: {error}")
+    deployment = f"test-{uuid.uuid4().hex}"
+    yield REDIS, deployment
+    drop_keys(REDIS, deployment)

@@ -12,9 +12,6 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT
-from .test_serve_state import shared_redis
-
-__all__ = ["shared_redis"]  # a fixture this module's tests take
 
 BOUND = 120.0  # the most a command here may take before the test fails; never reached
 FLEET = ROOT / "examples" / "fleet"

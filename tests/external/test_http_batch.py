@@ -22,7 +22,9 @@ class Peer:
     """A plugin server on loopback that records every body it is sent. `batches=False`
     plays an older server: no `"batch"` in its hello, and an array is not a request.
     `hold` is awaited before a batch is answered; `dies` drops the connection instead;
-    `drops` leaves the reply to the request whose command it names out of the answer."""
+    `drops` leaves the reply to the request whose command it names out of the answer.
+    `status` answers calls (a batch, an invoke) with it instead: 503 before running them,
+    as our server's connection limit does, any other after, as a proxy that gave up."""
 
     def __init__(
         self,
@@ -31,12 +33,14 @@ class Peer:
         hold: Hold | None = None,
         dies: bool = False,
         drops: str | None = None,
+        status: int | None = None,
     ) -> None:
         self.server = PluginServer(Guard())
         self.batches = batches
         self.hold = hold
         self.dies = dies
         self.drops = drops
+        self.status = status
         self.bodies: list[Any] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -70,7 +74,12 @@ class Peer:
             if self.dies and request.transport is not None:
                 request.transport.abort()  # gone, as a killed process's connections go
                 return web.Response()
+        calls = isinstance(data, list) or data.get("method") == "invoke"
+        if calls and self.status == 503:
+            return web.Response(status=503)
         reply = await self.server.handle_bytes(body)
+        if calls and self.status is not None:
+            return web.Response(status=self.status, text="gateway timeout")
         answer = json.loads(reply) if reply else None
         if self.drops is not None and isinstance(answer, list):
             dropped = [m["id"] for m in data if m["params"]["payload"]["arguments"]["command"]
@@ -241,3 +250,40 @@ async def test_the_server_answers_a_batch_with_an_array_in_order() -> None:
     over = await server.handle_bytes(json.dumps(batch).encode(), limit=100)
     assert over is not None and "over the 100-byte limit" in json.loads(over)["error"]["message"]
     await server.aclose()
+
+
+@pytest.mark.parametrize("status", [502, 504])
+@pytest.mark.parametrize("batched", [False, True])
+async def test_a_proxys_502_or_504_loses_the_call_and_it_is_not_sent_elsewhere(
+    peers: Callable[..., Awaitable[Peer]], status: int, batched: bool
+) -> None:
+    first, second = await peers(status=status), await peers(status=status)
+    manager, _ = await guarded([first.url, second.url], timeout=60)
+    commands = ["ls", "pwd"] if batched else ["ls"]
+    results = await asyncio.gather(
+        *(manager.invoke(hooks.PRE_TOOL_CALL, tool(c)) for c in commands)
+    )
+    for result in results:
+        [failure] = result.errors
+        assert f"the call was lost (HTTP {status} from a proxy)" in failure.message
+        assert "not sent again" in failure.message
+        assert result.blocked
+    # The replica behind the proxy may have run it: never repeated on the other.
+    sent = [*first.bodies, *second.bodies]
+    assert len([b for b in sent if isinstance(b, list) or b["method"] == "invoke"]) == 1
+    await manager.aclose()
+
+
+async def test_a_503_goes_to_the_next_replica_since_the_call_never_ran(
+    peers: Callable[..., Awaitable[Peer]],
+) -> None:
+    refusing, taking = await peers(status=503), await peers()
+    manager, _ = await guarded([refusing.url, taking.url], timeout=60)
+    for _ in range(2):  # whichever replica comes first
+        results = await asyncio.gather(
+            *(manager.invoke(hooks.PRE_TOOL_CALL, tool(c)) for c in ["ls", "rm -rf /"])
+        )
+        assert [r.errors for r in results] == [(), ()]
+        assert results[1].reason == "rm -rf is not allowed"
+    assert len(taking.batches_sent()) == 2
+    await manager.aclose()

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from interlock.external import HttpTransport, PluginServer, connect
 from interlock.external._served_state import IDLE
 from interlock.store import MemoryStore, StateStore, key, open_store
 
-from ..store.conftest import REDIS, drop_keys
 from ..store.test_faults import Server
 from .conftest import ENV, ROOT, Served, serve_command
 from .test_http import closed_port
@@ -200,21 +198,6 @@ def host(*urls: str) -> PluginManager:
 async def tool(manager: PluginManager, session: str = "s-1") -> Any:
     call = ToolCall("shell", {"command": "ls"})
     return await manager.invoke(hooks.PRE_TOOL_CALL, call, session=SessionInfo(session))
-
-
-@pytest.fixture
-def shared_redis() -> Iterator[tuple[str, str]]:
-    """The test Redis (as tests/store use it: skipped when absent) and a deployment of this
-    test's own, whose keys are deleted afterwards."""
-    redis = pytest.importorskip("redis", reason="needs pip install 'interlock[redis]'")
-    with redis.Redis.from_url(REDIS, socket_connect_timeout=2) as client:
-        try:
-            client.ping()
-        except redis.ConnectionError as error:
-            pytest.skip(f"no Redis at {REDIS}: {error}")
-    deployment = f"test-{uuid.uuid4().hex}"
-    yield REDIS, deployment
-    drop_keys(REDIS, deployment)
 
 
 async def test_replicas_keep_one_count_and_the_survivor_carries_on(

@@ -11,10 +11,12 @@
    at `session_end`;
 4. give the lease back.
 
-A lease whose replica died lapses after `LEASE` seconds. Any store failure fails the call
-with the reason (the host's `on_error` decides: gates fail closed by default). Built on the
-store's get/set/compare-and-set only; the lease is given back by setting it to `_FREE`,
-since the store has no compare-and-delete (`session_end` deletes it with the state).
+A lease whose replica died lapses after `LEASE` seconds; one this replica holds from an
+earlier call it could not give back (the store was away, or timed out after taking it) is
+its own to take again at once. Any store failure fails the call with the reason (the
+host's `on_error` decides: gates fail closed by default). Built on the store's
+get/set/compare-and-set only; the lease is given back by setting it to `_FREE`, since the
+store has no compare-and-delete (`session_end` deletes it with the state).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ keeps the session from the others."""
 IDLE = 24 * 3600.0
 """Seconds a session's state is kept in the store after its last call."""
 
+MAX_STATE_BYTES = 1_000_000
+"""The bound on a session's state in the store, as JSON: every call reads and writes it
+whole, so a state that grows without end would slow each call and fill the store."""
+
 _FREE = "free"  # a lease given back (absent means free too)
 _UNSEEN = object()  # this replica has not read the session's state yet
 _FIRST_WAIT, _LAST_WAIT = 0.002, 0.05  # seconds between tries for a lease another holds
@@ -49,10 +55,11 @@ class SharedSession:
     """One session's state as this replica last saw it in the store, and its lease.
 
     Calls of the session on this replica take turns (`lock`), so only one of them asks for
-    the lease; `seen` is the state's text as last loaded or written here.
+    the lease, and a lease holding a token of this replica's is left from an earlier call;
+    `seen` is the state's text as last loaded or written here.
     """
 
-    __slots__ = ("_tokens", "lease_key", "lock", "name", "seen", "stale", "state_key")
+    __slots__ = ("_mine", "_tokens", "lease_key", "lock", "name", "seen", "state_key")
 
     def __init__(self, caller: str | None, session: str, owner: str) -> None:
         base = key("session", caller or "", session)
@@ -61,8 +68,8 @@ class SharedSession:
         self.name = session
         self.lock = asyncio.Lock()
         self.seen: object = _UNSEEN
-        self.stale: str | None = None  # our lease the store did not take back (it was away)
-        self._tokens = (f"{owner}:{n}" for n in itertools.count())
+        self._mine = f"{owner}:"
+        self._tokens = (f"{self._mine}{n}" for n in itertools.count())
 
     async def run(
         self,
@@ -72,16 +79,18 @@ class SharedSession:
         *,
         plugin: str,
         end: bool = False,
+        limit: int = MAX_STATE_BYTES,
     ) -> T:
         """`call()` with `states` (the session scope's, changed in place) loaded from
         `store` before and written back after (deleted when `end`), holding the lease.
 
         Raises `StoreError` naming `plugin`, the session and what to do when the store
-        fails or the state is not JSON; the state is then read again on the next call.
+        fails, the state is not JSON or over `limit` bytes; the state is then read again
+        on the next call.
         """
         async with self.lock:
             try:
-                return await self._leased(store, states, call, plugin, end)
+                return await self._leased(store, states, call, plugin, end, limit)
             except StoreError as error:
                 self.seen = _UNSEEN  # unsaved changes here: the store's state is the truth
                 raise StoreError(f"plugin {plugin!r}, session {self.name!r}: {error}") from None
@@ -96,6 +105,7 @@ class SharedSession:
         call: Callable[[], Awaitable[T]],
         plugin: str,
         end: bool,
+        limit: int,
     ) -> T:
         token = next(self._tokens)
         await self._take(store, token)
@@ -108,7 +118,7 @@ class SharedSession:
                 await store.delete(self.state_key, self.lease_key)
                 self.seen, held = None, False  # the lease went with the session
             else:
-                await self._save(store, states)
+                await self._save(store, states, limit)
             return result
         finally:
             renewal.cancel()
@@ -128,8 +138,13 @@ class SharedSession:
                                  "the session to start it afresh") from None  # fmt: skip
         self.seen = text
 
-    async def _save(self, store: StateStore, states: dict[str, dict[str, Any]]) -> None:
+    async def _save(self, store: StateStore, states: dict[str, dict[str, Any]], limit: int) -> None:
         text = _encode(states)
+        size = len(text) if text.isascii() else len(text.encode(errors="surrogatepass"))
+        if size > limit:
+            raise StoreError(f"ctx.state is {size} bytes as JSON, over the {limit}-byte bound "
+                             "of a session's state in a shared store (--state): keep less in "
+                             "it; this call's change is not saved")  # fmt: skip
         expected = self.seen if isinstance(self.seen, str) else None
         # Written even when unchanged: that starts the idle TTL again.
         if not await store.compare_and_set(self.state_key, expected, text, ttl=IDLE):
@@ -142,16 +157,15 @@ class SharedSession:
         """Take the lease, waiting while another replica holds it (at most `LEASE` seconds
         and a little: a holder that died lets it lapse by then)."""
         if await store.compare_and_set(self.lease_key, _FREE, token, ttl=LEASE):
-            self.stale = None
             return  # the usual case: given back by the last call
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LEASE + 1.0
         wait = _FIRST_WAIT
         while loop.time() < deadline:
             held = await store.get(self.lease_key)
-            if held is None or held in (_FREE, self.stale):
+            # Ours: an earlier call's (calls take turns here) that could not give it back.
+            if held is None or held == _FREE or held.startswith(self._mine):
                 if await store.compare_and_set(self.lease_key, held, token, ttl=LEASE):
-                    self.stale = None
                     return
                 continue  # taken or given back meanwhile: look again at once
             await asyncio.sleep(wait)  # another process holds it: nothing here to wait on
@@ -170,10 +184,9 @@ class SharedSession:
                     return
 
     async def _give_back(self, store: StateStore, token: str) -> None:
-        try:
+        # The store is away: the lease lapses by itself, or our next call takes it back.
+        with contextlib.suppress(StoreError):
             await store.compare_and_set(self.lease_key, token, _FREE, ttl=LEASE)
-        except StoreError:  # the store is away: it lapses by itself, or we take it back
-            self.stale = token
 
 
 def _encode(states: dict[str, dict[str, Any]]) -> str:

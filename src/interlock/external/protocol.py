@@ -40,6 +40,13 @@ PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 1_000_000
 """The default bound on one message, in bytes."""
 
+MAX_BATCH = 256
+"""Requests in one JSON-RPC batch at most: what a host sends, what a server takes."""
+
+NDJSON = "application/x-ndjson"
+"""The media type of a batch's replies streamed one JSON object per line, each as soon as
+its call is done: a host that says it takes it (`Accept`) gets them so over HTTP."""
+
 ACTION_TYPES = ("continue", "modify", "block", "respond", "ask")
 
 
@@ -85,7 +92,8 @@ def encode(message: Mapping[str, Any]) -> bytes:
     try:
         return pydantic_core.to_json(message) + b"\n"  # the same JSON, in a fifth of the time
     except ValueError:  # what it cannot write fails as it always did
-        return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        # Escaped to ASCII: text UTF-8 cannot hold (a lone surrogate) is still valid JSON.
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
 
 
 def parse(data: bytes | str) -> Any:

@@ -44,13 +44,16 @@ from .. import (
     PluginManager,
     ProtocolError,
     Respond,
+    SessionInfo,
     SessionScope,
     hooks,
 )
 from ..store import StateStore, StoreError
-from ._served_state import SharedSession
+from ._served_state import MAX_STATE_BYTES, SharedSession
 from .protocol import (
+    MAX_BATCH,
     MAX_MESSAGE_BYTES,
+    NDJSON,
     PROTOCOL_VERSION,
     decode,
     dump_action,
@@ -68,8 +71,18 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
 HANDLER_FAILED = -32000
 """The JSON-RPC error code of a plugin whose handler failed (the message says how)."""
+
+MAX_CALLS = 256
+"""Calls one server runs at once, by default (`PluginServer(max_calls=...)`); more wait
+for a turn. As many as a host puts in one batch (`MAX_BATCH`), and with a state store
+each call holds one of the store's pooled connections (64 per replica) only for each
+round trip, so they share them without waiting long."""
+
+MAX_SESSION_ID = 256
+"""Characters a session id may have: each names keys in the state store."""
 
 _NEVER = 2**62  # failures in a row before the breaker opens: never, the host has its own
 
@@ -101,6 +114,11 @@ class PluginServer:
     namespace (`open_store(url, deployment=..., plugin=NAME)`): servers sharing it (replicas)
     then serve any call of any session, one call of a session at a time. Calls without a
     session keep their state in each server.
+
+    At most `max_calls` calls run at once (the others wait for a turn), whoever sends
+    them and however they are batched. With `state`, a session's state is at most
+    `max_state_bytes` as JSON: a call that makes it larger fails and its change is not
+    saved.
     """
 
     def __init__(
@@ -112,9 +130,16 @@ class PluginServer:
         specs: tuple[HookSpec[Any], ...] = (),
         max_sessions: int = 1000,
         state: StateStore | None = None,
+        max_calls: int = MAX_CALLS,
+        max_state_bytes: int = MAX_STATE_BYTES,
     ) -> None:
+        if max_calls < 1:
+            raise ValueError(f"PluginServer: max_calls must be 1 or more, not {max_calls!r}")
         self.max_sessions = max_sessions
         self.state = state
+        self.max_state_bytes = max_state_bytes
+        self._calls = asyncio.Semaphore(max_calls)
+        self._running: set[asyncio.Task[bytes | None]] = set()  # calls of streamed batches
         self._owner = uuid.uuid4().hex  # names this server's leases in the store
         self._name = name
         self._specs = specs
@@ -171,6 +196,10 @@ class PluginServer:
         id = message.get("id")
         if id is not None and (isinstance(id, bool) or not isinstance(id, int | float | str)):
             return _error(None, INVALID_REQUEST, "the id must be a number or a string")
+        if message.get("jsonrpc") != "2.0" or not isinstance(message.get("method"), str):
+            # Not a request, so not a notification either: answered, id or not.
+            return _error(id, INVALID_REQUEST, 'a request must have "jsonrpc": "2.0" and a '
+                                               '"method"')  # fmt: skip
         try:
             result = await self._dispatch(message, caller)
         except RpcError as error:
@@ -178,7 +207,7 @@ class PluginServer:
         except Exception as error:  # a bug here must not end the server
             logger.exception("serving the plugin failed")
             problem = f"internal error: {type(error).__name__}: {error}"
-            return None if _notification(message) else _error(id, -32603, problem)
+            return None if _notification(message) else _error(id, INTERNAL_ERROR, problem)
         if _notification(message):
             return None
         return {"jsonrpc": "2.0", "id": id, "result": result}
@@ -186,18 +215,25 @@ class PluginServer:
     async def handle_bytes(
         self, data: bytes, limit: int = MAX_MESSAGE_BYTES, *, caller: str | None = None
     ) -> bytes | None:
-        """`handle` for one encoded message, or a JSON-RPC batch (an array of them, within
-        `limit` as a whole, answered concurrently); the encoded answer, if any."""
+        """`handle` for one encoded message, or a JSON-RPC batch (an array of at most
+        `MAX_BATCH` of them, within `limit` as a whole, run concurrently and answered
+        together); the encoded answer, if any."""
         if data.lstrip()[:1] == b"[":
-            return await self._handle_batch(data, limit, caller)
+            messages = self.batch(data, limit)
+            if isinstance(messages, bytes):
+                return messages
+            answers = await asyncio.gather(*(self._answer(m, caller) for m in messages))
+            sent = [answer[:-1] for answer in answers if answer is not None]
+            return b"[" + b",".join(sent) + b"]\n" if sent else None
         try:
             message = decode(data, limit)
         except ProtocolError as error:
             return encode(_error(None, PARSE_ERROR, str(error)))
-        answer = await self.handle(message, caller=caller)
-        return None if answer is None else encode(answer)
+        return await self._answer(message, caller)
 
-    async def _handle_batch(self, data: bytes, limit: int, caller: str | None) -> bytes | None:
+    def batch(self, data: bytes, limit: int = MAX_MESSAGE_BYTES) -> list[Any] | bytes:
+        """The messages of an encoded batch, or the encoded error refusing it whole (over
+        `limit` bytes, not JSON, not a non-empty array, more than `MAX_BATCH` entries)."""
         if len(data) > limit:
             problem = f"a batch of {len(data)} bytes is over the {limit}-byte limit"
             return encode(_error(None, INVALID_REQUEST, problem))
@@ -207,9 +243,44 @@ class PluginServer:
             return encode(_error(None, PARSE_ERROR, f"a batch that is not JSON ({error})"))
         if not isinstance(messages, list) or not messages:
             return encode(_error(None, INVALID_REQUEST, "a batch must be a non-empty array"))
-        answers = await asyncio.gather(*(self.handle(m, caller=caller) for m in messages))
-        sent = [encode(answer)[:-1] for answer in answers if answer is not None]
-        return b"[" + b",".join(sent) + b"]\n" if sent else None
+        if len(messages) > MAX_BATCH:
+            problem = f"a batch of {len(messages)} requests is over the {MAX_BATCH}-request limit"
+            return encode(_error(None, INVALID_REQUEST, problem))
+        return messages
+
+    async def stream(
+        self, messages: list[Any], *, caller: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """The encoded answers to a batch's `messages` (from `batch`), each as soon as it is
+        ready: one call's answer never waits for another's. Calls run to their end even
+        when the iteration stops early (the caller left), as a lone call does."""
+        answers: asyncio.Queue[bytes | None] = asyncio.Queue()
+        for message in messages:
+            task = asyncio.ensure_future(self._answer(message, caller))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            task.add_done_callback(lambda done: answers.put_nowait(_outcome(done)))
+        left = len(messages)
+        while left:
+            ready = [await answers.get()]
+            while not answers.empty():  # those done in the same turn leave in one write
+                ready.append(answers.get_nowait())
+            left -= len(ready)
+            if lines := b"".join(answer for answer in ready if answer is not None):
+                yield lines
+
+    async def _answer(self, message: Any, caller: str | None) -> bytes | None:
+        """`handle`, encoded: a reply that cannot be written as JSON fails its own call
+        only, as an internal error (never the batch it came in, never unanswered)."""
+        answer = await self.handle(message, caller=caller)
+        if answer is None:
+            return None
+        try:
+            return encode(answer)
+        except (ValueError, TypeError, RecursionError) as error:
+            logger.error("the reply to request %r is not JSON: %s", answer.get("id"), error)
+            problem = f"internal error: the plugin's reply cannot be written as JSON ({error})"
+            return encode(_error(answer.get("id"), INTERNAL_ERROR, problem))
 
     async def aclose(self) -> None:
         """End every session's state and close the plugin (`Plugin.aclose`)."""
@@ -222,9 +293,7 @@ class PluginServer:
             await self.state.aclose()
 
     async def _dispatch(self, message: Mapping[str, Any], caller: str | None) -> Any:
-        if message.get("jsonrpc") != "2.0":
-            raise RpcError(INVALID_REQUEST, 'a request must have "jsonrpc": "2.0"')
-        method = message.get("method")
+        method = message["method"]
         params = message.get("params", {})
         if not isinstance(params, Mapping):
             raise RpcError(INVALID_PARAMS, "params must be an object")
@@ -282,49 +351,43 @@ class PluginServer:
         requests = _Requests()
         granted = context.get("capabilities") or ()
         handles = {c: requests for c in served.capabilities if c in granted}
-        session = self._session(context.get("session"), caller)
+        info = _session_info(context.get("session"))
+        async with self._calls:  # a flood of calls waits here, holding nothing else
+            session = None if info is None else self._session(info, caller)
 
-        def invoke() -> Awaitable[HookResult[Any]]:
-            return served.manager.invoke(
-                spec, payload, turn=turn, capabilities=handles,
-                scope=None if session is None else session.scope,
-                recheck=context.get("recheck") is True,
-            )  # fmt: skip
-
-        try:
-            if session is None or self.state is None:
-                result = await invoke()
-            else:
-                result = await session.shared(self._owner).run(
-                    self.state, session.scope.states, invoke,
-                    plugin=served.name, end=spec is hooks.SESSION_END,
+            def invoke() -> Awaitable[HookResult[Any]]:
+                return served.manager.invoke(
+                    spec, payload, turn=turn, capabilities=handles, session=info,
+                    scope=None if session is None else session.scope,
+                    recheck=context.get("recheck") is True,
                 )  # fmt: skip
-        except StoreError as error:
-            raise RpcError(HANDLER_FAILED, str(error)) from None
-        finally:
-            if session is not None:
-                session.active -= 1
-                if spec is hooks.SESSION_END:
-                    self._end(session)
+
+            try:
+                if session is None or self.state is None:
+                    result = await invoke()
+                else:
+                    result = await session.shared(self._owner).run(
+                        self.state, session.scope.states, invoke,
+                        plugin=served.name, end=spec is hooks.SESSION_END,
+                        limit=self.max_state_bytes,
+                    )  # fmt: skip
+            except StoreError as error:
+                raise RpcError(HANDLER_FAILED, str(error)) from None
+            finally:
+                if session is not None:
+                    session.active -= 1
+                    if spec is hooks.SESSION_END:
+                        self._end(session)
         if result.errors:
             raise RpcError(HANDLER_FAILED, result.errors[0].message)
         return {"action": dump_action(spec, _action(result)), "requests": requests.items}
 
-    def _session(self, session: Any, caller: str | None) -> _Session | None:
-        if session is None:
-            return None
-        if not isinstance(session, Mapping) or not isinstance(session.get("id"), str):
-            raise RpcError(INVALID_PARAMS, "context.session must be null or have a text id")
-        key = (caller, session["id"])  # one caller never reaches another's session
+    def _session(self, info: SessionInfo, caller: str | None) -> _Session:
+        key = (caller, info.id)  # one caller never reaches another's session
         known = self._sessions.get(key)
         if known is None:
-            try:
-                scope = self.served.manager.session(
-                    session["id"], tags=session.get("tags") or (), metadata=session.get("metadata")
-                ).open()
-            except (TypeError, ValueError) as error:
-                raise RpcError(INVALID_PARAMS, f"context.session: {error}") from None
-            known = self._sessions[key] = _Session(key, scope)
+            scope = self.served.manager.session(info.id, tags=info.tags, metadata=info.metadata)
+            known = self._sessions[key] = _Session(key, scope.open())
         self._sessions.move_to_end(key)
         known.active += 1
         self._evict()
@@ -423,8 +486,39 @@ def _action(result: HookResult[Any]) -> Any:
     return None
 
 
-def _notification(message: Mapping[str, Any]) -> bool:
-    return "id" not in message
+def _session_info(session: Any) -> SessionInfo | None:
+    """The session facts a call brings (`context.session`): every call's own, so a host
+    that changes a session's tags or metadata is heard at once, on every replica."""
+    if session is None:
+        return None
+    if not isinstance(session, Mapping) or not isinstance(session.get("id"), str):
+        raise RpcError(INVALID_PARAMS, "context.session must be null or have a text id")
+    if len(session["id"]) > MAX_SESSION_ID:
+        raise RpcError(INVALID_PARAMS, f"context.session.id has {len(session['id'])} "
+                                       f"characters, over the {MAX_SESSION_ID}-character "
+                                       "limit: name sessions with shorter ids")  # fmt: skip
+    try:
+        return SessionInfo(session["id"], session.get("tags") or (), session.get("metadata") or {})
+    except (TypeError, ValueError) as error:
+        raise RpcError(INVALID_PARAMS, f"context.session: {error}") from None
+
+
+def _outcome(task: asyncio.Task[bytes | None]) -> bytes | None:
+    """A finished call's encoded answer (None when it had none, or was cancelled)."""
+    try:
+        return task.result()
+    except asyncio.CancelledError:  # the server is stopping
+        return None
+    except Exception:  # pragma: no cover - `_answer` answers every failure itself
+        logger.exception("answering a request failed")
+        return None
+
+
+def _notification(message: Any) -> bool:
+    """Whether `message` is a request that gets no answer (one without an id)."""
+    if not isinstance(message, Mapping) or "id" in message:
+        return False
+    return message.get("jsonrpc") == "2.0" and isinstance(message.get("method"), str)
 
 
 def _error(id: Any, code: int, message: str) -> dict[str, Any]:
@@ -597,7 +691,7 @@ def http_app(
     try:
         from starlette.applications import Starlette
         from starlette.requests import ClientDisconnect, Request
-        from starlette.responses import JSONResponse, Response
+        from starlette.responses import JSONResponse, Response, StreamingResponse
         from starlette.routing import Route
     except ImportError:  # pragma: no cover - depends on the installation
         raise ImportError(
@@ -641,6 +735,14 @@ def http_app(
                                 headers=_CLOSE)  # fmt: skip
         except ClientDisconnect:  # the caller left (or was cut off): nobody to answer
             return Response(status_code=400, headers=_CLOSE)
+        if body.lstrip()[:1] == b"[" and NDJSON in request.headers.get("accept", ""):
+            messages = server.batch(bytes(body), limit)
+            if isinstance(messages, bytes):  # refused whole
+                return Response(messages, media_type="application/json")
+            if not all(map(_notification, messages)):
+                return StreamingResponse(server.stream(messages, caller=who), media_type=NDJSON)
+            await server.handle_bytes(bytes(body), limit, caller=who)
+            return Response(status_code=204)
         reply = await server.handle_bytes(bytes(body), limit, caller=who)
         if reply is None:
             return Response(status_code=204)

@@ -41,6 +41,15 @@ T = TypeVar("T")
 # within about a second, well inside a registration's default 5 s timeout.
 _TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
 
+POOL_CONNECTIONS = 64
+"""Connections one event loop's client opens at most (`?max_connections=` in the URL
+changes it). Each operation holds one for a round trip only, so many more calls than this
+share them: past it, an operation waits for a free one rather than failing."""
+
+POOL_WAIT = 5.0
+"""Seconds an operation waits for a free connection (`?timeout=` in the URL) before it
+fails as `StoreUnavailable`: the registration's default 5 s timeout ends a call no later."""
+
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
@@ -334,13 +343,18 @@ class RedisStore(StateStore):
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            # One quick retry (a pooled connection the server closed on restart), then
-            # report: the gates decide what an outage means, not a backoff loop here.
-            retry = self._redis.Retry(self._redis.NoBackoff(), 1)
-            redis = self._redis.Redis.from_url(
-                self._url, decode_responses=True, retry=retry, **_TIMEOUTS
-            )
-            client = self._clients[loop] = _Client(redis)
+            r = self._redis
+            # One quick retry on a broken connection (a pooled one the server closed on
+            # restart), then report: the gates decide what an outage means, not a backoff
+            # loop here. Never on a timeout: the command may have run (a stalled server
+            # answers late), and running a compare-and-set or an increment twice is wrong.
+            retry = r.Retry(r.NoBackoff(), 1, supported_errors=(r.ConnectionError,))
+            # Blocking: calls past the pool's size wait for a connection, not fail at once.
+            pool = r.BlockingConnectionPool.from_url(
+                self._url, decode_responses=True, retry=retry, max_connections=POOL_CONNECTIONS,
+                timeout=POOL_WAIT, **_TIMEOUTS,
+            )  # fmt: skip
+            client = self._clients[loop] = _Client(r.Redis.from_pool(pool))
         return client
 
     async def _script(self, name: str, source: str, keys: list[str], args: list[Any]) -> Any:
@@ -354,9 +368,18 @@ class RedisStore(StateStore):
         self, operation: Callable[[Any], Awaitable[T]], client: _Client | None = None
     ) -> T:
         redis = self._redis
+        client = client or self._client()
         try:
-            result = await operation((client or self._client()).redis)
+            result = await operation(client.redis)
         except (redis.ConnectionError, redis.TimeoutError, OSError, TimeoutError) as error:
+            if _busy(error):
+                pool = client.redis.connection_pool
+                raise StoreUnavailable(
+                    f"state store {self._shown} is busy: no connection came free within "
+                    f"{pool.timeout:g} s (all {pool.max_connections} in use); allow more with "
+                    "?max_connections= in the store URL, or check that the store answers "
+                    "quickly"
+                ) from None
             if not self._down:
                 self._down = True
                 logger.warning("state store %s is unreachable (%s); retrying on each call",
@@ -392,6 +415,7 @@ class _Redis:
         import redis.exceptions
 
         self.Redis: Any = redis.asyncio.Redis
+        self.BlockingConnectionPool: Any = redis.asyncio.BlockingConnectionPool
         self.Retry: Any = redis.asyncio.retry.Retry
         self.NoBackoff: Any = redis.backoff.NoBackoff
         self.RedisError: type[Exception] = redis.exceptions.RedisError
@@ -406,6 +430,11 @@ def _import_redis() -> _Redis:
         raise StoreError(
             f"a Redis state store needs redis-py: {install_command('redis')}"
         ) from None
+
+
+def _busy(error: BaseException) -> bool:
+    """Whether `error` is the pool's wait for a free connection running out."""
+    return "No connection available" in str(error) and isinstance(error.__cause__, TimeoutError)
 
 
 def _ms(seconds: float | None) -> int:
