@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -59,3 +60,28 @@ def manager(clock: FakeClock) -> Iterator[PluginManager]:
     m = PluginManager(clock=clock)
     yield m
     m.close()
+
+
+# The PostgreSQL server the session-log and audit-log tests use; each test gets a schema of
+# its own there.
+POSTGRES = os.environ.get("INTERLOCK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL on the test server, in a fresh schema dropped after the test.
+
+    Skips without psycopg or a server (a failure where INTERLOCK_REQUIRE_ALL is set).
+    """
+    psycopg = pytest.importorskip("psycopg", reason="needs pip install 'interlock[postgres]'")
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        pytest.skip(f"no PostgreSQL at {POSTGRES}: {error}")
+    schema = f"interlock_test_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in POSTGRES else "?"
+    try:
+        yield f"{POSTGRES}{separator}schema={schema}"
+    finally:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.close()

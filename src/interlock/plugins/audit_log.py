@@ -1,4 +1,4 @@
-"""`audit_log`: every hook outcome as a line of JSON, in an append-only file.
+"""`audit_log`: every hook outcome as a line of JSON, in an append-only file (or a table).
 
     plugins:
       - name: audit-log
@@ -42,6 +42,11 @@ times, at which hooks:
 
 so that the records plus the gaps' counts are every invocation. An audit log registered
 into a session scope is the host's to close (its trailing gap is written at close).
+
+With `url: postgresql://HOST/DATABASE?schema=NAME` instead of `path:` the records go to a
+PostgreSQL table (`pip install 'interlock[postgres]'`; see `_audit_postgres`): the same
+records as JSON, with columns to query them by, a batch of records per statement, each
+batch committed before the handlers waiting on it (`fsync: always`) return.
 """
 
 from __future__ import annotations
@@ -58,11 +63,11 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal, NamedTuple
+from typing import IO, Annotated, Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from .. import HookContext, HookResult, Plugin, hook, hooks
+from .. import HookContext, HookResult, InterlockError, Plugin, hook, hooks
 from ..config import ConfigPath, parse_duration
 
 logger = logging.getLogger("interlock.plugins.audit_log")
@@ -81,14 +86,32 @@ class AuditLogConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: ConfigPath = Field(min_length=1)
-    """Relative to the config file's folder when loaded from one."""
+    path: ConfigPath | None = Field(default=None, min_length=1)
+    """The file; relative to the config file's folder when loaded from one."""
+    url: str | None = Field(default=None, min_length=1)
+    """A PostgreSQL database instead of a file: `postgresql://HOST/DATABASE?schema=NAME`."""
     fsync: Literal["always", "interval", "never"] = "interval"
     fsync_interval: Annotated[float, BeforeValidator(parse_duration)] = 1.0
     max_bytes: int = Field(default=10_000_000, gt=0)
     keep: int = Field(default=5, ge=0)
     hooks: list[str] = Field(default_factory=lambda: [h for h in _ALL if h != "llm_stream_chunk"])
     """The hooks recorded: all but `llm_stream_chunk` (a record per chunk) by default."""
+    retry_for: Annotated[float, BeforeValidator(parse_duration)] = Field(default=10.0, gt=0)
+    """With `url`: how long a write is tried again over a dropped connection, then fails."""
+
+
+# Options that mean something for one kind of sink only.
+_FILE_ONLY = ("fsync_interval", "max_bytes", "keep")
+_DATABASE_ONLY = ("retry_for",)
+
+
+class AuditLogError(InterlockError):
+    """An audit log that cannot be opened or written; `sink` names where it goes (a URL
+    without its password)."""
+
+    def __init__(self, message: str, *, sink: str) -> None:
+        super().__init__(message)
+        self.sink = sink
 
 
 class AuditLog(Plugin):
@@ -100,12 +123,13 @@ class AuditLog(Plugin):
 
     def __init__(self, config: AuditLogConfig) -> None:
         self.config = config
-        self.path = Path(config.path)
         self._hooks = frozenset(config.hooks)
         unknown = self._hooks - set(_ALL)
         if unknown:
             raise ValueError(f"no hook {sorted(unknown)[0]!r}; hooks: {', '.join(_ALL)}")
-        self._writer = _Writer(self.path, config)
+        self.path = None if config.path is None else Path(config.path)
+        """The file written, or None when the log goes to a database."""
+        self._writer: _Writer[Any] = _Writer(_sink(config))
         self._gap = _Gap()
 
     @hook(*_ALL, background=True, overflow="wait")
@@ -135,11 +159,11 @@ class AuditLog(Plugin):
             self._gap.add(hook, count)
 
     async def aclose(self) -> None:
-        """Write what is queued (and a gap for records dropped since the last one), sync
-        and close the file."""
+        """Write what is queued (and a gap for records dropped since the last one), then
+        sync and close the file (or close the database's connection)."""
         written = self._put_gap()
         if written is not None:
-            with contextlib.suppress(OSError):  # the writer logged it
+            with contextlib.suppress(Exception):  # the writer logged it
                 await asyncio.wrap_future(written)
         await asyncio.to_thread(self._writer.close)
 
@@ -147,7 +171,24 @@ class AuditLog(Plugin):
         gap = self._gap.take()
         if gap is None:
             return None
-        return self._writer.put((json.dumps(gap) + "\n").encode(), acknowledged=True)
+        return self._writer.put(gap, acknowledged=True)
+
+
+def _sink(config: AuditLogConfig) -> _Sink[Any]:
+    """Where the records go: the file at `path`, or the database at `url`."""
+    if (config.path is None) == (config.url is None):
+        raise ValueError("give the audit log a file (path:) or a PostgreSQL database (url:), "
+                         "one of the two")  # fmt: skip
+    chosen = config.model_fields_set
+    kind, unused = ("file", _DATABASE_ONLY) if config.url is None else ("database", _FILE_ONLY)
+    wrong = [name for name in unused if name in chosen]
+    if wrong:
+        raise ValueError(f"{wrong[0]} does not apply to an audit log in a {kind}: remove it")
+    if config.path is not None:
+        return _FileSink(Path(config.path), config)
+    from ._audit_postgres import PostgresSink
+
+    return PostgresSink(config.url or "", retry_for=config.retry_for)
 
 
 class _Gap:
@@ -201,29 +242,51 @@ class Seen(NamedTuple):
 
     def line(self) -> bytes:
         """The record as a line of JSON."""
-        return (json.dumps(entry(self), ensure_ascii=False, default=str) + "\n").encode()
+        return (encode(entry(self)) + "\n").encode()
+
+
+def encode(record: dict[str, Any]) -> str:
+    """A record as JSON text, as every sink stores it."""
+    return json.dumps(record, ensure_ascii=False, default=str)
 
 
 _Ack = concurrent.futures.Future[None] | None  # None: nobody waits for this record
-_Pending = tuple[bytes | Seen, _Ack]
+_Data = Seen | dict[str, Any]  # what a record is made of, or a gap record
+_Pending = tuple[_Data, _Ack]
+_Item = TypeVar("_Item")
 
 
-class _Writer:
-    """Makes records and appends them in order on a thread of its own: syncing, rotating."""
+class _Sink(Protocol[_Item]):
+    """Where the writer thread puts records: a file, a database."""
 
-    def __init__(self, path: Path, config: AuditLogConfig) -> None:
-        self.path = path
-        self.config = config
+    where: str
+    """Named in messages: the file's path, the URL without its password."""
+
+    def make(self, data: _Data) -> _Item:
+        """The record made from `data`, ready to write; raises when it cannot be made."""
+        ...
+
+    def write(self, items: list[_Item]) -> None:
+        """Store `items` in order, durably as configured, or raise."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the file or the connections, once written."""
+        ...
+
+
+class _Writer(Generic[_Item]):
+    """Makes records and writes them in order, a batch at a time, on a thread of its own."""
+
+    def __init__(self, sink: _Sink[_Item]) -> None:
+        self.sink = sink
         self._queue: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
         self._batches: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._file: IO[bytes] | None = None
-        self._size = 0
-        self._synced = 0.0
 
-    def put(self, data: bytes | Seen, *, acknowledged: bool) -> _Ack:
-        """Queue `data`, a line or what a record is made of (from an event loop). When
+    def put(self, data: _Data, *, acknowledged: bool) -> _Ack:
+        """Queue `data`, what a record is made of or a gap (from an event loop). When
         `acknowledged`, the future returned is done once it is written (and synced, if
         always); otherwise there is none, and nothing to make or resolve per record. The
         records of one turn of the loop go to the writer thread together: one wake-up of
@@ -248,15 +311,17 @@ class _Writer:
             self._queue.put(batch)
 
     def close(self) -> None:
+        """Write what is queued, then close the sink (on the writer thread, if it ran)."""
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is None:
+            self.sink.close()
             return
         self._queue.put(None)
         thread.join()
 
     def _run(self) -> None:
-        """Write what is queued, a batch at a time: one flush (and sync) per batch."""
+        """Write what is queued, a batch at a time: one write (flush, commit) per batch."""
         running = True
         while running:
             batches: list[list[_Pending] | None] = [self._queue.get()]
@@ -264,14 +329,14 @@ class _Writer:
                 while len(batches) < _BATCH:
                     batches.append(self._queue.get_nowait())
             running = None not in batches
-            records = self._lines([record for batch in batches if batch is not None
-                                   for record in batch])  # fmt: skip
+            records = self._made([record for batch in batches if batch is not None
+                                  for record in batch])  # fmt: skip
             try:
-                for data, _ in records:
-                    self._append(data)
-                self._flush()
-            except OSError as error:  # every record of the batch is reported, none waits
-                logger.error("audit log %s: cannot write %d records: %s", self.path,
+                self.sink.write([item for item, _ in records])
+            # Whatever the sink raises, the thread goes on: a writer that died would leave
+            # every later handler waiting. Each record of the batch is reported, none waits.
+            except Exception as error:
+                logger.error("audit log %s: cannot write %d records: %s", self.sink.where,
                              len(records), error)  # fmt: skip
                 for _, future in records:
                     if future is not None:
@@ -280,32 +345,53 @@ class _Writer:
             for _, future in records:
                 if future is not None:
                     future.set_result(None)
+        self.sink.close()
+
+    def _made(self, pending: list[_Pending]) -> list[tuple[_Item, _Ack]]:
+        """The records made, in order. One that cannot be made fails alone: its handler
+        (with `fsync: always`) or the log says so, and the others are written."""
+        made = []
+        for data, future in pending:
+            try:
+                made.append((self.sink.make(data), future))
+            except Exception as error:
+                what = f"a {data.hook} invocation" if isinstance(data, Seen) else "a gap"
+                logger.exception("audit log %s: cannot make the record of %s", self.sink.where,
+                                 what)  # fmt: skip
+                if future is not None:
+                    future.set_exception(error)
+        return made
+
+
+class _FileSink:
+    """Appends records as lines to a file: syncing as configured, rotating by size."""
+
+    def __init__(self, path: Path, config: AuditLogConfig) -> None:
+        self.path = path
+        self.where = str(path)
+        self.config = config
+        self._file: IO[bytes] | None = None
+        self._size = 0
+        self._synced = 0.0
+
+    def make(self, data: _Data) -> bytes:
+        """The record as a line of JSON."""
+        return data.line() if isinstance(data, Seen) else (encode(data) + "\n").encode()
+
+    def write(self, items: list[bytes]) -> None:
+        """Append the lines, then flush (and sync, as configured) once."""
+        for data in items:
+            self._open(len(data)).write(data)
+            self._size += len(data)
+        self._flush()
+
+    def close(self) -> None:
+        """Sync and close the file."""
         if self._file is not None:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
-
-    def _lines(self, pending: list[_Pending]) -> list[tuple[bytes, _Ack]]:
-        """The records made into lines, in order. One that cannot be made fails alone:
-        its handler (with `fsync: always`) or the log says so, and the others are written."""
-        lines = []
-        for data, future in pending:
-            if isinstance(data, bytes):
-                lines.append((data, future))
-                continue
-            try:
-                lines.append((data.line(), future))
-            except Exception as error:
-                logger.exception("audit log %s: cannot make the record of a %s invocation",
-                                 self.path, data.hook)  # fmt: skip
-                if future is not None:
-                    future.set_exception(error)
-        return lines
-
-    def _append(self, data: bytes) -> None:
-        self._open(len(data)).write(data)
-        self._size += len(data)
 
     def _flush(self) -> None:
         file = self._file

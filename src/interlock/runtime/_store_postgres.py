@@ -14,29 +14,21 @@ for an earlier attempt that committed before the drop, and a record is never sto
 from __future__ import annotations
 
 import json
-import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
 from interlock import FrozenDict
-from interlock._extras import missing_extra
+from interlock._postgres import Database, Migrations
 
 from ._store import Record, RecordKind, SessionLogError, SessionSummary, _check_id
 
 if TYPE_CHECKING:
     import psycopg
 
-logger = logging.getLogger("interlock.runtime")
-
-T = TypeVar("T")
-
-# Each migration is a list of statements; its version is its position, from 1. Append new
-# ones, never edit an applied one: a database records which versions it has.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+# Versions kept in `schema_version`; see interlock._postgres.Migrations.
+_MIGRATIONS: Migrations = (
     (
         """CREATE TABLE {schema}.sessions (
             id TEXT PRIMARY KEY,
@@ -61,18 +53,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-# What the URL does not set itself. Without a connect timeout libpq waits on a silent host
-# for minutes; the keepalives notice within about 25 s a connection that died without a word
-# (a failover, a NAT that forgot it) while a statement waits for its answer.
-_CONNECTION_DEFAULTS: dict[str, Any] = {
-    "application_name": "interlock",
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-}
-
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
 
 class PostgresSessionStore:
     """Sessions and their records in a PostgreSQL database, shared by many processes.
@@ -95,43 +75,20 @@ class PostgresSessionStore:
         retry_for: float = 10.0,
         pool_size: int = 4,
     ) -> None:
-        try:
-            import psycopg
-            from psycopg_pool import ConnectionPool
-        except ImportError:  # pragma: no cover - depends on the installation
-            raise missing_extra("the PostgreSQL session log", "psycopg", "postgres") from None
-        conninfo, schema, self._location = _parse_url(url)
-        self._psycopg = psycopg
-        self._on_commit = on_commit
-        self._retry_for = retry_for
-        self._sql = _Queries(f'"{schema}"')
-        self._schema = schema
-        try:
-            given = psycopg.conninfo.conninfo_to_dict(conninfo)
-        except psycopg.ProgrammingError as error:  # an option libpq does not know
-            raise SessionLogError(
-                f"{self._location} is not a PostgreSQL URL libpq accepts: {error}",
-                store=self._location,
-            ) from None
-        defaults = {**_CONNECTION_DEFAULTS, "connect_timeout": max(1, round(retry_for))}
-        extra = {name: value for name, value in defaults.items() if name not in given}
-        extra["autocommit"] = True
-        self._pool = ConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=pool_size,
-            kwargs=extra,
-            configure=_configure,
-            timeout=retry_for,
-            name="interlock-session-log",
-            open=False,
+        self._db = Database(
+            url,
+            log="session log",
+            error=_error,
+            migrations=_MIGRATIONS,
+            versions="schema_version",
+            retry_for=retry_for,
+            pool_size=pool_size,
+            application_name="interlock",
         )
-        self._pool.open(wait=False)
-        try:
-            self._run("create or migrate its tables", self._migrate)
-        except BaseException:
-            self._pool.close()
-            raise
+        self._psycopg = self._db.psycopg
+        self._location = self._db.location
+        self._on_commit = on_commit
+        self._sql = _Queries(self._db.quoted)
 
     @property
     def location(self) -> str:
@@ -156,12 +113,12 @@ class PostgresSessionStore:
                 conn.execute(self._sql.reopen_session, (session_id,))
                 return False
 
-        return self._run(f"open session {session_id!r}", work)
+        return self._db.run(f"open session {session_id!r}", work)
 
     def end_session(self, session_id: str, reason: str) -> None:
         """Mark a session ended."""
         ended = time.time()
-        self._run(
+        self._db.run(
             f"end session {session_id!r}",
             lambda conn, _: conn.execute(self._sql.end_session, (ended, reason, session_id)),
         )
@@ -194,7 +151,7 @@ class PostgresSessionStore:
                 # Another process took this session's next seq first: count again.
 
         try:
-            seq = self._run(f"append a {kind} record to session {session_id!r}", work)
+            seq = self._db.run(f"append a {kind} record to session {session_id!r}", work)
         except self._psycopg.errors.ForeignKeyViolation:
             raise SessionLogError(
                 f"no session {session_id!r} in the session log at {self._location}: "
@@ -208,7 +165,7 @@ class PostgresSessionStore:
 
     def records(self, session_id: str) -> list[Record]:
         """A session's records, in order."""
-        rows = self._run(
+        rows = self._db.run(
             f"read session {session_id!r}",
             lambda conn, _: conn.execute(self._sql.records, (session_id,)).fetchall(),
         )
@@ -216,7 +173,7 @@ class PostgresSessionStore:
 
     def sessions(self) -> list[SessionSummary]:
         """Every session, newest first."""
-        rows = self._run(
+        rows = self._db.run(
             "list the sessions", lambda conn, _: conn.execute(self._sql.sessions).fetchall()
         )
         return [
@@ -227,7 +184,7 @@ class PostgresSessionStore:
     def has_session(self, session_id: str) -> bool:
         """Whether the log holds a session with this id."""
         _check_id(session_id)
-        row = self._run(
+        row = self._db.run(
             f"look up session {session_id!r}",
             lambda conn, _: conn.execute(self._sql.has_session, (session_id,)).fetchone(),
         )
@@ -235,73 +192,7 @@ class PostgresSessionStore:
 
     def close(self) -> None:
         """Close the connections."""
-        self._pool.close()
-
-    def _migrate(self, conn: psycopg.Connection[Any], attempt: int) -> None:
-        schema = f'"{self._schema}"'
-        try:
-            with conn.transaction():
-                # Processes that start together take turns; the loser finds the work done.
-                lock = f"interlock session log {self._schema}"
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-                conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {schema}.schema_version "
-                    "(version INTEGER PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)"
-                )
-                row = conn.execute(f"SELECT MAX(version) FROM {schema}.schema_version").fetchone()
-                current = int(row[0]) if row is not None and row[0] is not None else 0
-                if current > len(_MIGRATIONS):
-                    raise SessionLogError(
-                        f"the session log at {self._location} has schema version {current}; "
-                        f"this interlock knows up to {len(_MIGRATIONS)}: upgrade interlock",
-                        store=self._location,
-                    )
-                for version in range(current + 1, len(_MIGRATIONS) + 1):
-                    for statement in _MIGRATIONS[version - 1]:
-                        conn.execute(statement.format(schema=schema))
-                    conn.execute(
-                        f"INSERT INTO {schema}.schema_version VALUES (%s, %s)",
-                        (version, time.time()),
-                    )
-        except self._psycopg.errors.InsufficientPrivilege as error:
-            raise SessionLogError(
-                f"cannot create the session log's tables at {self._location} ({error}): "
-                f"grant CREATE on the database (or on schema {self._schema}) to this user",
-                store=self._location,
-            ) from None
-
-    def _run(self, what: str, work: Callable[[psycopg.Connection[Any], int], T]) -> T:
-        """`work(connection, attempt)`, tried again on a fresh connection while it fails on
-        the connection (dropped, refused, timed out) and `retry_for` has not passed."""
-        from psycopg_pool import PoolClosed
-
-        deadline = time.monotonic() + self._retry_for
-        delay, attempt = 0.05, 0
-        while True:
-            attempt += 1
-            try:
-                with self._pool.connection(timeout=max(deadline - time.monotonic(), 0.01)) as conn:
-                    return work(conn, attempt)
-            except PoolClosed:
-                raise SessionLogError(
-                    f"the session log at {self._location} is closed; cannot {what}",
-                    store=self._location,
-                ) from None
-            except self._psycopg.OperationalError as error:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise SessionLogError(
-                        f"cannot {what} in the session log at {self._location}: {error} "
-                        f"(tried {attempt} times over {self._retry_for:g} s); check that the "
-                        "server is up and reachable",
-                        store=self._location,
-                    ) from error
-                logger.warning(
-                    "session log at %s: %s; trying again (%s)", self._location, error, what
-                )
-                time.sleep(min(delay, left))
-                delay = min(delay * 2, 1.0)
+        self._db.close()
 
 
 class _Queries:
@@ -339,25 +230,5 @@ class _Queries:
         self.has_session = f"SELECT 1 FROM {schema}.sessions WHERE id = %s"
 
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    """Make a commit durable on the server even where it is configured not to wait."""
-    row = conn.execute("SHOW synchronous_commit").fetchone()
-    if row is not None and row[0] == "off":
-        conn.execute("SET synchronous_commit TO on")
-
-
-def _parse_url(url: str) -> tuple[str, str, str]:
-    """(libpq URL without `schema`, the schema, the URL to show: no password)."""
-    parts = urlsplit(url)
-    user, at, hosts = parts.netloc.rpartition("@")
-    shown = urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}@{hosts}" if at else hosts))
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((value for name, value in query if name == "schema"), "interlock")
-    if not _SCHEMA_NAME.fullmatch(schema):
-        raise SessionLogError(
-            f"schema {schema!r} in the session log URL is not a plain name: use lower-case "
-            "letters, digits and _ (at most 63)",
-            store=shown,
-        )
-    conninfo = urlunsplit(parts._replace(query=urlencode([q for q in query if q[0] != "schema"])))
-    return conninfo, schema, shown
+def _error(message: str, location: str) -> SessionLogError:
+    return SessionLogError(message, store=location)
