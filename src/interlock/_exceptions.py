@@ -29,7 +29,8 @@ raises `PluginNameClash` (a `discovery.PluginLoadError`), which config loading r
 `ConfigError` problem. The fleet backends add theirs too: `StoreError` and its
 `StoreUnavailable` (`interlock.store`: a state store that failed or cannot be reached) and
 `SessionLogError` (`interlock.runtime`: a session log, SQLite or PostgreSQL, that could not
-keep a record).
+keep a record) and `AuditLogError` (`interlock.plugins.audit_log`: an audit sink, file or
+PostgreSQL, that cannot be opened or written).
 
 Handler failures are never raised into the host: `invoke` catches them and reports them in
 `HookResult.errors`. They are exception classes so that logs and tracebacks carry them.
