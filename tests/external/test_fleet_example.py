@@ -1,5 +1,6 @@
 """The fleet example (examples/fleet, docs/fleet.md) runs as documented: two plugin-server
-replicas sharing state in Redis, and an agent whose limits and budgets live in Redis."""
+replicas sharing state in Redis, and an agent whose limits and budgets live in Redis and
+whose session log and audit records go to PostgreSQL."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ class Replica:
 
 
 @pytest.fixture
-def fleet(shared_redis: tuple[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+def fleet(
+    shared_redis: tuple[str, str], postgres_url: str, tmp_path: Path
+) -> Iterator[dict[str, str]]:
     """The environment of the compose file's workers, with two replicas on loopback."""
     url, deployment = shared_redis
     (tmp_path / "tokens").write_text("t0ken-for-tests\n")
@@ -48,7 +51,7 @@ def fleet(shared_redis: tuple[str, str], tmp_path: Path) -> Iterator[dict[str, s
     try:
         assert all(r.url.startswith("http://127.0.0.1:") for r in replicas)
         env |= {"PLUGINS_A": replicas[0].url, "PLUGINS_B": replicas[1].url}
-        env["INTERLOCK_STORE"] = str(tmp_path / "sessions.db")
+        env |= {"INTERLOCK_STORE": postgres_url, "AUDIT_URL": postgres_url}
         yield env
     finally:
         for replica in replicas:
@@ -75,6 +78,19 @@ def test_the_fleet_config_checks_and_a_worker_runs_through_the_replicas(
     assert logged.returncode == 0, logged.stderr
     assert "[email]" in logged.stdout  # the replicas' plugin redacted the message
     assert "bob@example.com" not in logged.stdout.replace("\\u0040", "@")
+    assert audited(fleet["AUDIT_URL"], "f-1") >= {"message_received", "pre_llm_call"}
+
+
+def audited(url: str, session: str) -> set[str]:
+    """The hooks the audit log recorded for `session`, read from PostgreSQL."""
+    import psycopg
+
+    dsn, _, schema = url.rpartition("schema=")  # the fixture's schema comes last
+    with psycopg.connect(dsn.rstrip("?&")) as connection:
+        rows = connection.execute(
+            f'SELECT hook FROM "{schema}".audit_records WHERE session_id = %s', (session,)
+        ).fetchall()
+    return {hook for (hook,) in rows}
 
 
 def test_the_compose_file_names_the_example_config_and_the_same_plugin() -> None:
