@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from interlock import (
+    Ask,
     Block,
     ConditionError,
     HookSpec,
@@ -279,3 +280,35 @@ def test_turn_end_conditions_read_the_payloads_turn(manager: PluginManager) -> N
     manager.invoke_sync(hooks.TURN_END, TurnEnd(2), turn=7)
     manager.invoke_sync(hooks.TURN_END, TurnEnd(3), turn=2)
     assert seen == [2]
+
+
+@pytest.mark.parametrize("path", ["timed", "untimed", "awaited"])
+def test_a_rejected_one_step_modify_that_fails_closed_ends_the_chain(path: str) -> None:
+    """A quick Modify of a protected field from an `on_error="block"` registration blocks,
+    and nothing after it runs: no later Modify or Ask lands in the blocked result."""
+    manager = PluginManager()
+    ran: list[str] = []
+
+    def bad(payload: ToolCall, ctx: Any) -> Modify[ToolCall]:
+        return Modify(payload.replace(tool_name="rm"))  # tool_name is not writable
+
+    def later(payload: ToolCall, ctx: Any) -> Ask:
+        ran.append("later")
+        return Ask("run it?")
+
+    async def later_async(payload: ToolCall, ctx: Any) -> None:
+        ran.append("later_async")
+
+    manager.register(bad, hook="pre_tool_call", on_error="block")
+    manager.register(later, hook="pre_tool_call", priority=1)
+    if path == "awaited":
+        manager.register(later_async, hook="pre_tool_call", priority=2)
+        result = asyncio.run(manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("x")))
+    else:
+        if path == "untimed":  # the first invocation of a plan is a timed one
+            manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("x"))
+            ran.clear()
+        result = manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("x"))
+    manager.close()
+    assert (result.blocked_by, result.modified_by, result.asks) == ("bad", (), ())
+    assert ran == []

@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 
-from interlock import Block, HookTimeoutError, MessageEvent, Modify, PluginManager, ToolCall, hooks
+from interlock import (
+    Block,
+    HookTimeoutError,
+    MessageEvent,
+    Modify,
+    PluginManager,
+    SessionEnd,
+    ToolCall,
+    hooks,
+)
 
 
 @pytest.fixture
@@ -164,3 +173,68 @@ async def test_chains_of_one_task_each_keep_their_own_deadlines(manager: PluginM
     last = await manager.invoke(received, MessageEvent("fine"))
     assert last.errors == ()
     assert manager.stats().get("hangs_on_request", "message_received").timeouts == 3
+
+
+class _AbortedError(Exception):
+    """What a client library raises when the request it awaited is cancelled."""
+
+
+async def _converts_its_cancellation(payload: Any, ctx: Any) -> None:
+    try:
+        await asyncio.Event().wait()
+    except BaseException as error:  # as client libraries do: cancelled becomes their own error
+        raise _AbortedError("request aborted") from error
+
+
+async def _gate(payload: Any, ctx: Any) -> None:
+    await asyncio.sleep(0)
+
+
+async def _own_cancellation(payload: Any, ctx: Any) -> None:
+    raise asyncio.CancelledError  # its own raise: its failure, not the host's
+
+
+def _register_converting_then_gate(manager: PluginManager) -> None:
+    manager.register(
+        _converts_its_cancellation, hook="pre_tool_call", name="slow", timeout=0.05,
+        on_error="ignore",
+    )  # fmt: skip
+    manager.register(_gate, hook="pre_tool_call", name="gate", priority=1, on_error="block")
+
+
+async def test_a_handler_that_converts_its_cancellation_times_out_alone(
+    manager: PluginManager,
+) -> None:
+    """Its deadline's cancellation is taken back whatever it raised instead: the gate after
+    it is not charged with a timeout, and the host's task is not left cancelling."""
+    _register_converting_then_gate(manager)
+    result = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell"))
+    assert not result.blocked
+    [failure] = result.errors
+    assert (failure.plugin, failure.kind) == ("slow", "timeout")
+    assert isinstance(failure.error.__cause__, _AbortedError)
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    assert manager.stats().get("gate", "pre_tool_call").timeouts == 0
+    # A handler's own CancelledError stays its failure: no cancellation is left pending.
+    manager.register(_own_cancellation, hook="pre_tool_call", name="own", priority=2,
+                     on_error="ignore")  # fmt: skip
+    again = await manager.invoke(hooks.PRE_TOOL_CALL, ToolCall("shell"))
+    assert [(f.plugin, f.kind) for f in again.errors] == [("slow", "timeout"), ("own", "exception")]
+
+
+def test_a_sync_host_s_converting_handler_times_out_alone(manager: PluginManager) -> None:
+    _register_converting_then_gate(manager)
+    result = manager.invoke_sync(hooks.PRE_TOOL_CALL, ToolCall("shell"))
+    assert not result.blocked
+    assert [(f.plugin, f.kind) for f in result.errors] == [("slow", "timeout")]
+
+
+async def test_an_observer_that_converts_its_cancellation_times_out(
+    manager: PluginManager,
+) -> None:
+    manager.register(_converts_its_cancellation, hook="session_end", timeout=0.05)
+    result = await manager.invoke(hooks.SESSION_END, SessionEnd("s-1"))
+    [failure] = result.errors
+    assert failure.kind == "timeout"
+    assert isinstance(failure.error.__cause__, _AbortedError)

@@ -107,7 +107,7 @@ async def run_awaited(
                             watcher.arm(deadline)
                         action = await reg.fn(payload, ctx)
                         if watch.fired:  # it swallowed the watcher's cancellation
-                            raise _late_or_cancelled(watch, task, cancelling, reg, started)
+                            raise _late_or_cancelled(watch, task, cancelling, reg, started, None)
                     elif ctx is not None and reg.thread:
                         watch.deadline = math.inf  # the thread's wait has a timer of its own
                         action, error = await settle(
@@ -116,8 +116,8 @@ async def run_awaited(
                     else:
                         action = reg.fn(payload, ctx)
                 except BaseException as failure:
-                    if watch.fired and isinstance(failure, asyncio.CancelledError):
-                        failure = _late_or_cancelled(watch, task, cancelling, reg, started)
+                    if watch.fired:  # the watcher cancelled it, whatever it made of that
+                        failure = _late_or_cancelled(watch, task, cancelling, reg, started, failure)
                     reraise_if_fatal(failure)
                     action, error = None, failure
                     if ctx is not None:
@@ -135,6 +135,8 @@ async def run_awaited(
                     action, error = None, late(reg, duration)  # busy past it, never waiting
                 if type(action) is Modify and reg.quick:
                     out = modified(out, spec, payload, reg, action, duration)
+                    if out.stopped:  # rejected, from a registration that fails closed
+                        break
                     payload = out.payload
                     continue
                 out = account(out, spec, payload, reg, action, error, duration)
@@ -161,14 +163,22 @@ def _late_or_cancelled(
     cancelling: int,
     reg: Registration,
     started: float,
+    failure: BaseException | None,
 ) -> BaseException:
-    """What a handler's end means once its deadline passed: the watcher's cancellation
-    is taken back, and the handler is late, unless the task is being cancelled too."""
-    if watch.fired:
-        watch.fired = False
-        if task.uncancel() > cancelling:
-            return asyncio.CancelledError()  # the host cancels as well: that one stands
-    return late(reg, perf_counter() - started)
+    """What a handler's end means once the watcher cancelled it for its deadline: the
+    cancellation is always taken back (as `asyncio.timeout` does on leaving), else the
+    task stays cancelling and the next handler to wait would be cancelled in its place.
+
+    The handler is late, also when it turned the cancellation into an exception of its
+    own (`failure`, kept as the cause), unless the host cancels the task as well: that
+    cancellation stands, whatever the handler made of the one it was thrown."""
+    watch.fired = False
+    if task.uncancel() > cancelling:
+        return asyncio.CancelledError()
+    error = late(reg, perf_counter() - started)
+    if failure is not None and not isinstance(failure, asyncio.CancelledError):
+        error.__cause__ = failure
+    return error
 
 
 class Resume:

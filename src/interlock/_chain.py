@@ -84,6 +84,8 @@ def run_modify(
             continue
         if type(action) is Modify and reg.quick:
             out = modified(out, spec, payload, reg, action, duration)
+            if out.stopped:  # rejected, from a registration that fails closed
+                break
             payload = out.payload
             continue
         out = account(out, spec, payload, reg, action, None, duration)

@@ -205,6 +205,11 @@ async def within(awaitable: Awaitable[Any], reg: Registration, timeout: float | 
         if not scope.expired():
             raise
         raise late(reg, reg.timeout or timeout) from None
+    except Exception as error:
+        if not scope.expired():
+            raise
+        # It turned its cancellation into an exception of its own: late all the same.
+        raise late(reg, reg.timeout or timeout) from error
     finally:
         SCOPE.reset(token)
     if scope.expired():  # the handler swallowed its cancellation; its answer is late

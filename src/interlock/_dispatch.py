@@ -37,7 +37,7 @@ from ._isolation import run_background as run_background
 from ._observe import Gathering, run_observe
 from ._outcome import Outcome, account, log_slow_loop, modified
 from ._recheck import position
-from ._registry import CLOSED, SAMPLE_EVERY
+from ._registry import CLOSED, SAMPLE_EVERY, follow_code
 
 if TYPE_CHECKING:
     from ._context import Call
@@ -78,14 +78,16 @@ def run_direct(plan: Plan, payload: Any, call: Call, sampler: Sampler) -> HookRe
     One invocation in `SAMPLE_EVERY` runs the timed loops (`run_modify`, `run_observe`).
     The others read the clock twice in all: while every handler continues, calls are
     counted exactly and the loop's time waits in `sampler` to be spread over the handlers
-    (`Sampler.spread`). A loop slower than the lowest threshold of its handlers is logged
-    and makes the next invocation a timed one. At the first handler that answers, raises
-    or is suspended, the timed loop takes over from there; a `Modify` from a `quick`
-    registration is taken on the spot (`_outcome.modified`), and the loop goes on untimed.
+    (`Sampler.spread`; exact for a plan of one handler). A loop slower than the lowest
+    threshold of its handlers is logged and makes the next invocation a timed one. At the
+    first handler that answers, raises or is suspended, the timed loop takes over from
+    there; a `Modify` from a `quick` registration is taken on the spot
+    (`_outcome.modified`), and the loop goes on untimed.
     """
     tick = sampler.tick
     sampler.tick = tick + 1
     if not tick % SAMPLE_EVERY:
+        follow_code(plan.entries)  # a handler reloaded since may read its ctx now
         return _timed(plan, payload, call, 0, None)
     out: Outcome | None = None
     started = perf_counter()
@@ -112,6 +114,9 @@ def run_direct(plan: Plan, payload: Any, call: Call, sampler: Sampler) -> HookRe
         if action is not None:
             if type(action) is Modify and reg.quick:
                 out = modified(out, plan.spec, payload, reg, action, 0.0)  # time comes later
+                if out.stopped:  # rejected, from a registration that fails closed
+                    _untimed(plan, sampler, started)
+                    return conclude(plan, call, out)
                 payload = out.payload
                 continue
             return _answered(plan, sampler, payload, call, reg, action, None, started, out)
@@ -121,6 +126,8 @@ def run_direct(plan: Plan, payload: Any, call: Call, sampler: Sampler) -> HookRe
             counters.calls += 1
     elapsed = perf_counter() - started
     sampler.pending += elapsed
+    if elapsed > sampler.peak:
+        sampler.peak = elapsed
     if elapsed > plan.limit:
         _slow(plan, sampler, elapsed)
     return EMPTY_RESULT if out is None else conclude(plan, call, out)
@@ -130,6 +137,8 @@ def _untimed(plan: Plan, sampler: Sampler, started: float) -> None:
     """Keep the time of an untimed loop for spreading; log it when it was slow."""
     elapsed = perf_counter() - started
     sampler.pending += elapsed
+    if elapsed > sampler.peak:
+        sampler.peak = elapsed
     if elapsed > plan.limit:
         _slow(plan, sampler, elapsed)
 

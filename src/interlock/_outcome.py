@@ -30,6 +30,7 @@ from ._exceptions import (
     InvalidActionError,
 )
 from ._log import logger
+from ._registry import follow_code
 
 if TYPE_CHECKING:
     from ._context import HookContext
@@ -315,6 +316,8 @@ def account(
         else:
             _log_slow(reg, duration)
     if error is not None:
+        if reg.code is not None:  # it got no context: reloaded, it may read one now
+            follow_code((reg,))
         failure = wrap(error, reg)
         count_failure(reg, duration, timeout=isinstance(failure, HookTimeoutError))
         out = Outcome(spec, payload) if out is None else out
@@ -470,20 +473,23 @@ def _failure_kind(error: HandlerFailureError) -> FailureKind:
 
 
 def log_slow_loop(plan: Plan, duration: float) -> None:
-    """Log an untimed loop of handlers slower than the lowest threshold among them: which
-    of them was slow is not known, so all are named; the next invocation times each."""
-    plugins = ", ".join(repr(reg.plugin) for reg in plan.entries)
-    logger.warning(
-        "slow plugins at hook %r: %s took %.3fs together; the next call times each one",
-        plan.spec.name,
-        plugins,
-        duration,
-        extra={"interlock_hook": plan.spec.name, "interlock_duration": duration},
-    )
+    """Log an untimed loop of handlers slower than the lowest threshold among them.
+
+    A loop of one handler took that handler's time: its line is exact. Of several, which
+    took the time is not known, so each handler whose threshold the loop passed gets its
+    own line ("up to" the loop's time, naming the others); the next invocation times each
+    one."""
+    if len(plan.entries) == 1:
+        _log_slow(plan.entries[0], duration)
+        return
+    for reg in plan.entries:
+        others = ", ".join(repr(other.plugin) for other in plan.entries if other is not reg)
+        _log_slow(reg, duration, f" together with {others}; the next call times each one")
 
 
-def _log_slow(reg: Registration, duration: float) -> None:
-    """Log a call slower than the slow threshold or than its timeout.
+def _log_slow(reg: Registration, duration: float, shared: str = "") -> None:
+    """Log a call slower than the slow threshold or than its timeout; `shared`: the time
+    is that of an untimed loop of several handlers, and says which.
 
     A sync handler run inline cannot be stopped, so its answer counts even when it comes
     after its timeout; the log line says how to make the timeout apply.
@@ -495,10 +501,12 @@ def _log_slow(reg: Registration, duration: float) -> None:
     if past_timeout:
         hint = f" (past its {reg.timeout:g}s timeout; register it with thread=True to enforce it)"
     logger.warning(
-        "slow plugin %r at hook %r: %.3fs%s",
+        "slow plugin %r at hook %r: %s%.3fs%s%s",
         reg.plugin,
         reg.hook.name,
+        "up to " if shared else "",
         duration,
+        shared,
         hint,
         extra={
             "interlock_plugin": reg.plugin,

@@ -14,6 +14,7 @@ import inspect
 import math
 import operator
 import threading
+import types
 import typing
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -216,6 +217,8 @@ class Registration:
     limit: float = field(repr=False)  # past this many seconds: log slow, and check the timeout
     direct: bool = field(repr=False)  # a sync, unconditional handler run inline: the fast path
     takes_ctx: bool = field(repr=False)  # False: its code never reads `ctx`, so it gets None
+    # The code judged so (None: takes_ctx), to judge again code swapped in (`follow_code`).
+    code: types.CodeType | None = field(repr=False)
     # A Modify from it needs no check but the protected fields' (`protected_values`): no
     # scalar types or rules apply, so dispatch takes it in one step (`_outcome.modified`).
     quick: bool = field(repr=False)
@@ -228,25 +231,38 @@ class Sampler:
 
     Untimed invocations take one clock pair for the whole loop; their time waits here
     (`pending`) and is spread over the handlers, by the share each took when last timed,
-    at the next timed invocation or when stats are read. `tick` counts invocations; a
-    lost update between threads only moves the next sample by one.
+    when stats are read or the plan is replaced. A plan of one handler is timed exactly
+    all the same: the loop's time is its handler's, and the slowest loop (`peak`) its
+    maximum. `tick` counts invocations; a lost update between threads only moves the next
+    sample by one.
     """
 
-    __slots__ = ("__weakref__", "entries", "pending", "tick")
+    __slots__ = ("__weakref__", "entries", "peak", "pending", "tick")
 
     def __init__(self, entries: tuple[Registration, ...]) -> None:
         self.entries = entries
         self.tick = 0
         self.pending = 0.0
+        self.peak = 0.0
         for reg in entries:
             reg.counters.samplers.add(self)
+
+    def __del__(self) -> None:
+        # Its plan was replaced (a registration, a session scope closing): the time it
+        # still holds goes to the handlers before it is gone.
+        self.spread()
 
     def spread(self) -> None:
         """Add the pending time to the handlers' totals, in proportion to their means."""
         pending, self.pending = self.pending, 0.0
+        peak, self.peak = self.peak, 0.0
         if not pending:
             return
         counters = [reg.counters for reg in self.entries]
+        if len(counters) == 1:  # the loops' time is their one handler's: exact
+            counters[0].time_total += pending
+            counters[0].time_max = max(counters[0].time_max, peak)
+            return
         means = [c.time_total / c.calls if c.calls else 0.0 for c in counters]
         total = sum(means)
         for c, mean in zip(counters, means, strict=True):
@@ -314,6 +330,7 @@ def build_registration(
         )
     grants = frozenset(writable) & grantable(spec)
     protected = _protected(spec, grants)
+    takes_ctx = reads_context(fn)
     scalar_types = tuple(c for c in spec.scalar_types if c[0] not in protected)
     rules = tuple(rule for rule in spec.rules if rule.name not in grants)
     return Registration(
@@ -342,7 +359,8 @@ def build_registration(
         counters=Counters(policy),
         limit=min(policy.slow_threshold, math.inf if timeout is None else timeout),
         direct=not is_async and not options.thread and options.when is None,
-        takes_ctx=reads_context(fn),
+        takes_ctx=takes_ctx,
+        code=None if takes_ctx else _code(fn),
         quick=Modify in spec.accepts and not scalar_types and not rules,
         overflow_wait=None
         if overflow == "drop"
@@ -361,6 +379,7 @@ def build_plans(
             by_spec.setdefault(reg.hook, []).append(reg)
     plans: dict[object, Plan] = {}
     for spec, regs in by_spec.items():
+        follow_code(regs)
         regs.sort(key=lambda r: (r.priority, r.seq))
         entries = tuple(r for r in regs if not r.background)
         direct = bool(entries) and all(r.direct for r in entries)
@@ -435,9 +454,21 @@ def _check_payload_annotation(
         )
 
 
-# Names through which code can reach a frame's locals without naming them.
+# Names through which code can reach a frame's locals without naming them (a debugger
+# shows them too).
 _INTROSPECTION = frozenset(
-    {"locals", "vars", "eval", "exec", "currentframe", "_getframe", "stack", "f_locals"}
+    {
+        "locals",
+        "vars",
+        "eval",
+        "exec",
+        "currentframe",
+        "_getframe",
+        "stack",
+        "f_locals",
+        "breakpoint",
+        "set_trace",
+    }
 )
 
 
@@ -459,6 +490,28 @@ def reads_context(fn: Callable[..., Any]) -> bool:
             if name == used or (isinstance(used, tuple) and name in used):
                 return True
     return False
+
+
+def _code(fn: Callable[..., Any]) -> types.CodeType | None:
+    fn = getattr(fn, "__func__", fn)  # a bound method's function
+    code = getattr(fn, "__code__", None)
+    return code if isinstance(code, types.CodeType) else None
+
+
+def follow_code(registrations: Iterable[Registration]) -> None:
+    """Judge again the handlers judged never to read `ctx` whose function got other code
+    since (a reloader such as IPython's autoreload swaps `__code__` in place): one that
+    reads it now gets a context from then on. Called as plans are built, on the timed
+    invocations of direct loops, and when such a handler fails (say, reading a None
+    `ctx`). Until its plan is rebuilt, a plan whose handlers read no context
+    (`Plan.unseen`) gives it a context without the call's facts."""
+    for reg in registrations:
+        if reg.code is not None and _code(reg.fn) is not reg.code:
+            takes_ctx = reads_context(reg.fn)
+            # The two fields that follow the function's code, on a registration otherwise
+            # read-only: written before plans are rebuilt, or as one invocation starts.
+            object.__setattr__(reg, "code", None if takes_ctx else _code(reg.fn))
+            object.__setattr__(reg, "takes_ctx", takes_ctx)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
