@@ -233,7 +233,8 @@ class Sampler:
     (`pending`) and is spread over the handlers, by the share each took when last timed,
     when stats are read or the plan is replaced. A plan of one handler is timed exactly
     all the same: the loop's time is its handler's, and the slowest loop (`peak`) its
-    maximum. `tick` counts invocations; a lost update between threads only moves the next
+    maximum; in a plan of several, each handler's maximum is at least its share of
+    `peak`. `tick` counts invocations; a lost update between threads only moves the next
     sample by one.
     """
 
@@ -266,7 +267,11 @@ class Sampler:
         means = [c.time_total / c.calls if c.calls else 0.0 for c in counters]
         total = sum(means)
         for c, mean in zip(counters, means, strict=True):
-            c.time_total += pending * (mean / total if total else 1 / len(counters))
+            share = mean / total if total else 1 / len(counters)
+            c.time_total += pending * share
+            # The slowest loop's share bounds the handler's estimated time in these calls
+            # from above, so its maximum never reads below its mean.
+            c.time_max = max(c.time_max, peak * share)
 
 
 @dataclass(frozen=True, slots=True)
