@@ -7,13 +7,21 @@ extra) are imported when a `Database` is opened, never by `import interlock`.
 
 Each log keeps its own tables in the schema (`interlock`, or `?schema=` in the URL) and its
 own version table: the migrations applied, one row per version. Processes starting together
-migrate one at a time (an advisory lock per log and schema).
+migrate one at a time (an advisory lock per log and schema). A reader (`create=False`) never
+creates nor migrates: it finds the tables, or says there is no log there.
+
+Connecting fails in one of two ways. The server may refuse for good (no such database or
+role, a wrong password, no pg_hba.conf entry): that is reported at once, with the server's
+reason. Or it may not answer (down, restarting, unreachable): that is tried again for
+`retry_for` seconds. psycopg_pool's own warnings about interlock's pools are silenced; `run`
+reports the failure once, as one line.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,6 +55,24 @@ _CONNECTION_DEFAULTS: dict[str, Any] = {
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
+_POOL = "interlock-"
+"""How interlock's pools' names start: psycopg_pool's records about them are silenced."""
+
+# How often a caller waiting for a connection, while the pool has none that connected
+# last, looks at what its connecting met: a refusal for good ends the wait then, not at
+# `retry_for`. A pool that connects waits in one piece (its waiters keep their turns).
+_POLL = 0.1
+
+# Server answers to a connection that say "not now" rather than "never".
+_PASSING = (
+    "starting up",
+    "shutting down",
+    "recovery mode",
+    "too many clients",
+    "connection slots are reserved",
+    "not yet accepting connections",
+)
+
 
 class Database:
     """A pool of connections to a PostgreSQL database, for the log named `log` ("session
@@ -54,8 +80,9 @@ class Database:
 
     The URL is libpq's (`?sslmode=`, `?application_name=` and the `PG*` variables work).
     Opening it migrates the log's tables (`migrations`, versions kept in the table
-    `versions`). `run` tries work again over dropped connections for `retry_for` seconds.
-    Every failure raises `error(message, location)`. Safe to use from several threads.
+    `versions`); with `create=False` (a reader) it only checks that they are there. `run`
+    tries work again over dropped connections for `retry_for` seconds. Every failure raises
+    `error(message, location)`. Safe to use from several threads.
     """
 
     def __init__(
@@ -69,6 +96,7 @@ class Database:
         retry_for: float,
         pool_size: int,
         application_name: str,
+        create: bool = True,
     ) -> None:
         try:
             import psycopg
@@ -95,6 +123,11 @@ class Database:
         }
         extra = {name: value for name, value in defaults.items() if name not in given}
         extra["autocommit"] = True
+        self._failed = 0  # the pool's connects that failed, counted for the error message
+        self._failure: Exception | None = None  # the last one, until a connect succeeds
+        self._connects = False  # whether the last connect succeeded
+        self._lock = threading.Lock()
+        logging.getLogger("psycopg.pool").addFilter(_quiet_own_pools)  # once: a set
         self._pool = ConnectionPool(
             conninfo,
             min_size=1,
@@ -102,15 +135,19 @@ class Database:
             kwargs=extra,
             configure=_configure,
             timeout=retry_for,
-            name=f"interlock-{log.replace(' ', '-')}",
+            name=f"{_POOL}{log.replace(' ', '-')}",
             open=False,
+            connection_class=_noting(psycopg.Connection, self._connected),
         )
         self._pool.open(wait=False)
         try:
-            self.run(
-                "create or migrate its tables",
-                lambda conn, _: self._migrate(conn, migrations, versions),
-            )
+            if create:
+                self.run(
+                    "create or migrate its tables",
+                    lambda conn, _: self._migrate(conn, migrations, versions),
+                )
+            else:
+                self.run("find its tables", lambda conn, _: self._find(conn, migrations, versions))
         except BaseException:
             self._pool.close()
             raise
@@ -118,38 +155,93 @@ class Database:
     def run(self, what: str, work: Callable[[psycopg.Connection[Any], int], T]) -> T:
         """`work(connection, attempt)`, tried again on a fresh connection while it fails on
         the connection (dropped, refused, timed out) and `retry_for` has not passed; `what`
-        completes "cannot ..." in the error."""
-        from psycopg_pool import PoolClosed
+        completes "cannot ..." in the error. A server refusing the connection for good (see
+        `_refusal`) fails at once."""
+        from psycopg_pool import PoolClosed, PoolTimeout
 
-        deadline = time.monotonic() + self._retry_for
-        delay, attempt = 0.05, 0
+        started = time.monotonic()
+        deadline = started + self._retry_for
+        failed_before, attempt, delay = self._failed, 0, 0.05
+        problem: Exception | None = None
         while True:
-            attempt += 1
+            left = max(deadline - time.monotonic(), 0.01)
+            wait = left if self._connects else min(_POLL, left)
             try:
-                with self._pool.connection(timeout=max(deadline - time.monotonic(), 0.01)) as conn:
-                    return work(conn, attempt)
+                with self._pool.connection(timeout=wait) as conn:
+                    attempt += 1
+                    result = work(conn, attempt)
             except PoolClosed:
                 raise self._error(
                     f"the {self._log} at {self.location} is closed; cannot {what}", self.location
                 ) from None
-            except self.psycopg.OperationalError as problem:
-                left = deadline - time.monotonic()
-                if left <= 0:
+            except PoolTimeout:  # the pool is still connecting: what did it meet?
+                problem = self._failure or problem
+                refusal = _refusal(problem)
+                if refusal is not None:
                     raise self._error(
-                        f"cannot {what} in the {self._log} at {self.location}: {problem} "
-                        f"(tried {attempt} times over {self._retry_for:g} s); check that the "
-                        "server is up and reachable",
+                        f"cannot {what} in the {self._log} at {self.location}: the server "
+                        f"refuses: {refusal}; fix the URL (user, password, database)",
                         self.location,
-                    ) from problem
-                logger.warning(
-                    "%s at %s: %s; trying again (%s)", self._log, self.location, problem, what
-                )
-                time.sleep(min(delay, left))
+                    ) from None
+            except self.psycopg.OperationalError as lost:  # the work's connection dropped
+                problem = lost
+                time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
                 delay = min(delay * 2, 1.0)
+            else:
+                if problem is not None:
+                    logger.warning(
+                        "the %s at %s: %s; could %s again after %.1f s", self._log,
+                        self.location, _line(problem), what, time.monotonic() - started,
+                    )  # fmt: skip
+                return result
+            if time.monotonic() >= deadline:
+                tries = attempt + self._failed - failed_before
+                cause = _line(problem) if problem is not None else "no answer"
+                raise self._error(
+                    f"cannot {what} in the {self._log} at {self.location}: {cause} (tried "
+                    f"{tries} time{'s' if tries != 1 else ''} in {self._retry_for:g} s); "
+                    "check that the server is up and reachable",
+                    self.location,
+                ) from None
 
     def close(self) -> None:
         """Close the connections."""
         self._pool.close()
+
+    def _connected(self, problem: Exception | None) -> None:
+        """What one of the pool's connects met (None: it connected)."""
+        with self._lock:
+            self._failure, self._connects = problem, problem is None
+            self._failed += problem is not None
+
+    def _version(self, conn: psycopg.Connection[Any], migrations: Migrations, versions: str) -> int:
+        """The schema version the log's tables are at; one newer than this interlock's fails."""
+        row = conn.execute(f"SELECT MAX(version) FROM {self.quoted}.{versions}").fetchone()
+        current = int(row[0]) if row is not None and row[0] is not None else 0
+        if current > len(migrations):
+            raise self._error(
+                f"the {self._log} at {self.location} has schema version {current}; "
+                f"this interlock knows up to {len(migrations)}: upgrade interlock",
+                self.location,
+            )
+        return current
+
+    def _find(self, conn: psycopg.Connection[Any], migrations: Migrations, versions: str) -> None:
+        """A reader's opening: the tables are there, at this interlock's version."""
+        table = conn.execute("SELECT to_regclass(%s)", (f"{self.quoted}.{versions}",)).fetchone()
+        if table is None or table[0] is None:
+            raise self._error(
+                f"no {self._log} at {self.location}: schema {self.schema} holds no interlock "
+                "tables; check the URL's database and ?schema= (writing to it creates them)",
+                self.location,
+            )
+        current = self._version(conn, migrations, versions)
+        if current < len(migrations):
+            raise self._error(
+                f"the {self._log} at {self.location} has schema version {current}; this "
+                f"interlock reads version {len(migrations)}: write to it once to migrate it",
+                self.location,
+            )
 
     def _migrate(
         self, conn: psycopg.Connection[Any], migrations: Migrations, versions: str
@@ -165,14 +257,7 @@ class Database:
                     f"CREATE TABLE IF NOT EXISTS {schema}.{versions} "
                     "(version INTEGER PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)"
                 )
-                row = conn.execute(f"SELECT MAX(version) FROM {schema}.{versions}").fetchone()
-                current = int(row[0]) if row is not None and row[0] is not None else 0
-                if current > len(migrations):
-                    raise self._error(
-                        f"the {self._log} at {location} has schema version {current}; "
-                        f"this interlock knows up to {len(migrations)}: upgrade interlock",
-                        location,
-                    )
+                current = self._version(conn, migrations, versions)
                 for version in range(current + 1, len(migrations) + 1):
                     for statement in migrations[version - 1]:
                         conn.execute(statement.format(schema=schema))
@@ -185,6 +270,50 @@ class Database:
                 f"grant CREATE on the database (or on schema {self.schema}) to this user",
                 location,
             ) from None
+
+
+def _noting(connection: Any, note: Callable[[Exception | None], None]) -> Any:
+    """psycopg's `connection` class, telling `note` how each connect went: the pool
+    connects in a thread of its own, which only logs a failure, and `run` needs it."""
+
+    class Noting(connection):  # type: ignore[misc]
+        @classmethod
+        def connect(cls, *args: Any, **kwargs: Any) -> Any:
+            try:
+                conn = super().connect(*args, **kwargs)
+            except Exception as problem:
+                note(problem)
+                raise
+            note(None)
+            return conn
+
+    return Noting
+
+
+def _refusal(problem: Exception | None) -> str | None:
+    """The server's reason when it refused a connection for good (no such database or
+    role, a wrong password, no pg_hba.conf entry), which trying again cannot mend; None
+    when the failure may pass (refused, unreachable, timed out, the server starting)."""
+    if problem is None:
+        return None
+    text = " ".join(str(problem).split())
+    if "no password supplied" in text:
+        return "it asks for a password and none was given (the URL, PGPASSWORD or ~/.pgpass)"
+    _, fatal, reason = text.partition("FATAL: ")
+    if not fatal or any(passing in reason for passing in _PASSING):
+        return None
+    return reason
+
+
+def _line(problem: Exception) -> str:
+    """An error as one line (libpq's messages add a hint on a line of their own)."""
+    return " ".join(str(problem).split())
+
+
+def _quiet_own_pools(record: logging.LogRecord) -> bool:
+    """psycopg_pool's records about interlock's pools are dropped: `run` reports them."""
+    args = record.args
+    return not (isinstance(args, tuple) and args and str(args[0]).startswith(_POOL))
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:

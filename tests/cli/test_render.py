@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from interlock import RegistrationStats, hooks
 from interlock.cli import app
+from interlock.cli._log import _when
 from interlock.cli._trace import Trace
 from interlock.plugins.profiler import render
 from interlock.runtime import TraceEvent
@@ -137,3 +138,42 @@ def test_the_profile_fits_the_width_with_names_whole(width: int) -> None:
     assert {"content-policy", "message_received", "audit-log", "list_dir"} <= words(text)
     if width >= 80:  # a table: a row per registration
         assert re.search(r"content-policy +message_received +3 ", text)
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 200])
+def test_log_lists_ids_dates_and_end_reasons_whole(tmp_path: Path, width: int) -> None:
+    cli = at(tmp_path, width)
+    long_id = "a-rather-long-session-id-for-the-log"
+    assert cli.invoke(app, ["run", "hi", "--session", long_id, "--no-trace"]).exit_code == 0
+    session = demo_session(cli)
+    listing = shown(cli, "log", width=width)
+    listed = json.loads(cli.invoke(app, ["log", "--json"]).output)
+    dates = {part for s in listed for part in _when(s["created"]).split()}
+    assert {long_id, session, "completed", "demo"} | dates <= words(listing)
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_plugins_show_import_paths_whole(tmp_path: Path, width: int) -> None:
+    cli = at(tmp_path, width)
+    report = json.loads(cli.invoke(app, ["plugins", "--json"]).output)
+    targets = {row["target"] for row in report["discovered"]}
+    assert "interlock.plugins.content_policy:ContentPolicy" in targets
+    assert targets <= words(shown(cli, "plugins", width=width))
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_new_plugin_wraps_its_note_and_keeps_the_command_whole(tmp_path: Path, width: int) -> None:
+    out = at(tmp_path, width).invoke(app, ["new-plugin", "no-sudo", "--directory", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    root = tmp_path / "no-sudo"
+    command = f"  cd {root} && pip install -e '.[test]' && python -m pytest"
+    lines = out.output.splitlines()
+    assert lines[:2] == [f"created {root}", command]
+    assert all(len(line) <= width for line in lines[2:])
+    assert " ".join(" ".join(lines[2:]).split()).endswith("dependency on it is met there only")
+
+
+@pytest.mark.parametrize("command", ["demo", "run", "log", "plugins"])
+def test_help_keeps_the_brackets_of_an_extra(tmp_path: Path, command: str) -> None:
+    text = at(tmp_path, 200).invoke(app, [command, "--help"]).output
+    assert "(needs interlock[postgres])" in text

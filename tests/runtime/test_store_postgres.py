@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 import uuid
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from typer.testing import CliRunner
 
 from interlock.cli import app
 from interlock.runtime import PostgresSessionStore, SessionLogError, open_session_store
+
+from ..conftest import POSTGRES
 
 psycopg = pytest.importorskip("psycopg", reason="needs pip install 'interlock[postgres]'")
 
@@ -44,7 +48,7 @@ def test_tables_are_created_once_and_versioned(postgres_url: str) -> None:
         open_session_store(postgres_url)
 
 
-def test_the_url_names_the_schema_and_hides_the_password() -> None:
+def test_the_url_names_the_schema_and_hides_the_password(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(SessionLogError, match="'Bad-Name' in the session log URL is not a plain"):
         PostgresSessionStore("postgresql://db/agents?schema=Bad-Name")
     with pytest.raises(SessionLogError, match=r"not a PostgreSQL URL libpq accepts: .*bogus"):
@@ -58,7 +62,63 @@ def test_the_url_names_the_schema_and_hides_the_password() -> None:
     message = str(caught.value)
     assert "cannot create or migrate its tables in the session log at" in message
     assert f"postgresql://ada@127.0.0.1:{port}/test" in message and "s3cret" not in message
-    assert "check that the server is up and reachable" in message
+    # One line: the cause, the connection attempts made, what to check.
+    assert "\n" not in message and "Connection refused" in message
+    assert re.search(r"\(tried [1-9]\d* times? in 0\.3 s\); check that the server is up", message)
+    assert not [r for r in caplog.records if r.name.startswith("psycopg")]  # folded into ours
+
+
+def server_url(database: str, user: str | None = None) -> str:
+    """The test server's URL, naming `database` (and `user`)."""
+    parts = urlsplit(POSTGRES)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}@{host}" if user is not None else parts.netloc
+    return urlunsplit(parts._replace(netloc=netloc, path=f"/{database}"))
+
+
+@pytest.mark.usefixtures("postgres_url")  # skips without a server
+def test_a_server_refusing_for_good_fails_at_once_in_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # retry_for is far above the time the refusals take: they are not tried again.
+    name = f"interlock_missing_{uuid.uuid4().hex[:8]}"
+    with pytest.raises(SessionLogError) as caught:
+        PostgresSessionStore(server_url(name), retry_for=120)
+    assert str(caught.value) == (
+        f"cannot create or migrate its tables in the session log at {server_url(name)}: the "
+        f'server refuses: database "{name}" does not exist; fix the URL (user, password, '
+        "database)"
+    )
+    nobody = server_url("test", user="interlock_nobody")
+    with pytest.raises(SessionLogError, match='the server refuses: role "interlock_nobody" does'):
+        open_session_store(nobody, create=False)
+    assert not [r for r in caplog.records if r.name.startswith("psycopg")]
+
+
+def test_a_reader_creates_nothing_and_says_there_is_no_log(postgres_url: str) -> None:
+    conn, schema = tables(postgres_url)
+    conn.close()
+    with pytest.raises(SessionLogError, match=f"no session log at .*: schema {schema} holds no"):
+        open_session_store(postgres_url, create=False)
+    cli = CliRunner(env={"INTERLOCK_STORE": postgres_url, "COLUMNS": "200"})
+    for args in (["log"], ["log", "--json"], ["log", "s"], ["plugins", "--session", "s"]):
+        out = cli.invoke(app, args)
+        assert out.exit_code == 1 and f"schema {schema} holds no interlock tables" in out.output
+    with tables(postgres_url)[0] as conn:
+        found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        assert found.fetchone() is None  # not created
+    writer = open_session_store(postgres_url)
+    writer.open_session("s")
+    writer.close()
+    reader = open_session_store(postgres_url, create=False)
+    assert [s.id for s in reader.sessions()] == ["s"]
+    reader.close()
+    with tables(postgres_url)[
+        0
+    ] as conn:  # a log this interlock would migrate: a reader leaves it as it is
+        conn.execute(f'DELETE FROM "{schema}".schema_version')
+    with pytest.raises(SessionLogError, match="has schema version 0; this interlock reads version"):
+        open_session_store(postgres_url, create=False)
 
 
 def test_a_dropped_connection_loses_nothing_and_duplicates_nothing(postgres_url: str) -> None:

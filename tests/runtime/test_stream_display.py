@@ -165,7 +165,7 @@ def test_the_cli_streams_only_redacted_text(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     [streamed] = [line for line in out.output.splitlines() if line.startswith("  streaming ")]
     assert streamed == f"  streaming {REDACTED}"
-    assert out.output.rstrip().endswith(REDACTED)  # the reply, as delivered
+    assert out.stdout.rstrip().endswith(REDACTED)  # the reply, as delivered (stdout)
     for fragment in ("ada", "@", "exam"):
         assert fragment not in out.output
 

@@ -187,12 +187,23 @@ def _stacked(
             lines += _indented(console, Text(", ").join(pairs), 2)
             continue
         for label in labels:
-            value = _indented(console, named[label], 4 + label_width)
-            value[0] = Text.assemble(("  " + label.ljust(label_width + 2), "dim"),
-                                     value[0][4 + label_width :])  # fmt: skip
-            value[0].rstrip()
-            lines += value
+            lines += _labelled(console, label, named[label], label_width)
     return Group(*lines)
+
+
+def _labelled(console: Console, label: str, value: Text, label_width: int) -> list[Text]:
+    """`  label  value`, the value wrapped at spaces beside its label; or below the label,
+    indented less, when one of its words (an import path, a folder) would not fit beside
+    it: what people copy is never cut in two."""
+    indent = 4 + label_width
+    longest = max((cell_len(word) for word in value.plain.split()), default=0)
+    if longest > console.width - indent:
+        below = max(min(4, console.width - longest), 0)
+        return [Text("  " + label, style="dim"), *_indented(console, value, below)]
+    lines = _indented(console, value, indent)
+    lines[0] = Text.assemble(("  " + label.ljust(label_width + 2), "dim"), lines[0][indent:])
+    lines[0].rstrip()
+    return lines
 
 
 def _indented(console: Console, text: Text, indent: int) -> list[Text]:

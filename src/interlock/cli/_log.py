@@ -9,12 +9,11 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from interlock.runtime import Record, SessionStore
 
-from ._inspect import stats_table
+from ._inspect import stats_table, table
 
 
 def list_sessions(store: SessionStore, console: Console, as_json: bool) -> None:
@@ -23,12 +22,16 @@ def list_sessions(store: SessionStore, console: Console, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps([s.__dict__ | {"tags": list(s.tags)} for s in sessions]))
         return
-    table = Table("session", "started", "turns", "records", "tags", "ended")
-    for s in sessions:
-        ended = s.end_reason or ("open" if s.ended is None else "")
-        cells = (s.id, _when(s.created), str(s.turns), str(s.records), ", ".join(s.tags), ended)
-        table.add_row(*(Text(cell) for cell in cells))  # Text: ids are not markup
-    console.print(table)
+    rows = [
+        {"session": s.id, "started": _when(s.created), "turns": s.turns, "records": s.records,
+         "tags": ", ".join(s.tags) or "-",
+         "ended": s.end_reason or ("open" if s.ended is None else "-")}
+        for s in sessions
+    ]  # fmt: skip
+    columns = ("session", "started", "turns", "records", "tags", "ended")
+    # The ids are keys: never cut, as they are what `interlock log ID` is given.
+    console.print(table(console, "sessions, newest first", columns, rows, keys={"session"},
+                        flow=True))  # fmt: skip
 
 
 def show_session(store: SessionStore, session_id: str, console: Console, as_json: bool) -> None:

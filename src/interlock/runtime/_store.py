@@ -142,7 +142,10 @@ class SessionLog(Protocol):
 
 
 def open_session_store(
-    target: str | Path, *, on_commit: Callable[[Record], None] | None = None
+    target: str | Path,
+    *,
+    on_commit: Callable[[Record], None] | None = None,
+    create: bool = True,
 ) -> SessionLog:
     """The session log at `target`: a SQLite file or a PostgreSQL database.
 
@@ -150,18 +153,20 @@ def open_session_store(
         open_session_store("sqlite:///var/lib/interlock/sessions.db")
         open_session_store("postgresql://agent@db.internal/agents?schema=interlock")
 
-    PostgreSQL needs `pip install 'interlock[postgres]'`; see `PostgresSessionStore`.
+    `create=False` opens a log that exists, to read it: nothing is created or migrated,
+    and where there is none, `SessionLogError` says so. PostgreSQL needs
+    `pip install 'interlock[postgres]'`; see `PostgresSessionStore`.
     """
     text = str(target)
     scheme, separator, rest = text.partition("://")
     if not separator:
-        return SessionStore(text, on_commit=on_commit)
+        return SessionStore(text, on_commit=on_commit, create=create)
     if scheme == "sqlite":
-        return SessionStore(rest or ":memory:", on_commit=on_commit)
+        return SessionStore(rest or ":memory:", on_commit=on_commit, create=create)
     if scheme in ("postgresql", "postgres"):
         from ._store_postgres import PostgresSessionStore
 
-        return PostgresSessionStore(text, on_commit=on_commit)
+        return PostgresSessionStore(text, on_commit=on_commit, create=create)
     raise SessionLogError(
         f"{scheme}:// is no session log: give a file path, sqlite:///PATH or "
         "postgresql://HOST/DATABASE",
@@ -184,7 +189,9 @@ class SessionStore:
         store = SessionStore(default_data_dir() / "sessions.db")
 
     `on_commit` is called with each record once it is committed (tests, live views).
-    Safe to use from several threads.
+    `create=False` opens a file that holds a session log, to read it: a missing file, or
+    one without the log's tables, raises `SessionLogError`. Safe to use from several
+    threads.
     """
 
     def __init__(
@@ -193,18 +200,40 @@ class SessionStore:
         *,
         durability: Literal["normal", "full"] = "normal",
         on_commit: Callable[[Record], None] | None = None,
+        create: bool = True,
     ) -> None:
         if durability not in ("normal", "full"):
             raise ValueError(f"durability must be 'normal' or 'full', got {durability!r}")
         self.path = str(path)
         if self.path != ":memory:":
+            if not create and not Path(self.path).is_file():
+                raise SessionLogError(f"no session log at {self.path}", store=self.path)
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._on_commit = on_commit
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={durability.upper()}")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={durability.upper()}")
+            if create:
+                self._db.executescript(_SCHEMA)
+            else:
+                self._find()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _find(self) -> None:
+        """A reader's opening: the file holds the log's tables."""
+        found = self._db.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
+            "AND name IN ('sessions', 'records')"
+        ).fetchone()
+        if found != (2,):
+            raise SessionLogError(
+                f"{self.path} holds no interlock session log (no sessions and records tables)",
+                store=self.path,
+            )
 
     @property
     def location(self) -> str:

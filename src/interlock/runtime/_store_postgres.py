@@ -63,8 +63,10 @@ class PostgresSessionStore:
     `?schema=NAME` picks the schema for interlock's tables (default `interlock`). Writes
     that fail on a dropped connection or an unreachable server are tried again for
     `retry_for` seconds, then raise `SessionLogError`. `pool_size` bounds the connections
-    this store holds. `on_commit` is called with each record once it is committed. Safe to
-    use from several threads.
+    this store holds. `on_commit` is called with each record once it is committed.
+    `create=False` opens an existing log only (to read it): its tables are never created
+    nor migrated, and a schema without them raises `SessionLogError`. Safe to use from
+    several threads.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class PostgresSessionStore:
         on_commit: Callable[[Record], None] | None = None,
         retry_for: float = 10.0,
         pool_size: int = 4,
+        create: bool = True,
     ) -> None:
         self._db = Database(
             url,
@@ -84,6 +87,7 @@ class PostgresSessionStore:
             retry_for=retry_for,
             pool_size=pool_size,
             application_name="interlock",
+            create=create,
         )
         self._psycopg = self._db.psycopg
         self._location = self._db.location
