@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +16,7 @@ from typer.testing import CliRunner
 
 from interlock.cli import app
 
+from .config.installed import installed
 from .runtime.chat_server import ChatServer, Reply
 
 
@@ -73,10 +77,13 @@ def test_log_explains_what_is_missing(cli: CliRunner) -> None:
 def test_run_with_the_scripted_model(cli: CliRunner) -> None:
     out = cli.invoke(app, ["run", "hello there", "--no-trace"])
     assert out.exit_code == 0, out.output
-    assert out.output.strip() == "(scripted) You said: hello there"
+    assert out.stdout.strip() == "(scripted) You said: hello there"  # the reply alone
+    [session] = sessions(cli)
+    assert out.stderr == f"Show this session with: interlock log {session['id']}\n"
     out = cli.invoke(app, ["run", "again", "--json", "--no-trace"])
     result = json.loads(out.output)
     assert (result["delivered"], result["stopped"], result["turn"]) == (True, "answered", 1)
+    assert result["session"] == sessions(cli)[0]["id"] != session["id"]
 
 
 def test_run_continues_a_session(cli: CliRunner) -> None:
@@ -90,7 +97,7 @@ def test_run_with_a_script_file(cli: CliRunner, tmp_path: Path) -> None:
     script.write_text(json.dumps(["first", {"text": "second"}]))
     out = cli.invoke(app, ["run", "hi", "--model", f"scripted:{script}", "--stream"])
     assert out.exit_code == 0, out.output
-    assert out.output.strip().endswith("first")
+    assert out.stdout.strip().endswith("first")
     assert "pre_llm_call" in out.output
 
 
@@ -99,7 +106,7 @@ def test_run_against_an_openai_compatible_server(cli: CliRunner) -> None:
         out = cli.invoke(app, ["run", "hi", "--model", "openai:local", "--base-url", server.url,
                                "--no-trace"])  # fmt: skip
     assert out.exit_code == 0, out.output
-    assert out.output.strip() == "hello from the server"
+    assert out.stdout.strip() == "hello from the server"
     assert server.requests[0]["model"] == "local"
 
 
@@ -176,13 +183,30 @@ def test_hooks_lists_the_catalog(cli: CliRunner) -> None:
 def test_check_accepts_the_example_and_explains_a_bad_file(cli: CliRunner, tmp_path: Path) -> None:
     out = cli.invoke(app, ["check", str(EXAMPLE)])
     assert out.exit_code == 0, out.output
-    assert "ok:" in out.output and "no-rm, redact-email, tool-guard, workspace" in out.output
+    # In the file's order; the disabled entry is left out.
+    assert out.output == (f"ok: {EXAMPLE}: 5 plugins: tool-guard, no-rm, redact-email, "
+                          "workspace, claude-guard\n")  # fmt: skip
     bad = tmp_path / "bad.yaml"
     bad.write_text("plugins:\n  - name: a\n    use: x:y\n    timeout: soon\n    modee: enforce\n")
     out = cli.invoke(app, ["check", str(bad)])
     assert out.exit_code == 1
     assert f"{bad}:4: plugin 'a': timeout:" in out.output
     assert "unknown key 'modee'; did you mean 'mode'?" in out.output
+
+
+@pytest.mark.parametrize("text", ["", "\n# nothing yet\n", "defaults: {timeout: 1s}\n"])
+def test_check_refuses_a_file_with_no_plugins_and_no_version(
+    cli: CliRunner, tmp_path: Path, text: str
+) -> None:
+    empty = tmp_path / "interlock.yaml"
+    empty.write_text(text)
+    out = cli.invoke(app, ["check", str(empty)])
+    assert out.exit_code == 1, out.output
+    [line] = out.output.splitlines()
+    assert line.startswith(str(empty)) and "names no plugins and no version" in line
+    empty.write_text("version: 1\nplugins: []\n")  # saying so is fine
+    out = cli.invoke(app, ["check", str(empty)])
+    assert (out.exit_code, out.output) == (0, f"ok: {empty}: 0 plugins\n")
 
 
 def test_plugins_lists_discovered_and_configured(cli: CliRunner) -> None:
@@ -231,6 +255,22 @@ def test_serve_checks_the_plugin_config_as_a_config_file_does(cli: CliRunner) ->
             "mean 'destructive'?") in text  # fmt: skip
 
 
+def test_serve_says_a_missing_protocol_field_is_missing() -> None:
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}},
+        {"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"protocol": 99}},
+    ]
+    served = subprocess.run([sys.executable, "-m", "interlock", "serve", "tool-guard", "--stdio"],
+                            input="".join(json.dumps(line) + "\n" for line in lines),
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    replies = [json.loads(line)["error"]["message"] for line in served.stdout.splitlines()]
+    assert replies == [
+        "this plugin speaks protocol 1, the host left it out: initialize's 'protocol' field "
+        "is missing",
+        "this plugin speaks protocol 1, the host sent 99",
+    ]
+
+
 def test_new_plugin_scaffolds_a_package_whose_tests_pass(cli: CliRunner, tmp_path: Path) -> None:
     out = cli.invoke(app, ["new-plugin", "no-sudo", "--directory", str(tmp_path)])
     assert out.exit_code == 0, out.output
@@ -261,12 +301,27 @@ def test_new_plugin_scaffolds_a_package_whose_tests_pass(cli: CliRunner, tmp_pat
 @pytest.mark.parametrize(
     ("name", "message"),
     [("class", "which Python already uses"), ("pytest", "already installed here"),
-     ("json", "which Python already uses"), ("No Sudo", "is not a plugin name")],
+     ("json", "which Python already uses"), ("No Sudo", "is not a plugin name"),
+     ("tool-guard", "'tool-guard' is already the name of a built-in plugin")],
 )  # fmt: skip
 def test_new_plugin_refuses_names_that_would_break(cli: CliRunner, tmp_path: Path, name: str,
                                                    message: str) -> None:  # fmt: skip
     out = cli.invoke(app, ["new-plugin", name, "--directory", str(tmp_path)])
-    assert out.exit_code == 2 and message in out.output
+    assert out.exit_code == 2 and message in " ".join(out.output.replace("│", " ").split())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_new_plugin_refuses_the_name_of_an_installed_plugin(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with installed(monkeypatch, tmp_path / "site", "acme-guards", {"no-sudo": "acme:Guard"},
+                   {"acme": "class Guard: ...\n"}):  # fmt: skip
+        out = cli.invoke(app, ["new-plugin", "no-sudo", "--directory", str(tmp_path)])
+    text = " ".join(out.output.replace("│", " ").split())
+    assert out.exit_code == 2, out.output
+    assert ("'no-sudo' is already the name of an installed plugin (entry point (acme-guards "
+            "1.0.0))") in text  # fmt: skip
+    assert not (tmp_path / "no-sudo").exists()
 
 
 def test_run_with_one_drop_in_used_twice(cli: CliRunner, tmp_path: Path) -> None:
@@ -420,3 +475,95 @@ def test_plugins_shows_where_each_plugin_comes_from(cli: CliRunner, tmp_path: Pa
     # Without a config or --plugin-dir, no folder is listed, however near it is.
     listed = json.loads(cli.invoke(app, ["plugins", "--json"]).output)["discovered"]
     assert {r["kind"] for r in listed} <= {"built-in", "entry point"}
+
+
+# -- the session a run wrote, and the tags and metadata it gives -----------------------------
+
+
+def test_run_names_its_session_with_the_store_it_was_given(cli: CliRunner, tmp_path: Path) -> None:
+    store = tmp_path / "elsewhere" / "log.db"
+    out = cli.invoke(app, ["run", "hi", "--no-trace", "--store", str(store)])
+    assert out.exit_code == 0, out.output
+    [session] = json.loads(cli.invoke(app, ["log", "--json", "--store", str(store)]).output)
+    hint = f"interlock log {session['id']} --store {store}"
+    assert out.stderr == f"Show this session with: {hint}\n"
+    shown = cli.invoke(app, hint.split()[1:])  # the hint, run as given, shows the session
+    assert shown.exit_code == 0 and "You said: hi" in shown.output
+    out = cli.invoke(app, ["run", "hi", "--no-trace", "--data-dir", str(tmp_path / "d"),
+                           "--session", "it's mine"])  # fmt: skip
+    assert out.stderr.endswith(f"interlock log 'it'\"'\"'s mine' --data-dir {tmp_path / 'd'}\n")
+    # From the environment, the store holds for the next command: the hint needs no flag.
+    out = cli.invoke(app, ["run", "hi", "--no-trace"], env={"INTERLOCK_STORE": str(store)})
+    assert out.exit_code == 0 and "--store" not in out.stderr
+
+
+def test_demo_names_its_session_with_the_store_it_was_given(cli: CliRunner, tmp_path: Path) -> None:
+    store = tmp_path / "demo.db"
+    out = cli.invoke(app, ["demo", "--store", str(store)])
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("interlock demo: a scripted agent")
+    [session] = json.loads(cli.invoke(app, ["log", "--json", "--store", str(store)]).output)
+    assert f"Show it with: interlock log {session['id']} --store {store}\n" in out.output
+
+
+LIMITED = """\
+plugins:
+  - name: rate-limit
+    use: rate-limit
+    config:
+      mode: block
+      models: {{"*": {{calls: 1, per: 1h, scope: "{scope}"}}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("scope", "flags", "limited"),
+    [
+        ("tag:tenant-*", ["--tag", "tenant-acme"], True),
+        ("tag:tenant-*", ["--tag", "other", "--meta", "user=ada"], False),
+        ("tag:tenant-*", [], False),
+        ("metadata.user", ["--meta", "user=ada", "--meta", "team=ops=1"], True),
+        ("metadata.user", ["--tag", "tenant-acme"], False),
+    ],
+)
+def test_run_gives_the_session_tags_and_metadata_that_scoped_limits_apply_to(
+    cli: CliRunner, tmp_path: Path, scope: str, flags: list[str], limited: bool
+) -> None:
+    config = tmp_path / "limited.yaml"
+    config.write_text(LIMITED.format(scope=scope))
+    script = tmp_path / "script.json"  # two model calls: the second is over a limit of one
+    script.write_text(json.dumps([{"tool_calls": [{"name": "nothing", "arguments": {}}]}, "done"]))
+    out = cli.invoke(app, ["run", "hi", "--config", str(config), "--model", f"scripted:{script}",
+                           "--json", "--no-trace", *flags])  # fmt: skip
+    result = json.loads(out.stdout)
+    if limited:  # the second model call, in the tag's (or the user's) window, is blocked
+        assert (out.exit_code, result["stopped"]) == (1, "blocked")
+        assert re.fullmatch(r"rate limit: model .* may make 1 call per 3600s for (tag "
+                            r"'tenant-acme'|user 'ada') \('\*'\)", result["reason"])  # fmt: skip
+    else:
+        assert (out.exit_code, result["stopped"], result["reply"]) == (0, "answered", "done")
+    [listed] = sessions(cli)
+    assert listed["id"] == result["session"]
+    assert listed["tags"] == [flags[i + 1] for i, flag in enumerate(flags) if flag == "--tag"]
+
+
+@pytest.mark.parametrize("meta", ["user", "=ada", " =x"])
+def test_run_refuses_metadata_that_is_not_key_value(cli: CliRunner, meta: str) -> None:
+    out = cli.invoke(app, ["run", "hi", "--meta", meta])
+    assert out.exit_code == 2 and "give KEY=VALUE" in out.output
+    assert cli.invoke(app, ["run", "hi", "--tag", " "]).exit_code == 2
+
+
+def test_reading_a_log_that_is_not_there_creates_nothing(cli: CliRunner, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.db"
+    for args in (["log", "--store", f"sqlite://{missing}"],
+                 ["plugins", "--session", "s", "--store", f"sqlite://{missing}"]):  # fmt: skip
+        out = cli.invoke(app, args)
+        assert "no session log at" in out.output
+        assert not missing.exists()
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")  # a SQLite file without the log's tables
+    out = cli.invoke(app, ["log", "--store", str(empty)])
+    assert out.exit_code == 1 and f"{empty} holds no interlock session log" in out.output
+    with contextlib.closing(sqlite3.connect(empty)) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []

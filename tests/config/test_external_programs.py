@@ -5,6 +5,7 @@ there."""
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -168,3 +169,16 @@ def test_a_relative_program_in_a_config_without_a_file_is_a_problem() -> None:
     [problem] = info.value.problems
     assert (problem.line, problem.entry) == (3, "g")
     assert "'./guard.sh' is relative, and this config has no file" in problem.message
+
+
+def test_unreachable_http_replicas_say_to_check_the_server_not_a_command() -> None:
+    with socket.socket() as bound:  # bound, not listening: a connection is refused
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}/"
+        text = f"plugins:\n  - name: remote\n    external: {{http: ['{url}a', '{url}b']}}\n"
+        with pytest.raises(ConfigError) as info:
+            load_config_text(text)
+    (problem,) = info.value.problems
+    assert problem.message.startswith("no replica could be reached"), problem
+    assert "check that the server is running and reachable at the URL" in problem.message
+    assert "command" not in problem.message

@@ -75,7 +75,7 @@ async def test_wait_mode_waits_for_a_slot_up_to_max_wait() -> None:
                         max_wait=5)  # fmt: skip
     blocked = await run([(impatient, {})], ["one", "two"], ["a", "b"])
     assert blocked.replies[1].reason == (
-        "rate limit: model 'scripted' may make 1 calls per 60s in this session ('scripted')"
+        "rate limit: model 'scripted' may make 1 call per 60s in this session ('scripted')"
     )
 
 
@@ -116,13 +116,13 @@ async def test_scopes_share_windows_by_tag_and_by_metadata_value() -> None:
 
     assert await call("shell", "a", tags=["tenant-x"]) is None
     assert await call("shell", "b", tags=["tenant-x"]) == (
-        "rate limit: tool 'shell' may make 1 calls per 60s for tag 'tenant-x' ('shell')"
+        "rate limit: tool 'shell' may make 1 call per 60s for tag 'tenant-x' ('shell')"
     )
     assert await call("shell", "c", tags=["tenant-y"]) is None  # another tenant's window
     assert await call("shell", "d") is None and await call("shell", "e") is None  # untagged
     assert await call("fetch", "f", metadata={"user": "ann"}) is None
     assert await call("fetch", "g", metadata={"user": "ann"}) == (
-        "rate limit: tool 'fetch' may make 1 calls per 60s for user 'ann' ('fetch')"
+        "rate limit: tool 'fetch' may make 1 call per 60s for user 'ann' ('fetch')"
     )
     assert await call("fetch", "h", metadata={"user": "bob"}) is None
 

@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import json
 import os
+import shlex
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -120,8 +121,9 @@ StoreUrl = Annotated[
         "--store",
         envvar="INTERLOCK_STORE",
         metavar="URL",
+        # `\[`: rich would read [postgres] as markup, and drop it
         help="The session log: a SQLite file (or sqlite:///PATH) or postgresql://HOST/DATABASE "
-        "(needs interlock[postgres]). Default: sessions.db in the data dir.",
+        "(needs interlock\\[postgres]). Default: sessions.db in the data dir.",
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead.")]
@@ -160,6 +162,7 @@ def _main(
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     config: ConfigFile = None,
     plugin: Annotated[
         list[str] | None,
@@ -183,8 +186,8 @@ def demo(
     manager, _, _, _ = _plugins(config, plugin or [], plugin_dir or [])
     yours = ", ".join(sorted({r.plugin for r in manager.registrations()}))
     cast = f"the built-in plugins and yours ({yours})" if yours else "six built-in plugins"
-    console.print(Text("interlock demo", style="bold"),
-                  f": a scripted agent, {cast}, every hook traced")  # fmt: skip
+    console.print(Text.assemble(("interlock demo", "bold"),
+                                f": a scripted agent, {cast}, every hook traced"))  # fmt: skip
     store = _open_store(_store_target(data_dir, store_url))
     try:
         session_id = asyncio.run(run(console, directory, store, manager))
@@ -192,13 +195,14 @@ def demo(
         store.close()
     console.print(Text.assemble(
         f"\nSession log: {store.location}\nShow it with: ",
-        (f"interlock log {session_id}", "bold"),
+        (_show_command(ctx, session_id, store), "bold"),
         f"\nAudit log: {directory / 'audit.jsonl'}",
     ))  # fmt: skip
 
 
 @app.command()
 def run(
+    ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="The user message (after -- if it starts with -).")],
     model: Annotated[
         str, typer.Option(help="scripted | scripted:SCRIPT.json | openai:MODEL")
@@ -207,6 +211,21 @@ def run(
         str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
     ] = None,
     session: Annotated[str | None, typer.Option(help="Continue this session id.")] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A tag for the session (repeatable), as plugins' tag:GLOB scopes and "
+            "`when: {session.tags: ...}` match them, e.g. tenant-acme."
+        ),
+    ] = None,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KEY=VALUE",
+            help="A field of the session's metadata (repeatable), as plugins' "
+            "metadata.FIELD scopes read them, e.g. user=ada.",
+        ),
+    ] = None,
     config: ConfigFile = None,
     plugin: Annotated[
         list[str] | None,
@@ -222,7 +241,8 @@ def run(
 ) -> None:
     """Run the agent on one message and print its reply.
 
-    Exits with 1 when the reply was not delivered or the turn did not end in an answer.
+    The session's id follows on stderr (in --json, the `session` field). Exits with 1
+    when the reply was not delivered or the turn did not end in an answer.
     """
     from interlock.runtime import Agent, SessionLogError, ToolSet
 
@@ -231,6 +251,7 @@ def run(
     console = _console(stderr=as_json)
     if session is not None and not _storable(session):
         raise typer.BadParameter(f"{session!r} is not valid UTF-8 text", param_hint="--session")
+    tags, metadata = _tags(tag or []), _metadata(meta or [])
     backend = _backend(model, base_url)
     manager, tools, _, _ = _plugins(config, plugin or [], plugin_dir or [])
     try:
@@ -242,7 +263,7 @@ def run(
         trace_view = Trace(console) if trace else None
         agent = Agent(backend, tools=toolset.tools(), manager=manager, system_prompt=system,
                       store=store, stream=stream, on_event=trace_view)  # fmt: skip
-        result = asyncio.run(_run_once(agent, prompt, session))
+        session_id, result = asyncio.run(_run_once(agent, prompt, session, tags, metadata))
     except SessionLogError as error:  # the log went away mid-turn: nothing more was done
         typer.echo(str(error), err=True)
         raise typer.Exit(1) from None
@@ -250,8 +271,9 @@ def run(
         store.close()
     if as_json:
         typer.echo(json.dumps({
-            "turn": result.turn, "reply": result.reply, "delivered": result.delivered,
-            "stopped": result.stopped, "reason": result.reason, "tool_calls": result.tool_calls,
+            "session": session_id, "turn": result.turn, "reply": result.reply,
+            "delivered": result.delivered, "stopped": result.stopped, "reason": result.reason,
+            "tool_calls": result.tool_calls,
             "usage": {"input_tokens": result.usage.input_tokens,
                       "output_tokens": result.usage.output_tokens},
         }))  # fmt: skip
@@ -259,6 +281,8 @@ def run(
         typer.echo(result.reply)
     else:
         console.print(Text.assemble(("not delivered", "red"), f": {result.reason}"))
+    if not as_json:  # on stderr: the reply alone is what `$(interlock run ...)` captures
+        typer.echo(f"Show this session with: {_show_command(ctx, session_id, store)}", err=True)
     if result.stopped != "answered" or not result.delivered:
         raise typer.Exit(1)
 
@@ -274,14 +298,14 @@ def log(
     from ._log import list_sessions, show_session
 
     path = _store_target(data_dir, store_url)
-    if isinstance(path, Path) and not path.exists():
+    if isinstance(path, Path) and not path.is_file():
         if session_id is None and as_json:
             typer.echo("[]")
             return
         typer.echo(f"no session log at {path} yet; run `interlock demo` or `interlock run`",
                    err=session_id is not None)  # fmt: skip
         raise typer.Exit(1 if session_id else 0)
-    store = _open_store(path)
+    store = _open_store(path, create=False)  # a reader: creates nothing
     try:
         if session_id is None:
             list_sessions(store, _console(), as_json)
@@ -355,8 +379,9 @@ def check(
         for problem in error.problems:
             typer.echo(str(problem), err=True)
         raise typer.Exit(1) from None
-    # The entries, not the registrations: a drop-in that only gives tools has none.
-    names = sorted(e.name for e in check_config(text, file=str(file))[1].plugins if e.enabled)
+    # The entries, not the registrations (a drop-in that only gives tools has none), in
+    # the file's order.
+    names = [e.name for e in check_config(text, file=str(file))[1].plugins if e.enabled]
     typer.echo(f"ok: {file}: {len(names)} plugin{'s' if len(names) != 1 else ''}"
                f"{': ' + ', '.join(names) if names else ''}")  # fmt: skip
     manager.close()
@@ -543,9 +568,15 @@ def new_plugin(
         root = scaffold(name, directory)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="NAME") from None
-    typer.echo(f"created {root}\n  cd {root} && pip install -e '.[test]' && python -m pytest\n"
-               f"in the environment interlock is installed in ({sys.prefix}): interlock is "
-               "not on PyPI yet, so the package's dependency on it is met there only")  # fmt: skip
+    console = _console()
+    # The path and the command are copied: each on one line, whatever the width (soft
+    # wrap: the terminal's); the note wraps at spaces.
+    console.print(Text(f"created {root}"), soft_wrap=True)
+    console.print(Text(f"  cd {root} && pip install -e '.[test]' && python -m pytest"),
+                  soft_wrap=True)  # fmt: skip
+    console.print(Text(f"in the environment interlock is installed in ({sys.prefix}): "
+                       "interlock is not on PyPI yet, so the package's dependency on it is "
+                       "met there only"))  # fmt: skip
 
 
 @app.command()
@@ -563,11 +594,56 @@ def main() -> None:
     app()
 
 
-async def _run_once(agent: Any, prompt: str, session_id: str | None) -> Any:
+async def _run_once(
+    agent: Any, prompt: str, session_id: str | None, tags: list[str], metadata: dict[str, str]
+) -> tuple[str, Any]:
+    """The session's id and the turn's result."""
     try:
-        return await agent.run(prompt, session_id=session_id)
+        async with agent.session(session_id, tags=tags, metadata=metadata) as session:
+            return session.id, await session.send(prompt)
     finally:
         await agent.aclose()
+
+
+def _tags(given: list[str]) -> list[str]:
+    """`--tag`s as the session's tags, each once."""
+    for tag in given:
+        if not tag.strip():
+            raise typer.BadParameter("a tag is empty", param_hint="--tag")
+        if not _storable(tag):
+            raise typer.BadParameter(f"{tag!r} is not valid UTF-8 text", param_hint="--tag")
+    return list(dict.fromkeys(given))
+
+
+def _metadata(given: list[str]) -> dict[str, str]:
+    """`--meta KEY=VALUE`s as the session's metadata (values are text)."""
+    metadata = {}
+    for item in given:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            message = f"{item!r}: give KEY=VALUE, e.g. user=ada"
+            raise typer.BadParameter(message, param_hint="--meta")
+        if not _storable(item):
+            raise typer.BadParameter(f"{item!r} is not valid UTF-8 text", param_hint="--meta")
+        metadata[key.strip()] = value
+    return metadata
+
+
+def _show_command(ctx: typer.Context, session_id: str, store: Any) -> str:
+    """`interlock log ID`, with the --store or --data-dir this command was given on its
+    command line (set in the environment, they hold for the next command as well); the
+    store as shown: without its password."""
+    words = ["interlock", "log", session_id]
+    sources = {name: ctx.get_parameter_source(name) for name in ("store_url", "data_dir")}
+    # By name: typer ships a click of its own, whose ParameterSource is not click's.
+    given = {
+        name for name, source in sources.items() if getattr(source, "name", "") == "COMMANDLINE"
+    }
+    if "store_url" in given:
+        words += ["--store", store.location]
+    elif "data_dir" in given:
+        words += ["--data-dir", str(ctx.params["data_dir"])]
+    return shlex.join(words)
 
 
 def _console(*, stderr: bool = False) -> Console:
@@ -581,17 +657,22 @@ def _data_dir(value: Path | None) -> Path:
 
 
 def _store_target(data_dir: Path | None, store_url: str | None) -> Path | str:
-    """`--store` (a URL, or a file path), else sessions.db in the data dir."""
+    """`--store` (a URL, or a file path: sqlite:///PATH too), else sessions.db in the
+    data dir."""
     if store_url is None:
         return _data_dir(data_dir) / "sessions.db"
-    return store_url if "://" in store_url else Path(store_url)
+    scheme, separator, rest = store_url.partition("://")
+    if separator and not (scheme == "sqlite" and rest):
+        return store_url
+    return Path(rest if separator else store_url)
 
 
-def _open_store(target: Path | str) -> Any:
+def _open_store(target: Path | str, *, create: bool = True) -> Any:
+    """The session log at `target`; `create=False` for a reader, which must not make one."""
     from interlock.runtime import SessionLogError, open_session_store
 
     try:
-        return open_session_store(target)
+        return open_session_store(target, create=create)
     except sqlite3.DatabaseError as error:
         typer.echo(f"{target} is not an interlock session log ({error})", err=True)
     except (SessionLogError, ImportError) as error:  # unreachable, or no interlock[postgres]
@@ -738,10 +819,10 @@ def _storable(text: str) -> bool:
 
 
 def _session_stats(target: Path | str, session_id: str) -> list[Any]:
-    if isinstance(target, Path) and not target.exists():
+    if isinstance(target, Path) and not target.is_file():
         typer.echo(f"no session log at {target} yet", err=True)
         raise typer.Exit(1)
-    store = _open_store(target)
+    store = _open_store(target, create=False)
     try:
         if not _known(store, session_id):
             typer.echo(f"no session {session_id!r} in {store.location}", err=True)

@@ -8,6 +8,8 @@ import re
 import sys
 from pathlib import Path
 
+from interlock.discovery import discover
+
 NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 
 PYPROJECT = """\
@@ -134,6 +136,13 @@ def scaffold(name: str, directory: Path) -> Path:
             f"{name!r} is not a plugin name: use lower-case letters, digits and dashes, "
             "starting with a letter (e.g. no-sudo)"
         )
+    taken = discover().get(name)
+    if taken is not None:
+        owner = ("a built-in plugin" if taken.kind == "built-in"
+                 else f"an installed plugin ({taken.describe()})")  # fmt: skip
+        raise ValueError(f"{name!r} is already the name of {owner}: installed, a plugin of the "
+                         f"same name would make `use: {name}` ambiguous in every config that "
+                         f"names it; choose another name (e.g. my-{name})")  # fmt: skip
     package = name.replace("-", "_")
     if keyword.iskeyword(package) or package in sys.stdlib_module_names:
         raise ValueError(f"{name!r} would make a package named {package!r}, which Python "

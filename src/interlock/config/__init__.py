@@ -93,7 +93,7 @@ def load_config_text(
     # A dry run in a manager of its own first: nothing reaches `target` unless all is well.
     # (It is never closed: closing would close the plugins, which `target` is to keep.)
     scratch = PluginManager(specs=[s for s in target.specs() if s not in _catalog()])
-    checked.problems += register(checked, source, loaded, scratch)
+    checked.problems += register(checked, source, loaded, scratch, checked.stand_ins)
     if not checked.problems:
         checked.problems += register(checked, source, loaded, target)  # clashes with its own
     if checked.problems:

@@ -27,6 +27,7 @@ from .. import (
     UnknownHookError,
 )
 from ..discovery import PluginLoadError, PluginSource
+from ..hooks import CATALOG
 from ..store import StateStore, StoreError, open_store
 from ._schema import CONFIG_FOLDER, ConfigFile, Entry, External, Options, SetEntry
 from ._source import Source
@@ -34,6 +35,9 @@ from ._source import Source
 logger = logging.getLogger("interlock.config")
 
 _CONTEXT_ROOTS = frozenset({"session", "hook", "turn"})
+# An entry missing one of these (its value wrong) cannot be loaded for the checks of its
+# other keys: what it is, or whether it is on, is not known.
+_SOURCES = frozenset({"use", "external", "enabled"})
 
 
 @dataclass
@@ -47,6 +51,13 @@ class Checked:
     entries: dict[int, Entry] = field(default_factory=dict)
     problems: list[ConfigProblem] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
+    dropped: dict[int, frozenset[str]] = field(default_factory=dict)
+    """The keys left out of an entry (a value wrong or unreadable), by file index: the
+    entry is kept, for the checks of its other keys, and never registered for real."""
+    stand_ins: dict[str, Any] = field(default_factory=dict)
+    """Plugins that could not be constructed, as instances never initialised (see
+    `_StandIn`), by entry name: the dry run checks their entries' options against their
+    hooks; they are never registered for real."""
 
     def index_of(self, name: str) -> int | None:
         return next((i for i, e in self.entries.items() if e.name == name), None)
@@ -63,6 +74,11 @@ def validate(source: Source) -> Checked:
     config, errors = _settings({k: v for k, v in data.items() if k != "plugins"})
     problems += [_explain(e, source) for e in errors if not _within(e["loc"], unreadable)]
     checked = Checked(config, problems=problems)
+    if "version" not in data and "plugins" not in data:
+        # An empty file, or the wrong one: loading it would load nothing, silently.
+        message = ("the file names no plugins and no version: is it the right file? A "
+                   "config with no plugins says so: version: 1 and plugins: []")  # fmt: skip
+        checked.problems.append(source.problem((), message))
     if not isinstance(raw_plugins, list):
         checked.problems.append(source.problem(("plugins",), "'plugins' must be a list of entries"))
         return checked
@@ -70,18 +86,45 @@ def validate(source: Source) -> Checked:
         path = ("plugins", index)
         if isinstance(raw, dict) and isinstance(raw.get("name"), str) and raw["name"]:
             checked.names[index] = raw["name"]
-        try:
-            entry = Entry.model_validate(raw)
-        except pydantic.ValidationError as error:
-            for e in error.errors():
-                e["loc"] = (*path, *e["loc"])
-                if not _within(e["loc"], unreadable):
-                    checked.problems.append(_explain(e, source))
-            continue
-        if not any(_within(where, [path]) for where in unreadable):
+        entry, dropped, errors = _entry(raw, [w[2:] for w in unreadable if w[:2] == path])
+        for e in errors:
+            e["loc"] = (*path, *e["loc"])
+            if not _within(e["loc"], unreadable):
+                checked.problems.append(_explain(e, source))
+        if entry is not None:
             checked.entries[index] = entry
+            if dropped:
+                checked.dropped[index] = dropped
     checked.problems += _relations(checked, source)
     return checked
+
+
+def _entry(
+    raw: Any, unread: list[tuple[Any, ...]]
+) -> tuple[Entry | None, frozenset[str], list[Any]]:
+    """The entry `raw` describes, made of its keys whose values are right, the keys left
+    out, and pydantic's errors (each once). A key whose value is wrong or unreadable
+    (`unread`: paths within the entry) is left out, so that each of the others is still
+    checked, down to constructing and registering the plugin; None when what is left is no
+    entry (not a mapping, no name)."""
+    dropped = {where[0] for where in unread if where}
+    errors: list[Any] = []
+    while True:
+        data = {k: v for k, v in raw.items() if k not in dropped} if isinstance(raw, dict) else raw
+        try:
+            entry = Entry.model_validate(data)
+            break
+        except pydantic.ValidationError as error:
+            found = [e for e in error.errors() if not e["loc"] or e["loc"][0] not in dropped]
+            errors += found
+            if not found or any(not e["loc"] or e["loc"][0] not in data for e in found):
+                return None, frozenset(dropped), errors
+            dropped |= {e["loc"][0] for e in found}
+    if () in unread:  # the entry itself could not be read whole
+        return None, frozenset(dropped), errors
+    if "background" in dropped:  # overflow is judged against it: not against a guess
+        entry = entry.model_copy(update={"overflow": None})
+    return entry, frozenset(dropped), errors
 
 
 def _settings(data: dict[str, Any]) -> tuple[ConfigFile, list[Any]]:
@@ -179,7 +222,8 @@ def _relations(checked: Checked, source: Source) -> list[ConfigProblem]:
         first_line.setdefault(name, source.line(path))
     for index, entry in checked.entries.items():
         path = ("plugins", index)
-        if (entry.use is None) == (entry.external is None):
+        unknown = checked.dropped.get(index, frozenset()) & {"use", "external"}
+        if not unknown and (entry.use is None) == (entry.external is None):
             message = "give exactly one of 'use' (an import path or a plugin name) and 'external'"
             problems.append(source.problem(path, message))
         if entry.external is not None:
@@ -241,34 +285,106 @@ class Problem(Exception):
 def resolve(
     checked: Checked, source: Source, available: Mapping[str, PluginSource]
 ) -> dict[str, Any]:
-    """Import and construct every enabled, valid entry; problems go to `checked`."""
+    """Import and construct every enabled entry that says where its plugin comes from;
+    every problem goes to `checked`, and so do stand-ins for the plugins that could not be
+    constructed (`Checked.stand_ins`)."""
     loaded: dict[str, Any] = {}
+    folder = config_folder(source.file)
     for index, entry in checked.entries.items():
-        if not entry.enabled:
+        dropped = checked.dropped.get(index, frozenset())
+        if not entry.enabled or dropped & _SOURCES:
             continue
         path = ("plugins", index)
-        if entry.external is not None and (
-            entry.use is not None or _external_relations(entry.external, source, path)
-        ):
-            continue  # already reported by validate()
-        try:
-            if entry.external is not None:
-                if entry.store is not None:
-                    raise Problem("store", "an external plugin keeps its own state (interlock "
-                                  "hands it no store): remove store: from this entry")  # fmt: skip
-                loaded[entry.name] = external_plugin(entry, entry.external, source.file)
-            else:
-                target = import_target(str(entry.use), available)
-                store = granted_store(target, entry, checked.config)
-                plugin = construct(target, entry, config_folder(source.file), store=store)
-                if entry.hook is not None and not callable(plugin):
-                    raise Problem("hook", f"hook: is for a plugin that is one function; "
-                                  f"{entry.use!r} names its own hooks: remove hook:")  # fmt: skip
-                loaded[entry.name] = plugin
-        except Problem as problem:
+        if entry.external is not None:
+            if entry.use is not None or _external_relations(entry.external, source, path):
+                continue  # already reported by validate()
+            plugin, problems = _external(entry, entry.external, source.file)
+        else:
+            plugin, problems = _use(entry, checked.config, folder, available, dropped)
+        for problem in problems:
             where = (*path, *problem.field.split("."))
             checked.problems.append(source.problem(where, problem.message))
+            if problem.field == "hook":  # its other keys are judged without it
+                checked.entries[index] = entry.model_copy(update={"hook": None})
+        if plugin is not None and not isinstance(plugin, _StandIn):
+            loaded[entry.name] = plugin
+        elif plugin is not None:
+            checked.stand_ins[entry.name] = plugin.plugin
     return loaded
+
+
+def _external(entry: Entry, external: External, file: str) -> tuple[Any, list[Problem]]:
+    problems = []
+    if entry.store is not None:
+        problems.append(Problem("store", "an external plugin keeps its own state (interlock "
+                                "hands it no store): remove store: from this entry"))  # fmt: skip
+    try:
+        return external_plugin(entry, external, file), problems
+    except Problem as problem:
+        return None, [*problems, problem]
+
+
+@dataclass(frozen=True)
+class _StandIn:
+    """An instance of a plugin class that was never initialised (private): its handlers
+    are its class's methods, so registering it in the dry run checks the entry's
+    options against its hooks although its config or store kept it from being built.
+    Never called, never registered for real."""
+
+    plugin: Any
+
+
+def _use(
+    entry: Entry,
+    config: ConfigFile,
+    folder: Path | None,
+    available: Mapping[str, PluginSource],
+    dropped: frozenset[str],
+) -> tuple[Any, list[Problem]]:
+    """The plugin a `use:` entry names, constructed, or a `_StandIn` when it cannot be;
+    and every problem found: its store, its config and its `hook:` are judged each on
+    its own."""
+    try:
+        target = import_target(str(entry.use), available)
+    except Problem as problem:
+        return None, [problem]
+    problems = []
+    store = None
+    try:
+        store = granted_store(target, entry, config)
+    except Problem as problem:
+        problems.append(problem)
+    plugin: Any = target
+    if inspect.isclass(target):
+        try:
+            if problems and "config" not in dropped:  # checked, not built without its store
+                _arguments(target, entry, folder, _placeholder(target))
+            elif "config" not in dropped:
+                plugin = construct(target, entry, folder, store=store)
+        except Problem as problem:
+            problems.append(problem)
+        if plugin is target:
+            plugin = _stand_in(target)
+    if plugin is not None and entry.hook is not None and not callable(_unwrapped(plugin)):
+        problems.append(Problem("hook", f"hook: is for a plugin that is one function; "
+                                f"{entry.use!r} names its own hooks: remove hook:"))  # fmt: skip
+    return plugin, problems
+
+
+def _stand_in(cls: Any) -> _StandIn | None:
+    try:
+        return _StandIn(cls.__new__(cls))
+    except Exception:  # a class that cannot be made without its constructor: not checked
+        return None
+
+
+def _unwrapped(plugin: Any) -> Any:
+    return plugin.plugin if isinstance(plugin, _StandIn) else plugin
+
+
+def _placeholder(cls: Any) -> dict[str, Any]:
+    """The `store` argument, for checking a config whose store could not be opened."""
+    return {"store": None} if "store" in inspect.signature(cls).parameters else {}
 
 
 def external_plugin(entry: Entry, external: External, file: str) -> Any:
@@ -316,8 +432,10 @@ def external_plugin(entry: Entry, external: External, file: str) -> Any:
         _close(transport)
         # The problem names the plugin already; so does the transport's message.
         message = str(error).removeprefix(f"plugin {entry.name!r}: ")
-        raise Problem("external", f"{message}; check the command and that it speaks "
-                                  "interlock's protocol (docs/protocol.md)") from None  # fmt: skip
+        hint = ("check that the server is running and reachable at the URL" if external.http
+                else "check the command")  # fmt: skip
+        raise Problem("external", f"{message}; {hint}, and that it speaks interlock's "
+                                  "protocol (docs/protocol.md)") from None  # fmt: skip
     ungranted = sorted(set(plugin.requested) - set(entry.capabilities or ()))
     if ungranted:
         logger.warning(
@@ -439,13 +557,9 @@ def construct(
         return target  # a function, module or instance; config reaches it as ctx.config
     cls: Any = target
     model = getattr(cls, "config_model", None)
-    granted = {} if store is None else {"store": store}
+    args, kwargs = _arguments(cls, entry, folder, {} if store is None else {"store": store})
     try:
-        if model is not None:
-            context = {CONFIG_FOLDER: folder} if folder is not None else None
-            return cls(model.model_validate(entry.config, context=context), **granted)
-        inspect.signature(cls).bind(**entry.config, **granted)
-        return cls(**entry.config, **granted)
+        return cls(*args, **kwargs)
     except pydantic.ValidationError as error:
         detail = "; ".join(_config_error(e, model) for e in error.errors())
         raise Problem("config", detail) from None
@@ -454,6 +568,26 @@ def construct(
     except (Exception, SystemExit) as error:
         message = f"{cls.__name__} failed to start: {type(error).__name__}: {error}"
         raise Problem("use", message) from None
+
+
+def _arguments(
+    cls: Any, entry: Entry, folder: Path | None, granted: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments that construct plugin class `cls` with the entry's config (checked
+    against its `config_model`, or its constructor's parameters) and `granted`."""
+    model = getattr(cls, "config_model", None)
+    if model is None:
+        try:
+            inspect.signature(cls).bind(**entry.config, **granted)
+        except TypeError as error:
+            raise Problem("config", f"{cls.__name__} cannot take this config: {error}") from None
+        return (), {**entry.config, **granted}
+    context = {CONFIG_FOLDER: folder} if folder is not None else None
+    try:
+        return (model.model_validate(entry.config, context=context),), granted
+    except pydantic.ValidationError as error:
+        detail = "; ".join(_config_error(e, model) for e in error.errors())
+        raise Problem("config", detail) from None
 
 
 def granted_store(target: Any, entry: Entry, config: ConfigFile) -> StateStore | None:
@@ -493,43 +627,106 @@ def _config_error(error: Any, model: Any) -> str:
 
 
 def register(
-    checked: Checked, source: Source, loaded: Mapping[str, Any], manager: PluginManager
+    checked: Checked,
+    source: Source,
+    loaded: Mapping[str, Any],
+    manager: PluginManager,
+    stand_ins: Mapping[str, Any] | None = None,
 ) -> list[ConfigProblem]:
     """Register in file order (a set where its first member stands). On any problem, undo
-    what was done and return every problem found."""
+    what was done and return every problem found, each wrong key of an entry at its own
+    line. `stand_ins` (`Checked.stand_ins`, for a dry run only) are registered so that
+    their entries' keys are checked; a stand-in's own refusal is not reported."""
     config = checked.config
+    stand_ins = stand_ins or {}
     set_of = {member: name for name, group in config.sets.items() for member in group.plugins}
     done: list[str] = []
     tried: set[str] = set()
     problems: list[ConfigProblem] = []
     for index, entry in sorted(checked.entries.items()):
         group_name = set_of.get(entry.name)
-        if entry.name not in loaded or group_name in tried:
+        if group_name is None:
+            plugin = loaded.get(entry.name, stand_ins.get(entry.name))
+            if plugin is None or "hook" in checked.dropped.get(index, ()):
+                continue  # nothing to register, or not known for what
+            refused, faults = _register_entry(manager, plugin, entry, config.defaults)
+            if refused is None:
+                done.append(entry.name)
+            elif faults or entry.name in loaded:
+                problems += [_refusal(e, key, index, checked, source)
+                             for key, e in faults or [(None, refused)]]  # fmt: skip
             continue
+        if group_name in tried or entry.name not in loaded:
+            continue
+        tried.add(group_name)
+        members = _members(checked, group_name, loaded)
+        options = _options(config.defaults, config.sets[group_name], _hooks_of(loaded, members))
         try:
-            if group_name is None:
-                options = _options(config.defaults, entry, _hooks_of(loaded, [entry]))
-                manager.register(loaded[entry.name], name=entry.name, hook=entry.hook,
-                                 config=entry.config, **options)  # fmt: skip
-            else:
-                tried.add(group_name)
-                members = _members(checked, group_name, loaded)
-                options = _options(
-                    config.defaults, config.sets[group_name], _hooks_of(loaded, members)
-                )
-                manager.register(PluginSet(group_name, [m for _, m in members]), **options)
-        except (InterlockError, TypeError, ValueError) as error:
-            plugin = getattr(error, "plugin", None)
-            culprit = checked.index_of(plugin) if isinstance(plugin, str) else None
-            path = ("plugins", index if culprit is None else culprit)
-            message = _in_config_words(error, plugin)
-            problems.append(source.problem(path, message, entry=plugin))
+            manager.register(PluginSet(group_name, [m for _, m in members]), **options)
+        except _REFUSED as error:
+            problems.append(_refusal(error, None, index, checked, source))
             continue
-        done.append(group_name or entry.name)
+        done.append(group_name)
     if problems:
         for name in reversed(done):
             manager.unregister(name)
     return problems
+
+
+_REFUSED = (InterlockError, TypeError, ValueError)
+# A key judged against another is tried with it.
+_NEEDS = {"overflow": ("background",)}
+
+
+def _register_entry(
+    manager: PluginManager, plugin: Any, entry: Entry, defaults: Options
+) -> tuple[Exception | None, list[tuple[str | None, Exception]]]:
+    """Register one entry's plugin. When it is refused: why, and each of the entry's keys
+    that is refused on its own (over the file's defaults, in a manager of its own), so
+    that every wrong key is reported, not only the first that registration meets."""
+    hooks = _hooks_of({entry.name: plugin}, [entry])
+    try:
+        manager.register(plugin, name=entry.name, hook=entry.hook, config=entry.config,
+                         **_options(defaults, entry, hooks))  # fmt: skip
+        return None, []
+    except _REFUSED as error:
+        refused = error
+    specs = [s for s in manager.specs() if s not in CATALOG]
+
+    def alone(options: Options) -> Exception | None:
+        try:
+            PluginManager(specs=specs).register(plugin, name=entry.name, hook=entry.hook,
+                                                config=entry.config,
+                                                **_options(defaults, options, hooks))  # fmt: skip
+        except _REFUSED as error:
+            return error
+        return None
+
+    if alone(Options()) is not None:
+        return refused, []  # the plugin is refused whatever its keys say
+    given = entry.given()
+    faults: list[tuple[str | None, Exception]] = []
+    for key in given:
+        # Constructed, not validated: the values were, and a timeout of `none` is inf.
+        options = Options.model_construct(**{k: given[k] for k in (key, *_NEEDS.get(key, ()))
+                                             if k in given})  # fmt: skip
+        fault = alone(options)
+        if fault is not None:
+            faults.append((key, fault))
+    return refused, faults
+
+
+def _refusal(
+    error: Exception, key: str | None, index: int, checked: Checked, source: Source
+) -> ConfigProblem:
+    """A registration error as a problem of the entry it names (else the one at `index`),
+    at the line of `key` when that key alone is at fault."""
+    plugin = getattr(error, "plugin", None)
+    culprit = checked.index_of(plugin) if isinstance(plugin, str) else None
+    path: tuple[Any, ...] = ("plugins", index if culprit is None else culprit)
+    if key is not None:
+        path = (*path, key)
+    return source.problem(path, _in_config_words(error, plugin), entry=plugin)
 
 
 # Registration speaks to Python callers: `when=`, `background=True`. A config says `when:`.

@@ -309,8 +309,10 @@ class PluginServer:
     def _initialize(self, params: Mapping[str, Any]) -> dict[str, Any]:
         version = params.get("protocol")
         if version != PROTOCOL_VERSION:
+            sent = ("left it out: initialize's 'protocol' field is missing" if version is None
+                    else f"sent {version!r}")  # fmt: skip
             raise RpcError(INVALID_PARAMS, f"this plugin speaks protocol {PROTOCOL_VERSION}, "
-                                           f"the host sent {version!r}")  # fmt: skip
+                                           f"the host {sent}")  # fmt: skip
         self._take_config(params.get("config"))
         return self.hello()
 

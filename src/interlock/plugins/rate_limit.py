@@ -214,7 +214,8 @@ def _windows(
         if not fnmatchcase(name, glob):
             continue
         for owner, whose in _owners(limit.scope, session):
-            described = f"{limit.calls} calls per {limit.per:g}s {whose} ({glob!r})"
+            calls = "1 call" if limit.calls == 1 else f"{limit.calls} calls"
+            described = f"{calls} per {limit.per:g}s {whose} ({glob!r})"
             windows.append((Window(_window_key(what, owner, glob, limit), limit.calls,
                                    limit.per), described))  # fmt: skip
     return windows
