@@ -218,3 +218,21 @@ def test_model_scripts_must_have_the_right_shape(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(ValueError, match=message):
             ScriptedBackend.from_file(path)
+
+
+async def test_a_session_interrupted_while_it_starts_ends_as_interrupted(tmp_path: Path) -> None:
+    """A command line whose reader went away during `session_start` (`interlock demo |
+    head -1`) stops as on Ctrl-C: the session ends `interrupted`, not as an error."""
+
+    def gone(payload: Any, ctx: Any) -> None:
+        raise KeyboardInterrupt  # what the CLI raises when its stdout closed
+
+    manager = PluginManager()
+    manager.register(gone, hook="session_start")
+    store = SessionStore(tmp_path / "s.db")
+    agent = Agent(ScriptedBackend(["hi"]), manager=manager, store=store)
+    with pytest.raises(KeyboardInterrupt):
+        async with agent.session("s-1"):
+            pass
+    [summary] = store.sessions()
+    assert summary.end_reason == "interrupted"

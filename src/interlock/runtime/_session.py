@@ -102,8 +102,9 @@ class Session:
         try:
             payload = SessionStart(self.id, self.tags, self.metadata)
             await self.fire(hooks.SESSION_START, payload)
-        except BaseException:
-            self._close("error: session_start failed")
+        except BaseException as exc:
+            reason = _end_reason(exc)
+            self._close("interrupted" if reason == "interrupted" else "error: session_start failed")
             raise
         return self
 
