@@ -3,145 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
 import json
-import os
-import shlex
-import sqlite3
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.text import Text
-from typer.core import TyperArgument, TyperGroup, TyperOption
 
 import interlock
 
-
-class _OutputClosed(KeyboardInterrupt):
-    """Whoever read the output stopped reading (`interlock demo | head -3`): the command
-    stops as on Ctrl-C, so a session it runs ends as `interrupted`."""
-
-
-class _Console(Console):
-    def on_broken_pipe(self) -> None:
-        self.quiet = True  # rich's default exits with 1, which logs the session as an error
-        raise _OutputClosed
-
-
-class _Commands(TyperGroup):
-    """The commands, with help written as other command lines write it (`--model TEXT`,
-    a flag without a placeholder, `PROMPT` in the usage line, paragraphs reflowed to the
-    terminal), and a closed output ending any command quietly, with status 141 (SIGPIPE)
-    as `git log | head` ends."""
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _plain_placeholders(super().get_params(ctx))
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        command = super().get_command(ctx, cmd_name)
-        if command is not None:
-            _plain_placeholders(command.get_params(ctx))  # the help option too: it is cached
-            paragraphs = inspect.cleandoc(command.help or "").split("\n\n")
-            command.help = "\n\n".join(" ".join(p.split()) for p in paragraphs) or None
-        return command
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (_OutputClosed, BrokenPipeError):
-            _silence_stdout()
-            raise typer.Exit(141) from None
-
-
-class _Option(TyperOption):
-    def display_type_rich(self, ctx: Any) -> str | None:
-        if self.is_flag:
-            return None
-        if self.metavar is not None:
-            return self.metavar
-        shown = self.display_type(ctx).strip("<>").removeprefix("list[").split()[0]
-        kind = shown.rstrip("]")
-        return {"str": "TEXT", "int": "INTEGER"}.get(kind, kind.upper())
-
-
-class _Argument(TyperArgument):
-    def display_type_rich(self, ctx: Any) -> str | None:
-        return None  # its name says it
-
-    def _rich_display_name(self) -> str:
-        return self.metavar or (self.name or "").upper()
-
-    def _usage_display_name(self) -> str:
-        name = self._rich_display_name()
-        if self.nargs != 1 and self.metavar is None:
-            name += "..."
-        return name if self.required else f"[{name}]"
-
-
-def _plain_placeholders(params: list[Any]) -> list[Any]:
-    for param in params:
-        if type(param) is TyperOption:
-            param.__class__ = _Option
-        elif type(param) is TyperArgument:
-            param.__class__ = _Argument
-    return params
-
-
-def _silence_stdout() -> None:
-    """Point stdout at the null device: what is still buffered for a reader that left
-    is dropped at exit, not reported as an error."""
-    with contextlib.suppress(OSError, ValueError):  # not a file: a test runner's buffer
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
+from ._options import AsJson, ConfigFile, DataDir, PluginDirs, StoreUrl
+from ._output import Commands, new_console
+from ._plugins import discover_plugins, load_plugins
+from ._run import model_backend, run_once, session_metadata, session_tags, storable
+from ._serve_args import find_served, load_served, served_config, served_tokens
+from ._session_log import (
+    data_folder,
+    has_session,
+    open_store,
+    session_stats,
+    show_command,
+    store_target,
+)
 
 app = typer.Typer(
-    cls=_Commands,
+    cls=Commands,
     help="interlock: typed, capability-safe hooks and plugins for LLM agents.",
     no_args_is_help=True,
     add_completion=False,
 )
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar="INTERLOCK_DATA_DIR",
-        help="Where session logs live.",
-        show_default="~/.local/share/interlock",
-    ),
-]
-StoreUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        envvar="INTERLOCK_STORE",
-        metavar="URL",
-        # `\[`: rich would read [postgres] as markup, and drop it
-        help="The session log: a SQLite file (or sqlite:///PATH) or postgresql://HOST/DATABASE "
-        "(needs interlock\\[postgres]). Default: sessions.db in the data dir.",
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead.")]
-ConfigFile = Annotated[
-    Path | None,
-    typer.Option("--config", envvar="INTERLOCK_CONFIG", help="An interlock.yaml to load."),
-]
-PluginDirs = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--plugin-dir",
-        metavar="DIR",
-        exists=True,
-        file_okay=False,
-        help="A folder of drop-in plugins (plugin.yaml + module) to find plugins in by name; "
-        "repeatable. No folder is searched unless named here or in a config's plugin_dirs.",
-    ),
-]
 
 
 def _version(value: bool) -> None:
@@ -181,21 +72,21 @@ def demo(
     """
     from ._demo import run
 
-    console = _console()
-    directory = _data_dir(data_dir)
-    manager, _, _, _ = _plugins(config, plugin or [], plugin_dir or [])
+    console = new_console()
+    directory = data_folder(data_dir)
+    manager, _, _, _ = load_plugins(config, plugin or [], plugin_dir or [])
     yours = ", ".join(sorted({r.plugin for r in manager.registrations()}))
     cast = f"the built-in plugins and yours ({yours})" if yours else "six built-in plugins"
     console.print(Text.assemble(("interlock demo", "bold"),
                                 f": a scripted agent, {cast}, every hook traced"))  # fmt: skip
-    store = _open_store(_store_target(data_dir, store_url))
+    store = open_store(store_target(data_dir, store_url))
     try:
         session_id = asyncio.run(run(console, directory, store, manager))
     finally:
         store.close()
     console.print(Text.assemble(
         f"\nSession log: {store.location}\nShow it with: ",
-        (_show_command(ctx, session_id, store), "bold"),
+        (show_command(ctx, session_id, store), "bold"),
         f"\nAudit log: {directory / 'audit.jsonl'}",
     ))  # fmt: skip
 
@@ -248,22 +139,22 @@ def run(
 
     from ._trace import Trace
 
-    console = _console(stderr=as_json)
-    if session is not None and not _storable(session):
+    console = new_console(stderr=as_json)
+    if session is not None and not storable(session):
         raise typer.BadParameter(f"{session!r} is not valid UTF-8 text", param_hint="--session")
-    tags, metadata = _tags(tag or []), _metadata(meta or [])
-    backend = _backend(model, base_url)
-    manager, tools, _, _ = _plugins(config, plugin or [], plugin_dir or [])
+    tags, metadata = session_tags(tag or []), session_metadata(meta or [])
+    backend = model_backend(model, base_url)
+    manager, tools, _, _ = load_plugins(config, plugin or [], plugin_dir or [])
     try:
         toolset = ToolSet(tools)
     except ValueError as error:  # two drop-ins offer a tool of the same name
         raise typer.BadParameter(str(error), param_hint="--config/--plugin") from None
-    store = _open_store(_store_target(data_dir, store_url))
+    store = open_store(store_target(data_dir, store_url))
     try:
         trace_view = Trace(console) if trace else None
         agent = Agent(backend, tools=toolset.tools(), manager=manager, system_prompt=system,
                       store=store, stream=stream, on_event=trace_view)  # fmt: skip
-        session_id, result = asyncio.run(_run_once(agent, prompt, session, tags, metadata))
+        session_id, result = asyncio.run(run_once(agent, prompt, session, tags, metadata))
     except SessionLogError as error:  # the log went away mid-turn: nothing more was done
         typer.echo(str(error), err=True)
         raise typer.Exit(1) from None
@@ -282,7 +173,7 @@ def run(
     else:
         console.print(Text.assemble(("not delivered", "red"), f": {result.reason}"))
     if not as_json:  # on stderr: the reply alone is what `$(interlock run ...)` captures
-        typer.echo(f"Show this session with: {_show_command(ctx, session_id, store)}", err=True)
+        typer.echo(f"Show this session with: {show_command(ctx, session_id, store)}", err=True)
     if result.stopped != "answered" or not result.delivered:
         raise typer.Exit(1)
 
@@ -297,7 +188,7 @@ def log(
     """List sessions, or show one session's log (system items marked)."""
     from ._log import list_sessions, show_session
 
-    path = _store_target(data_dir, store_url)
+    path = store_target(data_dir, store_url)
     if isinstance(path, Path) and not path.is_file():
         if session_id is None and as_json:
             typer.echo("[]")
@@ -305,16 +196,16 @@ def log(
         typer.echo(f"no session log at {path} yet; run `interlock demo` or `interlock run`",
                    err=session_id is not None)  # fmt: skip
         raise typer.Exit(1 if session_id else 0)
-    store = _open_store(path, create=False)  # a reader: creates nothing
+    store = open_store(path, create=False)  # a reader: creates nothing
     try:
         if session_id is None:
-            list_sessions(store, _console(), as_json)
-        elif not _known(store, session_id):
+            list_sessions(store, new_console(), as_json)
+        elif not has_session(store, session_id):
             missing = f"no session {session_id!r} in {store.location}"
             typer.echo(f"{missing}; `interlock log` lists them", err=True)
             raise typer.Exit(1)
         else:
-            show_session(store, session_id, _console(), as_json)
+            show_session(store, session_id, new_console(), as_json)
     finally:
         store.close()
 
@@ -329,7 +220,7 @@ def hooks(
     """List the hook catalog: payload fields, accepted actions, writable fields."""
     from ._inspect import show_hooks
 
-    show_hooks(_console(), schema=schema, as_json=as_json)
+    show_hooks(new_console(), schema=schema, as_json=as_json)
 
 
 @app.command()
@@ -348,13 +239,13 @@ def plugins(
     from ._inspect import show_plugins
 
     if config is not None:
-        manager, _, available, uses = _plugins(config, [], plugin_dir or [])
+        manager, _, available, uses = load_plugins(config, [], plugin_dir or [])
     else:
-        manager, available, uses = None, _discover(plugin_dir or []), {}
-    target = _store_target(data_dir, store_url)
-    stats = _session_stats(target, session) if session is not None else None
+        manager, available, uses = None, discover_plugins(plugin_dir or []), {}
+    target = store_target(data_dir, store_url)
+    stats = session_stats(target, session) if session is not None else None
     try:
-        show_plugins(_console(), available, manager, stats, uses, as_json=as_json)
+        show_plugins(new_console(), available, manager, stats, uses, as_json=as_json)
     finally:
         if manager is not None:
             manager.close()  # stops any external plugin the config started
@@ -369,22 +260,9 @@ def check(
 
     Exits with 1 and lists every problem (file, line, plugin, what to fix) when it is wrong.
     """
-    from interlock.config import check as check_config
-    from interlock.config import load_config_text, read_config
+    from ._check import check_file
 
-    try:
-        text = read_config(file)
-        manager = load_config_text(text, file=str(file), plugin_dirs=plugin_dir or [])
-    except interlock.ConfigError as error:
-        for problem in error.problems:
-            typer.echo(str(problem), err=True)
-        raise typer.Exit(1) from None
-    # The entries, not the registrations (a drop-in that only gives tools has none), in
-    # the file's order.
-    names = [e.name for e in check_config(text, file=str(file))[1].plugins if e.enabled]
-    typer.echo(f"ok: {file}: {len(names)} plugin{'s' if len(names) != 1 else ''}"
-               f"{': ' + ', '.join(names) if names else ''}")  # fmt: skip
-    manager.close()
+    check_file(file, plugin_dir or [])
 
 
 @app.command()
@@ -466,15 +344,15 @@ def serve(
         )
     if stdio and state is not None:
         raise typer.BadParameter("--state is for --http replicas; over stdio one process serves")
-    tokens = _served_tokens(token, token_file) if http is not None else []
-    config = _served_config(plugin_config)
-    available = _discover(plugin_dir or [])
+    tokens = served_tokens(token, token_file) if http is not None else []
+    config = served_config(plugin_config)
+    available = discover_plugins(plugin_dir or [])
     if stdio and config is None:  # built with the host's config; found now, so typos show
-        _found(target, available)
-        serve_stdio(lambda sent: _load_served(target, sent, available), name=name,
+        find_served(target, available)
+        serve_stdio(lambda sent: load_served(target, sent, available), name=name,
                     limit=max_message_bytes)  # fmt: skip
         return
-    plugin = _load_served(target, config or {}, available)
+    plugin = load_served(target, config or {}, available)
     if http is not None:
         serve_http(
             plugin,
@@ -516,7 +394,7 @@ def mcp_gateway(
     """
     from ._mcp import serve_gateway
 
-    manager, _, _, _ = _plugins(config, plugin or [], plugin_dir or [])
+    manager, _, _, _ = load_plugins(config, plugin or [], plugin_dir or [])
     serve_gateway(manager, upstream)
 
 
@@ -568,7 +446,7 @@ def new_plugin(
         root = scaffold(name, directory)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="NAME") from None
-    console = _console()
+    console = new_console()
     # The path and the command are copied: each on one line, whatever the width (soft
     # wrap: the terminal's); the note wraps at spaces.
     console.print(Text(f"created {root}"), soft_wrap=True)
@@ -592,258 +470,3 @@ def main() -> None:
         if reconfigure is not None:  # never die printing text the terminal cannot show
             reconfigure(errors="backslashreplace")
     app()
-
-
-async def _run_once(
-    agent: Any, prompt: str, session_id: str | None, tags: list[str], metadata: dict[str, str]
-) -> tuple[str, Any]:
-    """The session's id and the turn's result."""
-    try:
-        async with agent.session(session_id, tags=tags, metadata=metadata) as session:
-            return session.id, await session.send(prompt)
-    finally:
-        await agent.aclose()
-
-
-def _tags(given: list[str]) -> list[str]:
-    """`--tag`s as the session's tags, each once."""
-    for tag in given:
-        if not tag.strip():
-            raise typer.BadParameter("a tag is empty", param_hint="--tag")
-        if not _storable(tag):
-            raise typer.BadParameter(f"{tag!r} is not valid UTF-8 text", param_hint="--tag")
-    return list(dict.fromkeys(given))
-
-
-def _metadata(given: list[str]) -> dict[str, str]:
-    """`--meta KEY=VALUE`s as the session's metadata (values are text)."""
-    metadata = {}
-    for item in given:
-        key, equals, value = item.partition("=")
-        if not equals or not key.strip():
-            message = f"{item!r}: give KEY=VALUE, e.g. user=ada"
-            raise typer.BadParameter(message, param_hint="--meta")
-        if not _storable(item):
-            raise typer.BadParameter(f"{item!r} is not valid UTF-8 text", param_hint="--meta")
-        metadata[key.strip()] = value
-    return metadata
-
-
-def _show_command(ctx: typer.Context, session_id: str, store: Any) -> str:
-    """`interlock log ID`, with the --store or --data-dir this command was given on its
-    command line (set in the environment, they hold for the next command as well); the
-    store as shown: without its password."""
-    words = ["interlock", "log", session_id]
-    sources = {name: ctx.get_parameter_source(name) for name in ("store_url", "data_dir")}
-    # By name: typer ships a click of its own, whose ParameterSource is not click's.
-    given = {
-        name for name, source in sources.items() if getattr(source, "name", "") == "COMMANDLINE"
-    }
-    if "store_url" in given:
-        words += ["--store", store.location]
-    elif "data_dir" in given:
-        words += ["--data-dir", str(ctx.params["data_dir"])]
-    return shlex.join(words)
-
-
-def _console(*, stderr: bool = False) -> Console:
-    return _Console(stderr=stderr, emoji=False, highlight=False)
-
-
-def _data_dir(value: Path | None) -> Path:
-    from interlock.runtime import default_data_dir
-
-    return value if value is not None else default_data_dir()
-
-
-def _store_target(data_dir: Path | None, store_url: str | None) -> Path | str:
-    """`--store` (a URL, or a file path: sqlite:///PATH too), else sessions.db in the
-    data dir."""
-    if store_url is None:
-        return _data_dir(data_dir) / "sessions.db"
-    scheme, separator, rest = store_url.partition("://")
-    if separator and not (scheme == "sqlite" and rest):
-        return store_url
-    return Path(rest if separator else store_url)
-
-
-def _open_store(target: Path | str, *, create: bool = True) -> Any:
-    """The session log at `target`; `create=False` for a reader, which must not make one."""
-    from interlock.runtime import SessionLogError, open_session_store
-
-    try:
-        return open_session_store(target, create=create)
-    except sqlite3.DatabaseError as error:
-        typer.echo(f"{target} is not an interlock session log ({error})", err=True)
-    except (SessionLogError, ImportError) as error:  # unreachable, or no interlock[postgres]
-        typer.echo(str(error), err=True)
-    raise typer.Exit(1)
-
-
-def _known(store: Any, session_id: str) -> bool:
-    try:
-        return bool(store.has_session(session_id))
-    except ValueError:
-        return False
-
-
-def _discover(directories: list[Path]) -> Any:
-    """The plugins available by name: built-ins, entry points, and the drop-ins in the
-    folders named with --plugin-dir (and in no other folder)."""
-    from interlock.discovery import PluginLoadError, discover
-
-    try:
-        return discover(directories)
-    except PluginLoadError as error:
-        raise typer.BadParameter(str(error), param_hint="--plugin-dir") from None
-
-
-def _plugins(
-    config: Path | None, extra: list[str], directories: list[Path]
-) -> tuple[Any, list[Any], Any, dict[str, str]]:
-    """The manager for `run` (and `plugins`): the config's plugins and `--plugin`s, plus
-    the tools the drop-in plugins among them contribute, what can be named, and what
-    each registered plugin name was loaded from (its `use:`, or `external:KIND`)."""
-    from interlock.config import check as check_config
-    from interlock.config import load_config_text, load_plugin, plugin_sources, read_config
-    from interlock.discovery import PluginLoadError
-
-    available = _discover(directories) if config is None else {}
-    manager = interlock.PluginManager()
-    used: list[str] = []
-    uses: dict[str, str] = {}
-    if config is not None:
-        file = str(config)
-        try:
-            text = read_config(config)  # size-capped
-            try:
-                parsed = check_config(text, file=file)[1]
-            except interlock.ConfigError:  # loading reports it with every other problem
-                load_config_text(text, file=file, plugin_dirs=directories)
-                raise
-            available = plugin_sources(parsed, file, directories)
-            load_config_text(text, file=file, manager=manager, plugins=available)
-        except interlock.ConfigError as error:
-            for problem in error.problems:
-                typer.echo(str(problem), err=True)
-            raise typer.Exit(1) from None
-        used += [entry.use for entry in parsed.plugins if entry.enabled and entry.use]
-        for entry in parsed.plugins:
-            kind = entry.external.kind() if entry.external is not None else None
-            uses[entry.name] = entry.use or f"external:{kind}"
-    for spec in extra:
-        before = {r.plugin for r in manager.registrations()}
-        try:
-            manager.register(load_plugin(spec, plugins=available))
-        except interlock.ConfigError as error:  # a command-line argument: no config to name
-            message = "; ".join(p.message for p in error.problems)
-            raise typer.BadParameter(message, param_hint="--plugin") from None
-        except (PluginLoadError, interlock.InterlockError) as error:
-            raise typer.BadParameter(str(error), param_hint="--plugin") from None
-        uses.update(dict.fromkeys({r.plugin for r in manager.registrations()} - before, spec))
-        used.append(spec)
-    tools = []
-    for name in dict.fromkeys(used):  # a drop-in used twice gives its tools once
-        source = available.get(name)
-        if source is not None and source.kind == "directory":
-            try:
-                tools += source.tools()
-            except PluginLoadError as error:
-                raise typer.BadParameter(str(error), param_hint="--plugin") from None
-    return manager, tools, available, uses
-
-
-def _served_config(raw: str | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        config = json.loads(raw)
-    except ValueError as error:
-        raise typer.BadParameter(f"not JSON: {error}", param_hint="--plugin-config") from None
-    if not isinstance(config, dict):
-        raise typer.BadParameter("give a JSON object", param_hint="--plugin-config")
-    return config
-
-
-def _served_tokens(token: str | None, token_file: Path | None) -> list[str]:
-    """The tokens `serve --http` accepts: --token's, and each line of --token-file."""
-    tokens = []
-    if token is not None:
-        if not token.strip():
-            raise typer.BadParameter("the token is empty", param_hint="--token")
-        tokens.append(token)
-    if token_file is not None:
-        try:
-            lines = token_file.read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as error:
-            message = f"cannot read {token_file}: {error}"
-            raise typer.BadParameter(message, param_hint="--token-file") from None
-        found = [line.strip() for line in lines if line.strip()]
-        if not found:
-            message = f"{token_file} holds no token: write one per line"
-            raise typer.BadParameter(message, param_hint="--token-file")
-        tokens += found
-    return tokens
-
-
-def _found(target: str, available: Any) -> None:
-    from interlock.config import find_plugin
-
-    _as_parameter(lambda: find_plugin(target, plugins=available))
-
-
-def _load_served(target: str, config: Any, available: Any) -> Any:
-    from interlock.config import load_plugin
-
-    return _as_parameter(lambda: load_plugin(target, config=config, plugins=available))
-
-
-def _as_parameter(load: Callable[[], Any]) -> Any:
-    """A plugin that cannot be loaded, told as a bad TARGET, or a bad --plugin-config
-    when its config is what does not fit (checked as a config file's `config:` is)."""
-    try:
-        return load()
-    except interlock.ConfigError as error:
-        message = "; ".join(p.message for p in error.problems)
-        about_config = all(p.message.startswith("config") for p in error.problems)
-        hint = "--plugin-config" if about_config else "TARGET"
-        raise typer.BadParameter(message, param_hint=hint) from None
-
-
-def _storable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _session_stats(target: Path | str, session_id: str) -> list[Any]:
-    if isinstance(target, Path) and not target.is_file():
-        typer.echo(f"no session log at {target} yet", err=True)
-        raise typer.Exit(1)
-    store = _open_store(target, create=False)
-    try:
-        if not _known(store, session_id):
-            typer.echo(f"no session {session_id!r} in {store.location}", err=True)
-            raise typer.Exit(1)
-        logged = [r for r in store.records(session_id) if r.kind == "stats"]
-    finally:
-        store.close()
-    return list(logged[-1].data["registrations"]) if logged else []
-
-
-def _backend(model: str, base_url: str | None) -> Any:
-    from interlock.runtime import OpenAIBackend, ScriptedBackend
-
-    kind, _, name = model.partition(":")
-    try:
-        if kind == "scripted":
-            return ScriptedBackend.from_file(name) if name else ScriptedBackend()
-        if kind == "openai" and name:
-            return OpenAIBackend(name, base_url=base_url)
-    except (ValueError, ImportError) as error:
-        raise typer.BadParameter(str(error), param_hint="--model") from None
-    raise typer.BadParameter(
-        f"{model!r}: use scripted, scripted:SCRIPT.json or openai:MODEL", param_hint="--model"
-    )
