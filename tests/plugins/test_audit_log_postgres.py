@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from interlock import ConfigError, PluginManager, ToolCall, hooks
+from interlock import PluginManager, ToolCall, hooks
 from interlock.config import load_config_text
+from interlock.plugins._audit_postgres import PostgresSink
 from interlock.plugins.audit_log import AuditLog, AuditLogConfig, AuditLogError
 from interlock.runtime import Step, open_session_store
 
@@ -220,26 +221,32 @@ async def test_an_outage_past_retry_for_fails_the_handler_and_the_log_goes_on(
     assert "check that the server is up and reachable" in caplog.text
 
 
+def write_a_gap(url: str, retry_for: float = 10) -> None:
+    """Open the log's sink and write one gap record: its first batch connects it."""
+    sink = PostgresSink(url, retry_for=retry_for)
+    try:
+        now = "2026-01-01T00:00:00+00:00"
+        sink.write([sink.make({"gap": 1, "from": now, "to": now, "hooks": {}})])
+    finally:
+        sink.close()
+
+
 def test_an_unreachable_database_is_named_without_its_password() -> None:
     unreachable = socket.socket()
     unreachable.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
     port = unreachable.getsockname()[1]
     url = f"postgresql://ada:s3cret@127.0.0.1:{port}/test?schema=audit"
-    with pytest.raises(AuditLogError) as caught:
-        AuditLog(AuditLogConfig(url=url, retry_for=0.3))
+    # Loading the configuration (`interlock check`) does not connect: no wait, no error.
+    load_config_text(
+        "plugins: [{name: audit, use: audit-log, config: {url: '${URL}', retry_for: 120}}]",
+        environ={"URL": url},
+    ).close()
+    with pytest.raises(AuditLogError) as caught:  # the first batch connects
+        write_a_gap(url, retry_for=0.3)
     message = str(caught.value)
     assert "cannot create or migrate its tables in the audit log at" in message
     assert caught.value.sink == f"postgresql://ada@127.0.0.1:{port}/test?schema=audit"
     assert caught.value.sink in message and "s3cret" not in message
-    with pytest.raises(ConfigError) as config_error:
-        load_config_text(
-            "plugins: [{name: audit, use: audit-log, config: {url: '${URL}', retry_for: 0.3}}]",
-            environ={"URL": url},
-        )
-    assert "AuditLog failed to start: AuditLogError: cannot create or migrate" in str(
-        config_error.value
-    )
-    assert "s3cret" not in str(config_error.value)
     unreachable.close()
 
 
@@ -287,17 +294,20 @@ def test_dropped_records_are_stored_as_gap_rows(postgres_url: str) -> None:
 
 def test_its_tables_sit_beside_the_session_log_versioned_apart(postgres_url: str) -> None:
     open_session_store(postgres_url).close()
-    AuditLog(AuditLogConfig(url=postgres_url))  # created and migrated at construction
-    manager = PluginManager()
-    manager.register(AuditLog(AuditLogConfig(url=postgres_url)))  # migrates nothing
-    manager.close()
+    AuditLog(AuditLogConfig(url=postgres_url))  # connects on its first batch: nothing yet
     conn, schema = admin(postgres_url)
     with conn:
-        for table in ("schema_version", "audit_schema_version"):
-            assert conn.execute(f'SELECT version FROM "{schema}".{table}').fetchall() == [(1,)]
+        found = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".audit_schema_version',))
+        assert found.fetchone() == (None,)
+    write_a_gap(postgres_url)  # created and migrated
+    write_a_gap(postgres_url)  # migrates nothing
+    conn, schema = admin(postgres_url)
+    with conn:
+        for table, versions in (("schema_version", [(1,), (2,)]), ("audit_schema_version", [(1,)])):
+            assert conn.execute(f'SELECT version FROM "{schema}".{table}').fetchall() == versions
         conn.execute(f'INSERT INTO "{schema}".audit_schema_version VALUES (2, 0)')
     with pytest.raises(AuditLogError, match="has schema version 2; this interlock knows up to 1"):
-        AuditLog(AuditLogConfig(url=postgres_url))
+        write_a_gap(postgres_url)
     open_session_store(postgres_url).close()  # the session log's version is its own
 
 
@@ -328,3 +338,17 @@ def test_records_not_waited_for_are_written_at_close(
     manager.close()
     assert len(stored(postgres_url)) == 50
     assert "audit log" not in caplog.text
+
+
+def test_a_session_id_too_long_for_an_index_fails_no_batch(postgres_url: str) -> None:
+    sink = PostgresSink(postgres_url, retry_for=10)
+    hostile, other = "x" * 9_000, "x" * 8_999 + "y"
+    now = "2026-01-01T00:00:00+00:00"
+    rows = [sink.make({"ts": now, "session": s, "hook": "pre_tool_call"}) for s in (hostile, other)]
+    sink.write([*rows, sink.make({"ts": now, "session": "s", "hook": "pre_tool_call"})])
+    sink.close()
+    stored_rows = stored(postgres_url, "session_id, record")
+    assert [record["session"] for _, record in stored_rows] == [hostile, other, "s"]  # whole
+    short = [column for column, _ in stored_rows]
+    assert short[2] == "s" and short[0] != short[1]  # cut, told apart by the hash
+    assert all(len(column.encode()) <= 1_000 for column in short)

@@ -42,9 +42,9 @@ def test_tables_are_created_once_and_versioned(postgres_url: str) -> None:
     conn, schema = tables(postgres_url)
     with conn:
         versions = conn.execute(f'SELECT version FROM "{schema}".schema_version').fetchall()
-        assert versions == [(1,)]
-        conn.execute(f'INSERT INTO "{schema}".schema_version VALUES (2, 0)')
-    with pytest.raises(SessionLogError, match="has schema version 2; this interlock knows up to 1"):
+        assert versions == [(1,), (2,)]
+        conn.execute(f'INSERT INTO "{schema}".schema_version VALUES (3, 0)')
+    with pytest.raises(SessionLogError, match="has schema version 3; this interlock knows up to 2"):
         open_session_store(postgres_url)
 
 

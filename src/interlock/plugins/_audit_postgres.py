@@ -9,7 +9,9 @@
 
 Needs `pip install 'interlock[postgres]'`. The table `audit_records` lives in the URL's
 schema (default `interlock`), migrated like the session log's tables but versioned apart
-(`audit_schema_version`). A row per record, in the order written:
+(`audit_schema_version`), when the writer thread writes its first batch (as the file is
+opened on its first record): checking a configuration does not connect. A row per record, in
+the order written:
 
     log         UUID      the writer that wrote it (one per opening of the log)
     seq         BIGINT    its place in that writer's records, from 1; (log, seq) is the key
@@ -28,17 +30,22 @@ whose connection drops is tried again on a fresh one for `retry_for` seconds; it
 their (log, seq), which the table already holding them skips, so a batch committed just
 before the drop is not stored twice. Past `retry_for` the batch fails: its handlers fail
 (counted; the breaker pauses the log after five in a row) and the writer goes on with the
-next batch. NUL characters, which jsonb cannot hold, are stored as U+2400 (␀).
+next batch. NUL characters, which jsonb cannot hold, are stored as U+2400 (␀). A session id
+longer than the session log keeps is cut in its column, ending in a hash of the whole (the
+record keeps it whole), so one record cannot fail its batch.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
+import hashlib
 import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .._postgres import Database, Migrations
+from .._postgres import Database, Migrations, locate
+from ..runtime._store import MAX_ID_BYTES
 from .audit_log import AuditLogError, Seen, encode, entry
 
 if TYPE_CHECKING:
@@ -81,7 +88,11 @@ class PostgresSink:
     module documentation."""
 
     def __init__(self, url: str, *, retry_for: float) -> None:
-        self._db = Database(
+        self.where = locate(url, log="audit log", error=_error)  # a bad URL fails here
+        # Connected on the first write (on the writer thread), like the file opened on its
+        # first record: checking a configuration neither waits for the server nor migrates.
+        self._open = functools.partial(
+            Database,
             url,
             log="audit log",
             error=_error,
@@ -91,13 +102,9 @@ class PostgresSink:
             pool_size=1,  # one writer thread
             application_name="interlock-audit-log",
         )
-        self.where = self._db.location
+        self._db: Database | None = None
         self._log = uuid.uuid4()
         self._next = 1
-        self._insert = (
-            f"INSERT INTO {self._db.quoted}.audit_records ({_COLUMNS}) VALUES {{rows}} "
-            "ON CONFLICT (log, seq) DO NOTHING"
-        )
 
     def make(self, data: Seen | dict[str, Any]) -> Row:
         """The record's columns; raises for text no database can hold (lone surrogates)."""
@@ -111,7 +118,7 @@ class PostgresSink:
         return (
             "gap" if gap else "record",
             datetime.datetime.fromisoformat(record["to"] if gap else record["ts"]),
-            record.get("session"),
+            _session_column(record.get("session")),
             record.get("turn"),
             record.get("hook"),
             record.get("outcome"),
@@ -129,19 +136,33 @@ class PostgresSink:
         first, self._next = self._next, self._next + len(items)
         rows = [(self._log, first + n, *item) for n, item in enumerate(items)]
 
+        db = self._database()
+        insert = (
+            f"INSERT INTO {db.quoted}.audit_records ({_COLUMNS}) VALUES {{rows}} "
+            "ON CONFLICT (log, seq) DO NOTHING"
+        )
+
         # Each statement commits on its own (no BEGIN and COMMIT to wait for): a retry
         # sends them all again, and the table skips the rows it has.
         def work(conn: psycopg.Connection[Any], attempt: int) -> None:
             for start in range(0, len(rows), _ROWS):
                 chunk = rows[start : start + _ROWS]
-                statement = self._insert.format(rows=", ".join([_ROW] * len(chunk)))
+                statement = insert.format(rows=", ".join([_ROW] * len(chunk)))
                 conn.execute(statement, [value for row in chunk for value in row])
 
-        self._db.run(f"write {len(rows)} records", work)
+        db.run(f"write {len(rows)} records", work)
+
+    def _database(self) -> Database:
+        """The database, opened on first use: a failed opening fails its batch, and the
+        next batch tries again."""
+        if self._db is None:
+            self._db = self._open()
+        return self._db
 
     def close(self) -> None:
-        """Close the connection."""
-        self._db.close()
+        """Close the connection, if one was opened."""
+        if self._db is not None:
+            self._db.close()
 
 
 def _plugins(record: dict[str, Any]) -> list[str]:
@@ -155,6 +176,15 @@ def _plugins(record: dict[str, Any]) -> list[str]:
             for item in value:
                 named[item["plugin"] if isinstance(item, dict) else item] = None
     return list(named)
+
+
+def _session_column(session: str | None) -> str | None:
+    """The session id for its indexed column: one too long for an index (a hostile id)
+    is cut, with a hash of the whole to tell such ids apart; `record` keeps it whole."""
+    if session is None or len(session.encode(errors="surrogatepass")) <= MAX_ID_BYTES:
+        return session
+    digest = hashlib.sha256(session.encode(errors="surrogatepass")).hexdigest()[:16]
+    return f"{session[: MAX_ID_BYTES // 4 - 20]}…{digest}"  # within the bytes at 4 a char
 
 
 def _without_nul(value: Any) -> Any:

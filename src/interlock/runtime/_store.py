@@ -332,10 +332,15 @@ class SessionStore:
             self._db.execute("COMMIT")
 
 
+MAX_ID_BYTES = 1_000
+"""The longest session id either backend keeps, in UTF-8 bytes."""
+
+
 def _check_id(session_id: str) -> None:
-    """Refuse an id that one of the backends could not keep (PostgreSQL text holds no NUL)."""
+    """Refuse an id that one of the backends could not keep (PostgreSQL text holds no NUL,
+    and its indexes no key over about 2,700 bytes)."""
     try:
-        session_id.encode("utf-8")
+        size = len(session_id.encode("utf-8"))
     except UnicodeEncodeError:
         raise ValueError(
             f"session id {session_id!r} is not valid UTF-8 text; use letters, digits, - and _"
@@ -343,4 +348,9 @@ def _check_id(session_id: str) -> None:
     if "\x00" in session_id:
         raise ValueError(
             f"session id {session_id!r} holds a NUL character; use letters, digits, - and _"
+        )
+    if size > MAX_ID_BYTES:
+        raise ValueError(
+            f"session id {session_id[:40]!r}... is {size:,} bytes long; use at most "
+            f"{MAX_ID_BYTES:,} (UTF-8)"
         )

@@ -7,8 +7,12 @@ versions applied, and processes starting together migrate one at a time (an advi
 
 A record's `seq` counts its session's records; `(session_id, seq)` is unique. An append is
 one statement that commits before it returns. When the connection drops, the append is
-tried again on a fresh connection; each record carries a random key, so a retry first looks
-for an earlier attempt that committed before the drop, and a record is never stored twice.
+tried again on a fresh connection; each record carries a random key, unique in its session,
+so a retry first looks for an earlier attempt that committed before the drop, and an attempt
+whose backend commits late (it was waiting on a lock) collides with the retry's row rather
+than storing the record twice. A statement waits at most about `retry_for` seconds (its
+`statement_timeout` and `lock_timeout`), then is tried again like a dropped connection.
+Appends block the calling thread (an async caller's event loop with it).
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ _MIGRATIONS: Migrations = (
             PRIMARY KEY (session_id, seq)
         )""",
     ),
+    # A record's key is unique in its session: an attempt whose backend outlived its client
+    # (waiting on a lock) and the retry that followed cannot both store the record.
+    ("ALTER TABLE {schema}.records ADD CONSTRAINT records_session_key UNIQUE (session_id, key)",),
 )
 
 
@@ -144,15 +151,20 @@ class PostgresSessionStore:
         }
 
         def work(conn: psycopg.Connection[Any], attempt: int) -> int:
-            if attempt > 1:  # the last attempt may have committed before its connection dropped
-                found = conn.execute(self._sql.find, (session_id, key)).fetchone()
-                if found is not None:
-                    return int(found[0])
+            # An earlier attempt may have committed before its connection dropped, or
+            # commit still (its backend waiting on a lock): the key finds it either way.
+            check = attempt > 1
             while True:
+                if check:
+                    found = conn.execute(self._sql.find, (session_id, key)).fetchone()
+                    if found is not None:
+                        return int(found[0])
                 inserted = conn.execute(self._sql.append, values).fetchone()
                 if inserted is not None:
                     return int(inserted[0])
-                # Another process took this session's next seq first: count again.
+                # Another writer took this session's next seq first, or an earlier attempt
+                # stored this key meanwhile: look for it, then count again.
+                check = True
 
         try:
             seq = self._db.run(f"append a {kind} record to session {session_id!r}", work)
@@ -211,14 +223,14 @@ class _Queries:
             f"UPDATE {schema}.sessions SET ended = NULL, end_reason = NULL WHERE id = %s"
         )
         self.end_session = f"UPDATE {schema}.sessions SET ended = %s, end_reason = %s WHERE id = %s"
-        # The next seq is counted in the same statement; a writer that loses the race to it
-        # inserts nothing (no row returned) and counts again.
+        # The next seq is counted in the same statement; a writer that loses the race to it,
+        # or whose key is already stored, inserts nothing (no row returned).
         self.append = (
             f"INSERT INTO {schema}.records (session_id, seq, turn, kind, created, data, key) "
             "SELECT %(session_id)s, COALESCE(MAX(seq), 0) + 1, %(turn)s::integer, %(kind)s, "
             "%(created)s::double precision, %(data)s, %(key)s::uuid "
             f"FROM {schema}.records WHERE session_id = %(session_id)s "
-            "ON CONFLICT (session_id, seq) DO NOTHING RETURNING seq"
+            "ON CONFLICT DO NOTHING RETURNING seq"
         )
         self.find = f"SELECT seq FROM {schema}.records WHERE session_id = %s AND key = %s"
         self.records = (
