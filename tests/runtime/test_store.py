@@ -160,3 +160,13 @@ def test_the_runtime_does_not_load_the_postgres_driver() -> None:
     code = "import sys, interlock.runtime; print([m for m in sys.modules if 'psycopg' in m])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_libpq_key_value_settings_are_refused_without_echoing_them() -> None:
+    """`--store "host=db password=..."` is no file name: refused, the password unshown."""
+    from interlock.runtime import SessionLogError, open_session_store
+
+    with pytest.raises(SessionLogError) as info:
+        open_session_store("host=db.internal dbname=agents password=s3cret-pw")
+    assert "s3cret-pw" not in str(info.value) and "s3cret-pw" not in repr(info.value)
+    assert "postgresql://" in str(info.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -141,6 +142,9 @@ class SessionLog(Protocol):
         ...
 
 
+_KEY_VALUE = re.compile(r"\s*(host|hostaddr|dbname|user|password|port|service)\s*=", re.I)
+
+
 def open_session_store(
     target: str | Path,
     *,
@@ -159,6 +163,14 @@ def open_session_store(
     """
     text = str(target)
     scheme, separator, rest = text.partition("://")
+    if not separator and _KEY_VALUE.match(text):
+        # libpq's key=value form would be taken for a file name, and echoed with its
+        # password in every message about that file.
+        raise SessionLogError(
+            "a PostgreSQL session log is given as a URL, not as key=value settings: "
+            "postgresql://USER@HOST[:PORT]/DATABASE",
+            store="postgresql://...",
+        )
     if not separator:
         return SessionStore(text, on_commit=on_commit, create=create)
     if scheme == "sqlite":
