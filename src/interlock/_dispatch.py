@@ -124,12 +124,7 @@ def run_direct(plan: Plan, payload: Any, call: Call, sampler: Sampler) -> HookRe
             counters.succeeded(0.0)  # ends the breaker's run of failures; time comes later
         else:
             counters.calls += 1
-    elapsed = perf_counter() - started
-    sampler.pending += elapsed
-    if elapsed > sampler.peak:
-        sampler.peak = elapsed
-    if elapsed > plan.limit:
-        _slow(plan, sampler, elapsed)
+    _untimed(plan, sampler, started)
     return EMPTY_RESULT if out is None else conclude(plan, call, out)
 
 

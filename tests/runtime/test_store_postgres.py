@@ -6,7 +6,6 @@ of the test's own on the test server.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import socket
@@ -22,11 +21,9 @@ from interlock.cli import app
 from interlock.runtime import PostgresSessionStore, SessionLogError, open_session_store
 
 from ..conftest import POSTGRES
+from .relay import Relay
 
 psycopg = pytest.importorskip("psycopg", reason="needs pip install 'interlock[postgres]'")
-
-# The server's last message for a statement: ReadyForQuery, idle (the statement committed).
-READY_IDLE = b"Z\x00\x00\x00\x05I"
 
 
 def tables(url: str) -> Any:
@@ -138,58 +135,11 @@ def test_a_dropped_connection_loses_nothing_and_duplicates_nothing(postgres_url:
     store.close()
 
 
-class DroppingProxy:
-    """A loopback relay to the test server that, when armed, drops the connection after the
-    server has answered a statement and before the client reads the answer: the write
-    committed, the acknowledgement was lost."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.upstream = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.armed = threading.Event()
-        self.dropped = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:  # closed
-                return
-            server = socket.create_connection(self.upstream)
-            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
-        held = b""
-        try:
-            while data := source.recv(65536):
-                if answers and self.armed.is_set():
-                    held += data
-                    if held.endswith(READY_IDLE):
-                        self.armed.clear()
-                        self.dropped.set()
-                        return
-                    continue
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):  # shutdown wakes the other pump, blocked reading
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-                end.close()
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 def test_a_retried_append_whose_first_attempt_committed_is_stored_once(postgres_url: str) -> None:
     conn, schema = tables(postgres_url)
     with conn:
         host, port, user, dbname = conn.info.host, conn.info.port, conn.info.user, conn.info.dbname
-    proxy = DroppingProxy(host, port)
+    proxy = Relay(host, port)
     url = (f"postgresql://{user}@127.0.0.1:{proxy.port}/{dbname}"
            f"?sslmode=disable&gssencmode=disable&schema={schema}")  # fmt: skip
     committed: list[Any] = []

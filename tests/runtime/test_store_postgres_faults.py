@@ -6,7 +6,6 @@ made to wait by a lock that a second connection holds and the test releases.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
@@ -25,6 +24,8 @@ from interlock.plugins.audit_log import AuditLogError
 from interlock.runtime import PostgresSessionStore, SessionLogError, open_session_store
 from interlock.runtime._store import MAX_ID_BYTES
 
+from .relay import Relay
+
 psycopg = pytest.importorskip("psycopg", reason="needs pip install 'interlock[postgres]'")
 
 
@@ -35,7 +36,9 @@ def admin(url: str) -> tuple[Any, str]:
 
 
 def until(condition: Callable[[], bool], what: str) -> None:
-    """Wait for the server to reach a state (at most 30 s), looking every 10 ms."""
+    """Wait for the server to reach a state (at most 30 s), looking every 10 ms. The state
+    (a backend waiting on a lock) is the server's and sends no event, so it is polled; the
+    pause only spaces the looks, nothing waits on time passing."""
     deadline = time.monotonic() + 30
     while not condition():
         if time.monotonic() > deadline:
@@ -53,58 +56,13 @@ def waiting(conn: Any, name: str) -> int:
     return int(row[0])
 
 
-class CuttingProxy:
-    """A loopback relay to the test server; `cut()` closes every connection through it
-    (the server's backends go on with what they were doing)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.upstream = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:  # closed
-                return
-            server = socket.create_connection(self.upstream)
-            with self.lock:
-                self.sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-        source.close()  # each end is the source of one pump
-
-    def cut(self) -> None:
-        with self.lock:
-            ends, self.sockets = self.sockets, []
-        for end in ends:
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.listener.close()
-        self.cut()
-
-
 @pytest.fixture
-def proxied(postgres_url: str) -> Iterator[tuple[str, str, CuttingProxy]]:
+def proxied(postgres_url: str) -> Iterator[tuple[str, str, Relay]]:
     """(the URL through a proxy, with an application_name of its own; that name; the proxy)."""
     conn, schema = admin(postgres_url)
     with conn:
         host, port, user, dbname = conn.info.host, conn.info.port, conn.info.user, conn.info.dbname
-    proxy = CuttingProxy(host, port)
+    proxy = Relay(host, port)
     name = f"interlock-test-{uuid.uuid4().hex[:8]}"
     url = (f"postgresql://{user}@127.0.0.1:{proxy.port}/{dbname}?sslmode=disable"
            f"&gssencmode=disable&application_name={name}&schema={schema}")  # fmt: skip
@@ -113,7 +71,7 @@ def proxied(postgres_url: str) -> Iterator[tuple[str, str, CuttingProxy]]:
 
 
 def test_an_attempt_committing_after_its_client_gave_up_is_stored_once(
-    postgres_url: str, proxied: tuple[str, str, CuttingProxy]
+    postgres_url: str, proxied: tuple[str, str, Relay]
 ) -> None:
     url, name, proxy = proxied
     store = PostgresSessionStore(url, retry_for=30)
