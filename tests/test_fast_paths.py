@@ -184,16 +184,19 @@ def _quiet(caplog: pytest.LogCaptureFixture) -> None:
 @settings(max_examples=60, deadline=None)
 @given(handlers, st.booleans())
 def test_modify_fast_paths_match_the_plain_loops(plan: list[Handler], awaited: bool) -> None:
-    outcomes = []
-    for plain in (True, False):
-        calls: list[str] = []
-        manager = build(plan, calls, plain=plain, hook="message_received")
-        try:
-            results = run_all(manager, hooks.MESSAGE_RECEIVED, MessageEvent(""), awaited=awaited)
-            outcomes.append((results, calls, counters(manager)))
-        finally:
-            manager.close()
+    outcomes = [received(plan, plain=plain, awaited=awaited) for plain in (True, False)]
     assert outcomes[0] == outcomes[1]
+
+
+def received(plan: list[Handler], *, plain: bool, awaited: bool) -> tuple[Any, ...]:
+    """Results, calls and counters of `plan` on `message_received`, by the given path."""
+    calls: list[str] = []
+    manager = build(plan, calls, plain=plain, hook="message_received")
+    try:
+        results = run_all(manager, hooks.MESSAGE_RECEIVED, MessageEvent(""), awaited=awaited)
+        return results, calls, counters(manager)
+    finally:
+        manager.close()
 
 
 @settings(max_examples=60, deadline=None)
@@ -236,15 +239,7 @@ def test_observe_fast_paths_match_the_plain_loops(plan: list[Handler]) -> None:
 @settings(max_examples=40, deadline=None)
 @given(handlers)
 def test_sync_and_async_hosts_agree(plan: list[Handler]) -> None:
-    outcomes = []
-    for awaited in (False, True):
-        calls: list[str] = []
-        manager = build(plan, calls, plain=False, hook="message_received")
-        try:
-            results = run_all(manager, hooks.MESSAGE_RECEIVED, MessageEvent(""), awaited=awaited)
-            outcomes.append((results, calls, counters(manager)))
-        finally:
-            manager.close()
+    outcomes = [received(plan, plain=False, awaited=awaited) for awaited in (False, True)]
     assert outcomes[0] == outcomes[1]
 
 
